@@ -1,0 +1,1 @@
+"""maskweb: AI object masking for photos in the browser."""
