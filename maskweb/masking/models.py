@@ -52,7 +52,7 @@ class MaskObject(models.Model):
     the photo's *stored* pixel grid (full resolution), as the XMP needs.
     """
 
-    session = models.ForeignKey(MaskSession, on_delete=models.CASCADE, related_name="objects")
+    session = models.ForeignKey(MaskSession, on_delete=models.CASCADE, related_name="mask_objects")
     number = models.PositiveIntegerField()
     name = models.CharField(max_length=100)
     visible = models.BooleanField(default=True)
