@@ -130,7 +130,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return services.render_current(self.access.session, request_id)
 
         rendered = await off_loop(work)()
-        if rendered.frame is None:
+        if rendered.frame is not None and not rendered.broadcast and not rendered.superseded:
+            # Someone else sent this revision's frame (without our id): answer us directly.
+            await self.send(bytes_data=rendered.frame)
+        elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
             session = rendered.session
             await self.send_json({"type": "status", "status": session.status,

@@ -283,6 +283,8 @@ class Rendered:
     current: render.CurrentMask | None
     header: dict[str, Any] | None
     frame: bytes | None
+    broadcast: bool = False
+    superseded: bool = False
 
 
 def render_current(session: MaskSession, request_id: str | None = None, *,
@@ -310,10 +312,12 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     png = render.png_bytes(current.mask) if current.mask is not None else b""
     frame = render.mask_frame(header, png)
     latest = MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
+    sent = False
     if broadcast and latest == session.revision:
-        # A newer change is on its way to being rendered: this frame would be stale at once.
-        notify.mask(session.pk, session.revision, frame)
-    return Rendered(session, current, header, frame)
+        # (When a newer change exists, it is on its way to being rendered: this frame would be
+        # stale at once.)
+        sent = notify.mask(session.pk, session.revision, frame)
+    return Rendered(session, current, header, frame, sent, latest != session.revision)
 
 
 # --- objects -------------------------------------------------------------------------------
