@@ -1,10 +1,139 @@
-"""Django settings (minimal placeholder; the web app fills this in from the environment)."""
+"""Django settings, all from environment variables with safe defaults for one machine.
+
+Every variable is listed in README.md ("Configuration"). A bad value raises
+ImproperlyConfigured naming the variable, at start-up rather than at the first request.
+No secret lives in the repository: without ``SECRET_KEY`` a key is generated once and kept
+in the data directory (outside the tree).
+"""
+
+from __future__ import annotations
 
 from pathlib import Path
 
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from maskweb.config import (
+    data_dir,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    persistent_secret_key,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-SECRET_KEY = "placeholder-overridden-by-the-web-app"  # noqa: S105
-DEBUG = False
-INSTALLED_APPS: list[str] = []
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATA_DIR = data_dir()
+
+DEBUG = env_bool("MASKWEB_DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "") or persistent_secret_key(DATA_DIR)
+ALLOWED_HOSTS = env_list("MASKWEB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("MASKWEB_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "channels",
+    "maskweb.photos",
+    "maskweb.masking",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "maskweb.urls"
+WSGI_APPLICATION = "maskweb.wsgi.application"
+ASGI_APPLICATION = "maskweb.asgi.application"
+TEMPLATES: list[dict[str, object]] = []
+
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'maskweb.sqlite3'}"),
+            conn_max_age=env_int("MASKWEB_DB_CONN_MAX_AGE", 0, minimum=0),
+        )
+    }
+except ValueError as exc:  # dj-database-url raises ValueError for unknown schemes
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from exc
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Daphne's threads and the worker write the same file: WAL lets readers go on while one
+    # writes, IMMEDIATE takes the write lock up front (no upgrade deadlock), and the timeout
+    # waits for a busy writer instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE",
+         "timeout": 30}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# One Redis for everything: Celery broker and results, the channel layer, the embedding cache.
+REDIS_URL = env_str("REDIS_URL", "")  # empty: `manage.py serve` starts an embedded one
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL or "redis://127.0.0.1:6379/0"], "capacity": 500,
+                   "expiry": 30},
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL or "redis://127.0.0.1:6379/0"
+CELERY_RESULT_BACKEND = None  # the database holds every result the app needs
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = False
+# A task of a worker that died unacked comes back after this long (Redis transport). The
+# worker also resumes unfinished encodes when it starts, so this is only the last resort.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("MASKWEB_TASK_VISIBILITY_TIMEOUT", 600, minimum=30)
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+FRONTEND_DIR = BASE_DIR / "frontend"
+STATICFILES_DIRS = [FRONTEND_DIR] if FRONTEND_DIR.is_dir() else []
+
 USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+USE_I18N = False
+
+# Uploads. Files above FILE_UPLOAD_MAX_MEMORY_SIZE spool to a temp file, not RAM.
+MAX_UPLOAD_BYTES = env_int("MASKWEB_MAX_UPLOAD_BYTES", 300 * 1024 * 1024, minimum=1024)
+MAX_IMAGE_PIXELS = env_int("MASKWEB_MAX_IMAGE_PIXELS", 60_000_000, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+MEDIA_ROOT = DATA_DIR / "photos"
+
+# The picture the engine encodes and the page shows: the upright photo scaled so its long
+# side is at most this many pixels. Masks are computed at this size and scaled up to the
+# stored grid for downloads.
+WORK_MAX_SIDE = env_int("MASKWEB_WORK_MAX_SIDE", 2048, minimum=256, maximum=8192)
+DEFAULT_MODEL = env_str("MASKWEB_DEFAULT_MODEL", "")  # empty: the engine's default
+EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=60)
+EMBEDDING_LRU_SIZE = env_int("MASKWEB_EMBEDDING_LRU", 4, minimum=0, maximum=64)
+PREDICTION_LRU_SIZE = env_int("MASKWEB_PREDICTION_LRU", 16, minimum=0, maximum=256)
+DECODE_THREADS = env_int("MASKWEB_DECODE_THREADS", 2, minimum=1, maximum=64)
+
+# Socket input limits (see docs/protocol.md).
+WS_MAX_MESSAGE_BYTES = env_int("MASKWEB_WS_MAX_MESSAGE_BYTES", 65536, minimum=1024)
+WS_MAX_STROKE_POINTS = env_int("MASKWEB_WS_MAX_STROKE_POINTS", 2000, minimum=2)
+WS_MAX_PROMPTS = env_int("MASKWEB_WS_MAX_PROMPTS", 500, minimum=1)
+WS_RATE_PER_SECOND = env_float("MASKWEB_WS_RATE", 30.0, minimum=0.1)
+WS_RATE_BURST = env_int("MASKWEB_WS_BURST", 60, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MASKWEB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,40 @@
+"""ASGI entry point for Daphne: HTTP (Django, static files included) and the session sockets.
+
+Static files are served by Django's own ASGIStaticFilesHandler straight from frontend/: no
+collectstatic step, no extra dependency, and the page's few small files need nothing more on
+one machine (behind a reverse proxy, let the proxy serve /static/ instead).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maskweb.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_http = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
+
+
+
+class BrowserOriginValidator(OriginValidator):
+    """A browser always sends Origin: it must be one of ALLOWED_HOSTS, so another site cannot
+    drive a session from a visitor's browser. Scripts send none and are let through (the
+    token in the path is their credential)."""
+
+    def valid_origin(self, parsed_origin):  # type: ignore[no-untyped-def]
+        return parsed_origin is None or self.validate_origin(parsed_origin)
+
+
+application = ProtocolTypeRouter({
+    "http": ASGIStaticFilesHandler(django_http),
+    "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns),
+                                        settings.ALLOWED_HOSTS),
+})

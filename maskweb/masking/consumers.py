@@ -1,0 +1,236 @@
+"""The session socket: parse, authorise, call a service off the event loop, send frames.
+
+Every service call runs in a worker thread (``thread_sensitive=False``), so a slow decode on one
+socket never stalls another. Messages of one socket are handled in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from maskweb.masking import notify, services
+from maskweb.masking.prompts import ProtocolError
+
+log = logging.getLogger(__name__)
+
+CLOSE_NOT_FOUND = 4404
+
+
+def off_loop(func: Any) -> Any:
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
+class TokenBucket:
+    """Allows ``rate`` messages a second with bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    access: services.Access | None = None
+
+    async def connect(self) -> None:
+        token = self.scope["url_route"]["kwargs"]["token"]
+        await self.accept()
+        try:
+            self.access = await off_loop(services.resolve)(token)
+        except services.NotFound:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        assert self.access is not None
+        self.group = notify.group_name(self.access.session.pk)
+        self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        state = await off_loop(services.session_state)(self.access)
+        await self.send_json({"type": "hello", "role": self.access.role, "state": state})
+        rendered = await off_loop(self._render)(None, False)
+        if rendered is not None and rendered.frame is not None and not rendered.header["empty"]:
+            await self.send(bytes_data=rendered.frame)
+
+    async def disconnect(self, code: int) -> None:
+        if self.access is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"v": 1, **message}, separators=(",", ":")))
+
+    async def error(self, code: str, message: str, request_id: Any = None) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message,
+                              "id": request_id})
+
+    # --- client messages -----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.access is None:
+            return
+        if text_data is None:
+            await self.error("bad_json", "Send JSON text frames, not binary ones.")
+            return
+        if len(text_data) > settings.WS_MAX_MESSAGE_BYTES:
+            await self.error("too_large", f"A message is at most "
+                             f"{settings.WS_MAX_MESSAGE_BYTES} bytes.")
+            return
+        if not self.bucket.take():
+            await self.error("rate_limited", "Too many messages; this one was dropped.")
+            return
+        try:
+            message = json.loads(text_data, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            await self.error("bad_json", f"Not JSON: {exc}")
+            return
+        if not isinstance(message, dict):
+            await self.error("bad_json", "A message is a JSON object.")
+            return
+        request_id = message.get("id")
+        if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 64):
+            await self.error("bad_field", "'id' must be a string of at most 64 characters")
+            return
+        handler = self.HANDLERS.get(message.get("type"))  # type: ignore[arg-type]
+        if handler is None:
+            await self.error("unknown_type", f"Unknown message type {message.get('type')!r}.",
+                             request_id)
+            return
+        try:
+            await handler(self, message, request_id)
+        except ProtocolError as exc:
+            await self.error(exc.code, exc.message, request_id)
+        except services.Forbidden as exc:
+            await self.error("forbidden", str(exc), request_id)
+        except Exception:
+            log.exception("socket message %r failed", message.get("type"))
+            await self.error("internal", "Something went wrong on the server; nothing changed.",
+                             request_id)
+
+    def _render(self, request_id: Any, broadcast: bool = True) -> services.Rendered | None:
+        assert self.access is not None
+        return services.render_current(self.access.session, request_id, broadcast=broadcast)
+
+    async def _mutate_and_render(self, mutation: Any, request_id: Any, *args: Any) -> None:
+        def work() -> services.Rendered:
+            assert self.access is not None
+            mutation(self.access, *args)
+            return services.render_current(self.access.session, request_id)
+
+        rendered = await off_loop(work)()
+        if rendered.frame is not None and not rendered.broadcast and not rendered.superseded:
+            # Someone else sent this revision's frame (without our id): answer us directly.
+            await self.send(bytes_data=rendered.frame)
+        elif rendered.frame is None:
+            # Not ready: the prompt is kept; tell this page where things stand.
+            session = rendered.session
+            await self.send_json({"type": "status", "status": session.status,
+                                  "progress": session.progress, "message": session.message,
+                                  "id": request_id})
+
+    async def on_prompt(self, message: dict[str, Any], request_id: Any) -> None:
+        if "prompt" not in message:
+            raise ProtocolError("bad_field", "'prompt' is missing")
+        await self._mutate_and_render(services.add_prompt, request_id, message["prompt"])
+
+    async def on_undo(self, message: dict[str, Any], request_id: Any) -> None:
+        await self._mutate_and_render(services.undo, request_id)
+
+    async def on_redo(self, message: dict[str, Any], request_id: Any) -> None:
+        await self._mutate_and_render(services.redo, request_id)
+
+    async def on_clear(self, message: dict[str, Any], request_id: Any) -> None:
+        await self._mutate_and_render(services.clear, request_id)
+
+    async def on_candidate(self, message: dict[str, Any], request_id: Any) -> None:
+        await self._mutate_and_render(services.select_candidate, request_id,
+                                      message.get("index"))
+
+    async def on_apply(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        await off_loop(services.apply)(self.access, message.get("name"))
+
+    async def on_reopen(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        await off_loop(services.reopen)(self.access, message.get("object_id"))
+
+    async def on_rename(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        if "name" not in message:
+            raise ProtocolError("bad_field", "'name' is missing")
+        await off_loop(services.update_object)(self.access, message.get("object_id"),
+                                               name=message["name"])
+
+    async def on_visibility(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        if not isinstance(message.get("visible"), bool):
+            raise ProtocolError("bad_field", "'visible' must be true or false")
+        await off_loop(services.update_object)(self.access, message.get("object_id"),
+                                               visible=message["visible"])
+
+    async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        await off_loop(services.delete_object)(self.access, message.get("object_id"))
+
+    async def on_model(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        session = await off_loop(services.switch_model)(self.access, message.get("model"))
+        self.access.session = session
+
+    async def on_ping(self, message: dict[str, Any], request_id: Any) -> None:
+        await self.send_json({"type": "pong", "id": request_id})
+
+    HANDLERS = {
+        "prompt": on_prompt, "undo": on_undo, "redo": on_redo, "clear": on_clear,
+        "candidate": on_candidate, "apply": on_apply, "reopen": on_reopen,
+        "rename": on_rename, "visibility": on_visibility, "delete": on_delete,
+        "model": on_model, "ping": on_ping,
+    }
+
+    # --- group notifications (small; the frame itself is fetched by key) ----------------------
+
+    async def session_mask(self, event: dict[str, Any]) -> None:
+        frame = await off_loop(notify.get_frame)(event["key"])
+        if frame is not None:
+            await self.send(bytes_data=frame)
+
+    async def session_status(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "status", "status": event["status"],
+                              "progress": event["progress"], "message": event["message"]})
+
+    async def session_objects(self, event: dict[str, Any]) -> None:
+        assert self.access is not None
+        access = self.access
+
+        def load() -> list[dict[str, Any]]:
+            session = services.reload(access.session)
+            token = session.edit_token if access.role == services.EDIT else session.view_token
+            return services.objects_list(session, token)
+
+        await self.send_json({"type": "objects", "objects": await off_loop(load)()})
+
+    async def session_state(self, event: dict[str, Any]) -> None:
+        assert self.access is not None
+        access = self.access
+
+        def load() -> dict[str, Any]:
+            access.session = services.reload(access.session)
+            return services.session_state(access)
+
+        await self.send_json({"type": "state", "state": await off_loop(load)()})
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")

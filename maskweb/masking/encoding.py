@@ -1,0 +1,122 @@
+"""Encoding a photo once per (content hash, model), reporting progress to the session pages.
+
+Several sessions can wait on the same photo and model (the same file uploaded by two people):
+one encode serves them all. A Redis lock with a short, refreshed expiry keeps two workers from
+encoding the same thing, and expires on its own when a worker dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+from django.db import close_old_connections
+from PIL import Image
+
+from maskweb.masking import embeddings, engine, notify
+from maskweb.masking.models import MaskSession, Status
+from maskweb.masking.redis_client import get_redis
+from maskweb.photos.models import Photo
+
+log = logging.getLogger(__name__)
+
+DONE, ALREADY, BUSY, FAILED, GONE = "done", "already", "busy", "failed", "gone"
+LOCK_SECONDS = 10
+
+
+def _waiting(photo: Photo, model_id: str) -> list[int]:
+    return list(MaskSession.objects.filter(photo=photo, model_id=model_id)
+                .exclude(status=Status.READY).values_list("pk", flat=True))
+
+
+def _mark(pks: list[int], status: str, progress: float, message: str = "") -> None:
+    MaskSession.objects.filter(pk__in=pks).update(status=status, progress=progress,
+                                                   message=message)
+    for pk in pks:
+        notify.status(pk, status, progress, message)
+
+
+def _publish_masks(pks: list[int]) -> None:
+    """Prompts sent while encoding are waiting: send their masks now."""
+    from maskweb.masking import services
+
+    for session in MaskSession.objects.filter(pk__in=pks).select_related("photo", "current"):
+        if session.current is not None and session.current.effective_prompts():
+            try:
+                services.render_current(session)
+            except Exception:
+                log.exception("rendering the waiting mask of session %s failed", session.pk)
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps the lock alive while the encoder runs (the encoder may not report progress)."""
+
+    def __init__(self, key: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.key, self.token = key, token
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        client = get_redis()
+        while not self.stop.wait(LOCK_SECONDS / 3):
+            if client.get(self.key) == self.token.encode():
+                client.expire(self.key, LOCK_SECONDS)
+
+
+def encode_photo(photo_id: int, model_id: str) -> str:
+    close_old_connections()
+    photo = Photo.objects.filter(pk=photo_id).first()
+    if photo is None:
+        return GONE
+    key = embeddings.embedding_key(photo, model_id)
+    client = get_redis()
+    client.delete(f"maskweb:queued:{key}")
+    if embeddings.in_redis(key):
+        pks = _waiting(photo, model_id)
+        _mark(pks, Status.READY, 1.0)
+        _publish_masks(pks)
+        return ALREADY
+    lock_key, token = f"maskweb:lock:{key}", f"{time.time()}:{threading.get_ident()}"
+    if not client.set(lock_key, token, nx=True, ex=LOCK_SECONDS):
+        return BUSY
+    heartbeat = _Heartbeat(lock_key, token)
+    heartbeat.start()
+    try:
+        pks = _waiting(photo, model_id)
+        _mark(pks, Status.ENCODING, 0.0, "Analysing the photo.")
+        last = [0.0]
+
+        def progress(fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.25:  # at most 4 updates a second
+                last[0] = now
+                _mark(_waiting(photo, model_id), Status.ENCODING, float(fraction),
+                      "Analysing the photo.")
+
+        started = time.monotonic()
+        try:
+            image = np.asarray(Image.open(photo.work_path).convert("RGB"))
+            embedding = engine.encode(model_id, image, progress)
+        except Exception as exc:
+            log.exception("encoding photo %s with %s failed", photo_id, model_id)
+            _mark(_waiting(photo, model_id), Status.FAILED, 0.0,
+                  f"The photo could not be analysed with {model_id}: {exc}")
+            return FAILED
+        embeddings.store(key, embedding)
+        log.info("encoded photo %s with %s in %.2f s", photo_id, model_id,
+                 time.monotonic() - started)
+    finally:
+        heartbeat.stop.set()
+        if client.get(lock_key) == token.encode():
+            client.delete(lock_key)
+    pks = _waiting(photo, model_id)
+    _mark(pks, Status.READY, 1.0)
+    _publish_masks(pks)
+    return DONE
+
+
+def unfinished() -> list[tuple[int, str]]:
+    return list(MaskSession.objects.filter(status=Status.ENCODING)
+                .values_list("photo_id", "model_id").distinct())

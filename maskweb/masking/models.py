@@ -1,0 +1,91 @@
+"""A masking session (share tokens, model, encode status) and its objects with their prompt logs.
+
+Everything a user did lives here, so a reload, a restart of any process or a Redis flush loses
+nothing: Redis only holds what can be recomputed (embeddings, recent mask frames).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+
+from maskweb.photos.models import Photo
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)  # 192 bits
+
+
+class Status(models.TextChoices):
+    ENCODING = "encoding"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class MaskSession(models.Model):
+    photo = models.ForeignKey(Photo, on_delete=models.PROTECT, related_name="sessions")
+    edit_token = models.CharField(max_length=64, unique=True, default=new_token)
+    view_token = models.CharField(max_length=64, unique=True, default=new_token)
+    model_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ENCODING)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True, default="")
+    # Bumped by every change a client can see; mask frames carry it as ``seq`` so a page
+    # drops a frame older than one it has drawn.
+    revision = models.PositiveBigIntegerField(default=0)
+    current = models.ForeignKey("MaskObject", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    sidecar = models.BinaryField(null=True, blank=True,
+                                 help_text="the photo's existing darktable XMP, merged on export")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"session {self.pk} on {self.photo}"
+
+
+class MaskObject(models.Model):
+    """One object of the photo. ``actions[:cursor]`` is in effect; the rest is the redo tail.
+
+    An action is ``{"op": "prompt", "prompt": {...}}`` or ``{"op": "clear"}``; prompts are in
+    the photo's *stored* pixel grid (full resolution), as the XMP needs.
+    """
+
+    session = models.ForeignKey(MaskSession, on_delete=models.CASCADE, related_name="mask_objects")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    visible = models.BooleanField(default=True)
+    applied = models.BooleanField(default=False)
+    actions = models.JSONField(default=list)
+    cursor = models.PositiveIntegerField(default=0)
+    candidate = models.PositiveSmallIntegerField(default=0)
+    # The applied mask, upright at the photo's work size, 8-bit PNG: downloads need no model.
+    mask_png = models.BinaryField(null=True, blank=True)
+    area = models.PositiveBigIntegerField(default=0, help_text="pixels in the stored grid")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["session", "number"],
+                                               name="object_number_unique_per_session")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (session {self.session_id})"
+
+    def effective_prompts(self) -> list[dict]:
+        prompts: list[dict] = []
+        for action in self.actions[: self.cursor]:
+            if action["op"] == "clear":
+                prompts = []
+            else:
+                prompts.append(action["prompt"])
+        return prompts
+
+    @property
+    def can_undo(self) -> bool:
+        return self.cursor > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self.cursor < len(self.actions)

@@ -1,0 +1,77 @@
+"""Live updates to every socket of a session, through the channel layer.
+
+Channel-layer messages stay small notifications (the layer promises about 1 MB): a mask frame
+is put in Redis under a short-lived key and the notification carries only that key; each
+consumer fetches it (from this process's memory when it was made here).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from maskweb.masking.redis_client import get_redis
+
+FRAME_TTL_SECONDS = 120
+_frames: OrderedDict[str, bytes] = OrderedDict()
+_frames_lock = threading.Lock()
+
+
+def group_name(session_pk: int) -> str:
+    return f"maskweb.session.{session_pk}"
+
+
+def put_frame(session_pk: int, seq: int, frame: bytes) -> str:
+    key = f"maskweb:frame:{session_pk}:{seq}:{id(frame)}"
+    get_redis().set(key, frame, ex=FRAME_TTL_SECONDS)
+    with _frames_lock:
+        _frames[key] = frame
+        while len(_frames) > 32:
+            _frames.popitem(last=False)
+    return key
+
+
+def get_frame(key: str) -> bytes | None:
+    with _frames_lock:
+        frame = _frames.get(key)
+    if frame is not None:
+        return frame
+    data = get_redis().get(key)
+    return bytes(data) if data is not None else None  # type: ignore[arg-type]
+
+
+def send(session_pk: int, message: dict[str, Any]) -> None:
+    """From sync code (views, services, the worker)."""
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(group_name(session_pk), message)
+
+
+def status(session_pk: int, status: str, progress: float, message: str = "") -> None:
+    send(session_pk, {"type": "session.status", "status": status,
+                      "progress": round(progress, 3), "message": message})
+
+
+def mask(session_pk: int, seq: int, frame: bytes) -> bool:
+    """Broadcasts the frame of this revision unless someone already did (False then).
+
+    The worker (prompts sent while encoding) and a consumer (a prompt just after "ready") can
+    both render the same revision; the page gets it once.
+    """
+    if not get_redis().set(f"maskweb:sent:{session_pk}:{seq}", "1", nx=True,
+                           ex=FRAME_TTL_SECONDS):
+        return False
+    send(session_pk, {"type": "session.mask", "seq": seq, "key": put_frame(session_pk, seq, frame)})
+    return True
+
+
+def objects(session_pk: int) -> None:
+    send(session_pk, {"type": "session.objects"})
+
+
+def state(session_pk: int) -> None:
+    send(session_pk, {"type": "session.state"})

@@ -1,0 +1,170 @@
+"""From a prompt log to a mask: decoding with the previous mask fed back, and the mask frames.
+
+The decoder is fed each prompt in turn with the previous prediction (that is how refinement
+builds on the last mask), so a log of n prompts is n decodes. Predictions are kept per prompt
+prefix in a small in-process LRU: a new click on top of the last one is a single decode, an
+undo is a cache hit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from PIL import Image
+
+from maskweb.masking import embeddings, engine
+from maskweb.masking.models import MaskObject, MaskSession
+from maskweb.masking.prompts import engine_prompts, to_upright
+from maskweb.photos.models import Photo
+from maskweb.segment.orientation import to_stored
+from maskweb.segment.types import Prediction
+
+
+class EmbeddingMissing(Exception):
+    """The photo has no embedding for the session's model (not encoded yet, or lost)."""
+
+
+class _PredictionLRU:
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, str], Prediction] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Prediction | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple[str, str], value: Prediction) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > settings.PREDICTION_LRU_SIZE:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+predictions = _PredictionLRU()
+
+
+def predict(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> Prediction | None:
+    """The prediction for these prompts (None when there are none).
+
+    Raises EmbeddingMissing when the embedding is neither here nor in Redis.
+    """
+    if not stored_prompts:
+        return None
+    photo = session.photo
+    key = embeddings.embedding_key(photo, session.model_id)
+    prefixes = [json.dumps(stored_prompts[:i], sort_keys=True)
+                for i in range(1, len(stored_prompts) + 1)]
+    start, previous = 0, None
+    for i in range(len(prefixes), 0, -1):
+        hit = predictions.get((key, prefixes[i - 1]))
+        if hit is not None:
+            start, previous = i, hit
+            break
+    if start == len(prefixes):
+        return previous
+    embedding = embeddings.load(key)
+    if embedding is None:
+        raise EmbeddingMissing(key)
+    for i in range(start, len(prefixes)):
+        previous = engine.decode(session.model_id, embedding,
+                                 engine_prompts(stored_prompts[: i + 1], photo), previous)
+        predictions.put((key, prefixes[i]), previous)
+    return previous
+
+
+@dataclass
+class CurrentMask:
+    """The current object's mask at the work size, upright, with what the page shows."""
+
+    mask: np.ndarray | None
+    candidate: int
+    scores: list[float]
+
+
+def current_mask(session: MaskSession, obj: MaskObject) -> CurrentMask:
+    prediction = predict(session, obj.effective_prompts())
+    if prediction is None or not prediction.candidates:
+        return CurrentMask(None, 0, [])
+    index = min(obj.candidate, len(prediction.candidates) - 1)
+    mask = np.asarray(prediction.candidates[index].mask, dtype=bool)
+    photo = session.photo
+    if mask.shape != (photo.work_height, photo.work_width):
+        mask = resize_mask(mask, photo.work_width, photo.work_height)
+    return CurrentMask(mask, index, [round(float(c.score), 4) for c in prediction.candidates])
+
+
+def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear on the 0/1 mask, threshold at one half: smooth edges instead of stair steps."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR)) >= 128
+
+
+def png_bytes(mask: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(buf, format="PNG",
+                                                               compress_level=3)
+    return buf.getvalue()
+
+
+def png_to_mask(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L")) >= 128
+
+
+def bbox(mask: np.ndarray | None) -> list[int] | None:
+    if mask is None or not mask.any():
+        return None
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
+
+
+def stored_full_mask(photo: Photo, work_mask: np.ndarray) -> np.ndarray:
+    """A work-size upright mask -> the stored grid at full resolution (for downloads)."""
+    stored = np.ascontiguousarray(to_stored(work_mask, photo.orientation))
+    if stored.shape != (photo.stored_height, photo.stored_width):
+        stored = resize_mask(stored, photo.stored_width, photo.stored_height)
+    return stored
+
+
+def stored_area(photo: Photo, work_mask: np.ndarray) -> int:
+    scale = (photo.stored_width * photo.stored_height) / (photo.work_width * photo.work_height)
+    return int(round(int(work_mask.sum()) * scale))
+
+
+def mask_header(session: MaskSession, obj: MaskObject, current: CurrentMask,
+                request_id: str | None) -> dict[str, Any]:
+    photo = session.photo
+    return {
+        "type": "mask", "v": 1, "seq": session.revision, "id": request_id,
+        "object_id": obj.number, "width": photo.work_width, "height": photo.work_height,
+        "candidate": current.candidate, "scores": current.scores, "bbox": bbox(current.mask),
+        "prompts": [to_upright(p, photo) for p in obj.effective_prompts()],
+        "can_undo": obj.can_undo, "can_redo": obj.can_redo,
+        "empty": current.mask is None,
+    }
+
+
+def mask_frame(header: dict[str, Any], png: bytes) -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack(">I", len(head)) + head + png
+
+
+def split_frame(frame: bytes) -> tuple[dict[str, Any], bytes]:
+    (length,) = struct.unpack(">I", frame[:4])
+    return json.loads(frame[4:4 + length]), frame[4 + length:]

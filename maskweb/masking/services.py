@@ -1,0 +1,457 @@
+"""What a session can do, as plain functions: the HTTP views, the socket consumer and the tests
+all call these. Each mutation is one transaction that bumps the session's revision, then
+tells every socket of the session (after commit, so nobody reads a state not yet written).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from maskweb.masking import embeddings, engine, notify, render
+from maskweb.masking.models import MaskObject, MaskSession, Status
+from maskweb.masking.prompts import ProtocolError, parse_upright, to_stored, to_upright
+from maskweb.masking.redis_client import get_redis
+from maskweb.photos.models import Photo
+
+log = logging.getLogger(__name__)
+
+EDIT, VIEW = "edit", "view"
+
+
+class NotFound(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    pass
+
+
+@dataclass
+class Access:
+    session: MaskSession
+    role: str
+
+    def require_edit(self) -> None:
+        if self.role != EDIT:
+            raise Forbidden("This is a view link: it cannot change the session.")
+
+
+def resolve(token: str) -> Access:
+    if not token or len(token) > 64:
+        raise NotFound(token)
+    session = (MaskSession.objects.select_related("photo", "current")
+               .filter(edit_token=token).first())
+    if session is not None:
+        return Access(session, EDIT)
+    session = (MaskSession.objects.select_related("photo", "current")
+               .filter(view_token=token).first())
+    if session is not None:
+        return Access(session, VIEW)
+    raise NotFound(token)
+
+
+def reload(session: MaskSession) -> MaskSession:
+    return MaskSession.objects.select_related("photo", "current").get(pk=session.pk)
+
+
+# --- models and encoding -------------------------------------------------------------------
+
+def model_list() -> list[dict[str, Any]]:
+    default = engine.default_model()
+    return [{"id": m.id, "name": m.name, "default": m.id == default}
+            for m in engine.installed_models()]
+
+
+def check_model(model_id: Any) -> str:
+    if not isinstance(model_id, str) or not engine.is_installed(model_id):
+        installed = ", ".join(m.id for m in engine.installed_models())
+        raise ProtocolError("bad_field", f"unknown model {model_id!r}; installed: {installed}")
+    return model_id
+
+
+def request_encode(session: MaskSession, *, lost: bool = False) -> None:
+    """Marks the session encoding and queues the encode job (once per photo and model)."""
+    message = ("The photo's analysis was lost (cache cleared); analysing it again."
+               if lost else "Analysing the photo.")
+    MaskSession.objects.filter(pk=session.pk).update(status=Status.ENCODING, progress=0.0,
+                                                     message=message)
+    session.status, session.progress, session.message = Status.ENCODING, 0.0, message
+    key = embeddings.embedding_key(session.photo, session.model_id)
+    photo_id, model_id, pk = session.photo_id, session.model_id, session.pk
+
+    def enqueue() -> None:
+        notify.status(pk, "reencoding" if lost else "encoding", 0.0, message)
+        # Many clicks on a session whose embedding is gone must not queue many encodes.
+        if get_redis().set(f"maskweb:queued:{key}", "1", nx=True, ex=60):
+            from maskweb.masking.tasks import encode_photo
+
+            encode_photo.delay(photo_id, model_id)
+
+    transaction.on_commit(enqueue)
+
+
+def create_session(photo: Photo, model_id: str | None = None) -> MaskSession:
+    model_id = check_model(model_id) if model_id else engine.default_model()
+    with transaction.atomic():
+        session = MaskSession.objects.create(photo=photo, model_id=model_id)
+        first = MaskObject.objects.create(session=session, number=1, name="Object 1")
+        session.current = first
+        session.save(update_fields=["current"])
+        if embeddings.in_redis(embeddings.embedding_key(photo, model_id)):
+            # Someone encoded this photo with this model before: no work at all.
+            MaskSession.objects.filter(pk=session.pk).update(status=Status.READY, progress=1.0)
+            session.status, session.progress = Status.READY, 1.0
+        else:
+            request_encode(session)
+    return session
+
+
+def switch_model(access: Access, model_id: Any) -> MaskSession:
+    access.require_edit()
+    model_id = check_model(model_id)
+    with transaction.atomic():
+        session = MaskSession.objects.select_for_update().select_related("photo").get(
+            pk=access.session.pk)
+        session.model_id = model_id
+        session.revision = F("revision") + 1
+        session.save(update_fields=["model_id", "revision"])
+        session.refresh_from_db()
+        if embeddings.in_redis(embeddings.embedding_key(session.photo, model_id)):
+            MaskSession.objects.filter(pk=session.pk).update(status=Status.READY, progress=1.0,
+                                                             message="")
+        else:
+            request_encode(session)
+        transaction.on_commit(lambda: notify.state(session.pk))
+    return reload(session)
+
+
+# --- state ---------------------------------------------------------------------------------
+
+def object_dict(session: MaskSession, obj: MaskObject, token: str) -> dict[str, Any]:
+    base = f"/api/v1/sessions/{token}/objects/{obj.number}"
+    return {"id": obj.number, "name": obj.name, "visible": obj.visible, "area": obj.area,
+            "png_url": f"{base}/mask.png", "svg_url": f"{base}/mask.svg"}
+
+
+def objects_list(session: MaskSession, token: str) -> list[dict[str, Any]]:
+    return [object_dict(session, o, token)
+            for o in session.mask_objects.filter(applied=True).order_by("number")]
+
+
+def session_state(access: Access, *, scores: list[float] | None = None) -> dict[str, Any]:
+    session = access.session
+    token = session.edit_token if access.role == EDIT else session.view_token
+    photo = session.photo
+    current = session.current
+    api = f"/api/v1/sessions/{token}"
+    try:
+        models = model_list()
+    except Exception:  # the engine failing to list must not hide the session
+        log.exception("listing models failed")
+        models = []
+    state: dict[str, Any] = {
+        "role": access.role,
+        "view_url": f"/s/{session.view_token}/",
+        "view_token": session.view_token,
+        "photo": {"name": photo.name, "width": photo.upright_width,
+                  "height": photo.upright_height, "stored_width": photo.stored_width,
+                  "stored_height": photo.stored_height, "orientation": photo.orientation,
+                  "preview_url": f"{api}/photo", "preview_width": photo.work_width,
+                  "preview_height": photo.work_height},
+        "model": session.model_id, "models": models,
+        "status": session.status, "progress": session.progress, "message": session.message,
+        "revision": session.revision,
+        "current": {
+            "object_id": current.number if current else None,
+            "prompts": [to_upright(p, photo) for p in current.effective_prompts()]
+            if current else [],
+            "candidate": current.candidate if current else 0,
+            "scores": scores or [],
+            "can_undo": bool(current and current.can_undo),
+            "can_redo": bool(current and current.can_redo),
+        },
+        "objects": objects_list(session, token),
+        "downloads": {"png": f"{api}/mask.png", "svg": f"{api}/masks.svg",
+                      "xmp": f"{api}/sidecar.xmp"},
+        "limits": {"max_stroke_points": settings.WS_MAX_STROKE_POINTS,
+                   "max_prompts": settings.WS_MAX_PROMPTS,
+                   "max_message_bytes": settings.WS_MAX_MESSAGE_BYTES},
+    }
+    if access.role == EDIT:
+        state["edit_url"] = f"/s/{session.edit_token}/"
+        state["edit_token"] = session.edit_token
+    return state
+
+
+# --- the current object ----------------------------------------------------------------------
+
+def _locked(access: Access) -> tuple[MaskSession, MaskObject]:
+    """Inside a transaction: the session row locked, and its current object (made if none)."""
+    session = MaskSession.objects.select_for_update().select_related("photo").get(
+        pk=access.session.pk)
+    current = (MaskObject.objects.filter(pk=session.current_id).first()
+               if session.current_id else None)
+    if current is None or current.applied:
+        current = _new_object(session)
+    return session, current
+
+
+def _new_object(session: MaskSession) -> MaskObject:
+    last = session.mask_objects.order_by("-number").first()
+    number = (last.number if last else 0) + 1
+    obj = MaskObject.objects.create(session=session, number=number, name=f"Object {number}")
+    session.current = obj
+    session.save(update_fields=["current"])
+    return obj
+
+
+def _bump(session: MaskSession) -> None:
+    MaskSession.objects.filter(pk=session.pk).update(revision=F("revision") + 1)
+
+
+def _record(access: Access, action: dict[str, Any] | None, change: Any = None) -> MaskSession:
+    """Appends an action to the current object's log (dropping the redo tail), or applies
+    ``change(obj)`` for undo/redo/candidate; one transaction; returns the fresh session."""
+    access.require_edit()
+    with transaction.atomic():
+        session, obj = _locked(access)
+        if action is not None:
+            if action["op"] == "prompt" and len(obj.effective_prompts()) >= settings.WS_MAX_PROMPTS:
+                raise ProtocolError("too_many_points", f"an object has at most "
+                                    f"{settings.WS_MAX_PROMPTS} prompts; apply it or clear it")
+            obj.actions = obj.actions[: obj.cursor] + [action]
+            obj.cursor = len(obj.actions)
+            obj.candidate = 0
+        elif change is not None and not change(obj):
+            return reload(session)  # nothing to undo / redo: no revision, no broadcast
+        obj.save(update_fields=["actions", "cursor", "candidate"])
+        _bump(session)
+    return reload(session)
+
+
+def add_prompt(access: Access, prompt: Any) -> MaskSession:
+    photo = access.session.photo
+    stored = to_stored(parse_upright(prompt, photo), photo)
+    return _record(access, {"op": "prompt", "prompt": stored})
+
+
+def clear(access: Access) -> MaskSession:
+    return _record(access, {"op": "clear"})
+
+
+def undo(access: Access) -> MaskSession:
+    def step(obj: MaskObject) -> bool:
+        if not obj.can_undo:
+            return False
+        obj.cursor -= 1
+        obj.candidate = 0
+        return True
+    return _record(access, None, step)
+
+
+def redo(access: Access) -> MaskSession:
+    def step(obj: MaskObject) -> bool:
+        if not obj.can_redo:
+            return False
+        obj.cursor += 1
+        obj.candidate = 0
+        return True
+    return _record(access, None, step)
+
+
+def select_candidate(access: Access, index: Any) -> MaskSession:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 16:
+        raise ProtocolError("bad_field", "'index' must be a candidate number (0, 1, 2...)")
+
+    def step(obj: MaskObject) -> bool:
+        obj.candidate = index
+        return True
+    return _record(access, None, step)
+
+
+@dataclass
+class Rendered:
+    """The current mask (None while the embedding is not ready) and its frame."""
+
+    session: MaskSession
+    current: render.CurrentMask | None
+    header: dict[str, Any] | None
+    frame: bytes | None
+    broadcast: bool = False
+    superseded: bool = False
+
+
+def render_current(session: MaskSession, request_id: str | None = None, *,
+                   broadcast: bool = True) -> Rendered:
+    """Computes the current object's mask and, with ``broadcast``, sends it to every socket.
+
+    When the embedding is missing it asks for an encode (telling the page) and returns
+    without a mask: the worker sends the mask when it is done.
+    """
+    session = reload(session)
+    obj = session.current
+    if obj is None:
+        return Rendered(session, None, None, None)
+    if session.status != Status.READY and obj.effective_prompts():
+        return Rendered(session, None, None, None)
+    try:
+        current = render.current_mask(session, obj)
+    except render.EmbeddingMissing:
+        with transaction.atomic():
+            request_encode(session, lost=True)
+        return Rendered(reload(session), None, None, None)
+    if current.mask is not None and current.candidate != obj.candidate:
+        obj.candidate = current.candidate
+    header = render.mask_header(session, obj, current, request_id)
+    png = render.png_bytes(current.mask) if current.mask is not None else b""
+    frame = render.mask_frame(header, png)
+    latest = MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
+    sent = False
+    if broadcast and latest == session.revision:
+        # (When a newer change exists, it is on its way to being rendered: this frame would be
+        # stale at once.)
+        sent = notify.mask(session.pk, session.revision, frame)
+    return Rendered(session, current, header, frame, sent, latest != session.revision)
+
+
+# --- objects -------------------------------------------------------------------------------
+
+def apply(access: Access, name: Any = None) -> MaskObject:
+    access.require_edit()
+    if name is not None and (not isinstance(name, str) or not 0 < len(name.strip()) <= 100):
+        raise ProtocolError("bad_field", "'name' must be 1 to 100 characters")
+    session = reload(access.session)
+    obj = session.current
+    if obj is None or not obj.effective_prompts():
+        raise ProtocolError("empty", "The current object has no mask to apply.")
+    try:
+        current = render.current_mask(session, obj)
+    except render.EmbeddingMissing:
+        with transaction.atomic():
+            request_encode(session, lost=True)
+        raise ProtocolError("not_ready", "The photo is being analysed again; apply in a "
+                            "moment.") from None
+    if current.mask is None or not current.mask.any():
+        raise ProtocolError("empty", "The current mask is empty: nothing to apply.")
+    with transaction.atomic():
+        locked = MaskSession.objects.select_for_update().get(pk=session.pk)
+        if locked.current_id != obj.pk:
+            raise ProtocolError("bad_field", "The current object changed meanwhile; try again.")
+        obj.refresh_from_db()
+        obj.applied = True
+        obj.candidate = current.candidate
+        obj.mask_png = render.png_bytes(current.mask)
+        obj.area = render.stored_area(session.photo, current.mask)
+        if name is not None:
+            obj.name = name.strip()
+        obj.save()
+        _new_object(locked)
+        _bump(locked)
+        transaction.on_commit(lambda: notify.objects(session.pk))
+    render_current(reload(session))
+    return obj
+
+
+def get_object(session: MaskSession, number: Any) -> MaskObject:
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise ProtocolError("bad_field", "'object_id' must be an object number")
+    obj = session.mask_objects.filter(number=number).first()
+    if obj is None:
+        raise ProtocolError("not_found", f"no object {number} in this session")
+    return obj
+
+
+def update_object(access: Access, number: Any, *, name: Any = None,
+                  visible: Any = None) -> MaskObject:
+    access.require_edit()
+    if name is not None and (not isinstance(name, str) or not 0 < len(name.strip()) <= 100):
+        raise ProtocolError("bad_field", "'name' must be 1 to 100 characters")
+    if visible is not None and not isinstance(visible, bool):
+        raise ProtocolError("bad_field", "'visible' must be true or false")
+    with transaction.atomic():
+        obj = get_object(access.session, number)
+        if name is not None:
+            obj.name = name.strip()
+        if visible is not None:
+            obj.visible = visible
+        obj.save(update_fields=["name", "visible"])
+        _bump(access.session)
+        transaction.on_commit(lambda: notify.objects(access.session.pk))
+    return obj
+
+
+def delete_object(access: Access, number: Any) -> None:
+    access.require_edit()
+    with transaction.atomic():
+        session, _ = _locked(access)
+        obj = get_object(session, number)
+        if obj.pk == session.current_id:
+            obj.actions, obj.cursor, obj.candidate = [], 0, 0  # deleting the current: empty it
+            obj.save(update_fields=["actions", "cursor", "candidate"])
+        else:
+            obj.delete()
+        _bump(session)
+        transaction.on_commit(lambda: notify.objects(session.pk))
+    render_current(reload(session))
+
+
+def reopen(access: Access, number: Any) -> MaskSession:
+    """The object becomes current again; a current object with prompts is applied first."""
+    access.require_edit()
+    obj = get_object(access.session, number)
+    session = reload(access.session)
+    current = session.current
+    if current is not None and current.pk != obj.pk and current.effective_prompts():
+        apply(access)
+    with transaction.atomic():
+        session = MaskSession.objects.select_for_update().get(pk=session.pk)
+        leftover = (MaskObject.objects.filter(pk=session.current_id).first()
+               if session.current_id else None)
+        if leftover is not None and leftover.pk != obj.pk and not leftover.applied \
+                and not leftover.actions:
+            leftover.delete()  # the empty "next object" is not worth keeping
+        MaskObject.objects.filter(pk=obj.pk).update(applied=False)
+        session.current_id = obj.pk
+        session.save(update_fields=["current"])
+        _bump(session)
+        pk = session.pk
+
+        def tell() -> None:
+            notify.objects(pk)
+            notify.state(pk)
+        transaction.on_commit(tell)
+    fresh = reload(session)
+    render_current(fresh)
+    return fresh
+
+
+# --- downloads -----------------------------------------------------------------------------
+
+def object_work_mask(session: MaskSession, obj: MaskObject) -> Any:
+    """The object's mask at the work size (upright), or None when it has none."""
+    if obj.applied and obj.mask_png:
+        return render.png_to_mask(bytes(obj.mask_png))
+    if obj.pk == session.current_id and obj.effective_prompts() \
+            and session.status == Status.READY:
+        try:
+            return render.current_mask(session, obj).mask
+        except render.EmbeddingMissing:
+            return None
+    return None
+
+
+def visible_objects(session: MaskSession) -> list[tuple[MaskObject, Any]]:
+    out = []
+    for obj in session.mask_objects.order_by("number"):
+        if obj.applied and not obj.visible:
+            continue
+        mask = object_work_mask(session, obj)
+        if mask is not None and mask.any():
+            out.append((obj, mask))
+    return out

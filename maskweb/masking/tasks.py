@@ -1,0 +1,29 @@
+"""The encode job. Thin: the work is in maskweb.masking.encoding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from maskweb.masking import encoding
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
+             name="maskweb.encode_photo")
+def encode_photo(self: Any, photo_id: int, model_id: str) -> str:
+    """Idempotent: an embedding already in Redis is not computed again."""
+    outcome = encoding.encode_photo(photo_id, model_id)
+    if outcome == encoding.BUSY:
+        # Another worker holds the lock for this photo and model; look again shortly (if it
+        # died, its lock runs out within seconds and this task does the work).
+        raise self.retry(countdown=2)
+    return outcome
+
+
+@worker_ready.connect
+def resume_unfinished(**_: object) -> None:
+    """A worker that died mid-encode took its job with it: queue the unfinished ones again."""
+    for photo_id, model_id in encoding.unfinished():
+        encode_photo.delay(photo_id, model_id)

@@ -1,0 +1,191 @@
+"""Turning an uploaded file into a Photo: validate everything first, store only when it is sound.
+
+Order matters for safety: the header is read (cheap) and the pixel count checked before any
+pixel is decoded, so a decompression bomb never allocates its pixels; the full decode then
+catches truncated files; only after that is anything written, into a temp directory renamed
+into place, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from PIL import Image, UnidentifiedImageError
+
+from maskweb.photos.models import Photo
+from maskweb.segment.orientation import to_upright, upright_size
+
+ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+                    "TIFF": "image/tiff", "MPO": "image/jpeg"}
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+class UploadError(Exception):
+    """A refused upload: ``status`` is the HTTP status, ``code`` the protocol's error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Inspected:
+    format: str
+    stored_width: int
+    stored_height: int
+    orientation: int
+
+
+def safe_name(name: str | None) -> str:
+    base = os.path.basename((name or "").replace("\\", "/")).strip()
+    base = re.sub(r"[^\w.\- ()+]", "_", base)[:200]
+    return base or "photo"
+
+
+def inspect_header(path: Path) -> Inspected:
+    """Reads only the header: format, stored size and EXIF orientation."""
+    if path.stat().st_size == 0:
+        raise UploadError(400, "invalid_image", "The file is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                fmt = img.format or ""
+                width, height = img.size
+                orientation = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UploadError(413, "too_large", "The image has too many pixels "
+                          f"(at most {settings.MAX_IMAGE_PIXELS:,}).") from None
+    except UnidentifiedImageError:
+        raise UploadError(415, "unsupported_type",
+                          "Not an image this app reads (JPEG, PNG, WebP or TIFF).") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadError(400, "invalid_image", f"The image cannot be read: {exc}") from None
+    if fmt not in ACCEPTED_FORMATS:
+        raise UploadError(415, "unsupported_type",
+                          f"{fmt or 'This'} images are not accepted: JPEG, PNG, WebP or TIFF.")
+    if width <= 0 or height <= 0:
+        raise UploadError(400, "invalid_image", "The image has no pixels.")
+    if width * height > settings.MAX_IMAGE_PIXELS:
+        raise UploadError(413, "too_large", f"The image is {width}x{height} = "
+                          f"{width * height / 1e6:.1f} MP; at most "
+                          f"{settings.MAX_IMAGE_PIXELS / 1e6:.1f} MP are accepted.")
+    return Inspected(fmt, width, height, orientation if 1 <= orientation <= 8 else 1)
+
+
+def load_work_image(path: Path, info: Inspected, max_side: int) -> np.ndarray:
+    """Decodes the whole file (so truncation is caught) into the upright working picture.
+
+    JPEGs decode straight at a reduced scale (``draft``), which keeps a 50 MP upload to a
+    fraction of the memory and time.
+    """
+    uw, uh = upright_size(info.stored_width, info.stored_height, info.orientation)
+    scale = min(1.0, max_side / max(uw, uh))
+    # The work size in the stored grid's axes, then oriented.
+    tw = max(1, round(info.stored_width * scale))
+    th = max(1, round(info.stored_height * scale))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.format == "JPEG":
+                    img.draft("RGB", (tw, th))
+                img.load()
+                rgb = _to_rgb(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise UploadError(400, "invalid_image",
+                          f"The image is damaged or truncated: {exc}") from None
+    if rgb.size != (tw, th):
+        rgb = rgb.resize((tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.ascontiguousarray(to_upright(np.asarray(rgb), info.orientation))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale (TIFF): keep the high byte rather than clipping at 255.
+        arr = np.asarray(img, dtype=np.uint32) >> 8
+        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "P", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest(upload: IO[bytes], name: str | None, size: int | None) -> Photo:
+    """Validates and stores one upload; returns the (possibly already existing) Photo.
+
+    Raises :class:`UploadError` and stores nothing when the file is refused.
+    """
+    if size is not None and size > settings.MAX_UPLOAD_BYTES:
+        raise UploadError(413, "too_large", f"The file is {size:,} bytes; at most "
+                          f"{settings.MAX_UPLOAD_BYTES:,} are accepted.")
+    Image.MAX_IMAGE_PIXELS = settings.MAX_IMAGE_PIXELS  # PIL's own bomb check, same limit
+    media = Path(settings.MEDIA_ROOT)
+    media.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=media))
+    try:
+        raw = staging / "upload"
+        written = 0
+        with raw.open("wb") as out:
+            for block in iter(lambda: upload.read(1 << 20), b""):
+                written += len(block)
+                if written > settings.MAX_UPLOAD_BYTES:
+                    raise UploadError(413, "too_large", "The file is larger than "
+                                      f"{settings.MAX_UPLOAD_BYTES:,} bytes.")
+                out.write(block)
+        sha = sha256_of(raw)
+        existing = Photo.objects.filter(sha256=sha).first()
+        if existing is not None and existing.work_path.exists():
+            return existing
+        info = inspect_header(raw)
+        work = load_work_image(raw, info, settings.WORK_MAX_SIDE)
+        work_img = Image.fromarray(work)
+        work_img.save(staging / "work.png", compress_level=1)
+        work_img.save(staging / "preview.jpg", quality=90)
+        photo = Photo(sha256=sha, name=safe_name(name), format=info.format,
+                      byte_size=written, stored_width=info.stored_width,
+                      stored_height=info.stored_height, orientation=info.orientation,
+                      work_width=work.shape[1], work_height=work.shape[0])
+        raw.rename(staging / photo.original_path.name)
+        final = photo.directory
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # left by an earlier failed attempt: replace it
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        staging = final  # nothing to clean up any more unless the row fails
+        try:
+            with transaction.atomic():
+                photo.save()
+        except IntegrityError:  # the same photo uploaded at the same moment by someone else
+            return Photo.objects.get(sha256=sha)
+        return photo
+    except BaseException:
+        if staging.exists() and staging.name.startswith(".upload-"):
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if staging.name.startswith(".upload-"):
+            shutil.rmtree(staging, ignore_errors=True)

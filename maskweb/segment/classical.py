@@ -1,0 +1,173 @@
+"""The classical engine: OpenCV grabCut seeded by the prompts. Works with no model files.
+
+"Encoding" keeps what every click reuses: the photo at a working resolution (long side
+``WORK_SIDE``, where one grabCut costs a few tens of ms) and the guide image for the
+full-resolution edge. Each decode runs grabCut at the working resolution, seeded by:
+- clicks and stroke samples: small discs of certain foreground / background;
+- a box: outside certain background, inside probable foreground;
+- the previous result (``previous.feedback``): probable foreground / background, so each click
+  corrects the last mask instead of starting over;
+- with nothing else, a disc of probable foreground around the positive clicks.
+The soft result is upsampled to full resolution, snapped to the photo's edges with a guided
+filter, thresholded and cleaned (prompted regions only, no specks or pinholes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from maskweb.segment.postprocess import (
+    clean_mask,
+    guide_image,
+    refine_guided,
+    resample,
+)
+from maskweb.segment.prompts import all_points, clamp_point, resample_stroke
+from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, Prompts
+
+WORK_SIDE = 400
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Validate and normalise an input photo to uint8 RGB (H, W, 3); grey and RGBA accepted."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, not {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] < 2 or a.shape[1] < 2:
+        raise ValueError(f"image must be (H, W, 3) RGB, not shape {a.shape}")
+    return np.ascontiguousarray(a[..., :3])
+
+
+class GrabCutSegmenter:
+    """Implements :class:`maskweb.segment.types.Segmenter` with cv2.grabCut."""
+
+    def __init__(self, model_id: str = "grabcut", work_side: int = WORK_SIDE,
+                 iterations: int = 3, prior_radius: float = 0.12, seed_radius: float = 0.012,
+                 negative_cut: float = 0.6, refine: str = "guided") -> None:
+        self.model_id = model_id
+        self.work_side = work_side
+        self.iterations = iterations
+        # Fractions of the working image's long side.
+        self.prior_radius = prior_radius
+        self.seed_radius = seed_radius
+        # A foreground pixel is given up when it is this much closer to a negative click than
+        # to every positive one: grabCut alone keeps a same-coloured region under a
+        # background click, and that is exactly what the user is correcting.
+        self.negative_cut = negative_cut
+        self.refine = refine
+
+    # -- encode -----------------------------------------------------------------------------
+    def encode(self, image: np.ndarray,
+               progress: Callable[[float], None] | None = None) -> Embedding:
+        rgb = as_rgb_uint8(image)
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.work_side / max(h, w))
+        ww, wh = max(2, round(w * scale)), max(2, round(h * scale))
+        work = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        if progress:
+            progress(0.5)
+        guide = guide_image(rgb)
+        if progress:
+            progress(1.0)
+        return Embedding(model_id=self.model_id, image_size=(h, w),
+                         arrays={"work": np.ascontiguousarray(work), "guide": guide},
+                         meta={"family": "classical", "work_size": [wh, ww]})
+
+    # -- decode -----------------------------------------------------------------------------
+    def decode(self, embedding: Embedding, prompts: Prompts,
+               previous: Prediction | None = None) -> Prediction:
+        if embedding.model_id != self.model_id:
+            raise ValueError(f"embedding is for {embedding.model_id!r}, not {self.model_id!r}")
+        h, w = embedding.image_size
+        work = embedding.arrays["work"]
+        wh, ww = work.shape[:2]
+        if prompts.is_empty():
+            return Prediction([Candidate(np.zeros((h, w), bool), 0.0)], None)
+        points = [clamp_point(p, h, w) for p in all_points(prompts)]
+        sx, sy = ww / w, wh / h
+        wpoints = [Point(p.x * sx, p.y * sy, p.positive) for p in points]
+        wbox = None
+        if prompts.box is not None:
+            b = prompts.box.ordered()
+            wbox = Box(b.x0 * sx, b.y0 * sy, b.x1 * sx, b.y1 * sy)
+        prev = previous.feedback if previous is not None else None
+        if prev is not None and prev.shape != (wh, ww):
+            prev = None
+        seed_r = [max(2.0, self.seed_radius * max(wh, ww))] * len(wpoints)
+        # A stroke's samples are as wide as the brush.
+        k = len(prompts.points)
+        for stroke in prompts.strokes:
+            n = len(resample_stroke(stroke))
+            seed_r[k:k + n] = [max(seed_r[0], stroke.radius * sx)] * n
+            k += n
+        fg = self._grabcut(work, wpoints, seed_r, wbox, prev)
+        fg = self._cut_negatives(fg, wpoints)
+        # Soft edge: blur the working-res decision a little, upsample it, snap it to the photo.
+        soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.8)
+        full = resample(soft, sx, sy, (h, w))
+        if self.refine == "guided":
+            full = refine_guided(full, embedding.arrays["guide"])
+        mask = clean_mask(full > 0.5, points, prompts.box)
+        feedback = cv2.resize(mask.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_AREA)
+        return Prediction([Candidate(mask, 1.0)], feedback.astype(np.uint8))
+
+    def _grabcut(self, work: np.ndarray, points: list[Point], seed_r: list[float],
+                 box: Box | None, prev: np.ndarray | None) -> np.ndarray:
+        wh, ww = work.shape[:2]
+        gc = np.full((wh, ww), cv2.GC_PR_BGD, np.uint8)
+        if prev is not None:
+            gc[prev > 0] = cv2.GC_PR_FGD
+        elif box is None:
+            r = max(3, round(self.prior_radius * max(wh, ww)))
+            for p in points:
+                if p.positive:
+                    cv2.circle(gc, (int(p.x), int(p.y)), r, cv2.GC_PR_FGD, -1)
+        if box is not None:
+            x0, y0 = max(0, int(np.floor(box.x0))), max(0, int(np.floor(box.y0)))
+            x1, y1 = min(ww, int(np.ceil(box.x1))), min(wh, int(np.ceil(box.y1)))
+            inside = gc[y0:y1, x0:x1]
+            if prev is None:
+                inside[...] = cv2.GC_PR_FGD
+            outside = np.ones((wh, ww), bool)
+            outside[y0:y1, x0:x1] = False
+            gc[outside] = cv2.GC_BGD
+        for p, r in zip(points, seed_r, strict=True):
+            cv2.circle(gc, (int(p.x), int(p.y)), max(1, round(r)),
+                       cv2.GC_FGD if p.positive else cv2.GC_BGD, -1)
+        is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        if not is_fg.any():
+            return is_fg
+        if is_fg.all():
+            # grabCut needs both colour models: treat the frame as probable background.
+            gc[[0, -1], :] = np.where(gc[[0, -1], :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+            gc[:, [0, -1]] = np.where(gc[:, [0, -1]] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+        bgd = np.zeros((1, 65), np.float64)
+        fgd = np.zeros((1, 65), np.float64)
+        # Too few samples for a colour model (tiny image, all-certain mask): keep the seeds.
+        with contextlib.suppress(cv2.error):
+            # The rect is ignored with GC_INIT_WITH_MASK.
+            cv2.grabCut(work, gc, (0, 0, 1, 1), bgd, fgd, self.iterations,
+                        cv2.GC_INIT_WITH_MASK)
+        return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+
+    def _cut_negatives(self, fg: np.ndarray, points: list[Point]) -> np.ndarray:
+        neg = [p for p in points if not p.positive]
+        pos = [p for p in points if p.positive]
+        if not neg or not pos or not fg.any():
+            return fg
+        wh, ww = fg.shape
+
+        def distance_to(ps: list[Point]) -> np.ndarray:
+            seeds = np.ones((wh, ww), np.uint8)
+            for p in ps:
+                seeds[min(int(p.y), wh - 1), min(int(p.x), ww - 1)] = 0
+            return cv2.distanceTransform(seeds, cv2.DIST_L2, 3)
+
+        d_neg, d_pos = distance_to(neg), distance_to(pos)
+        return fg & ~(d_neg < self.negative_cut * d_pos)

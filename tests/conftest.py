@@ -1,0 +1,39 @@
+"""Fixtures shared by every test directory.
+
+``live_stack``: the real stack (embedded Redis, a Celery worker process, Daphne) for the whole
+test session; see tests/stack.py. ``redis_server``: a bare embedded redis-server for tests
+that only need Redis (the services' and the consumer's tests).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maskweb import runner
+from tests.stack import LiveStack, start_stack
+
+
+@pytest.fixture(scope="session")
+def live_stack() -> Iterator[LiveStack]:
+    with start_stack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The URL of a private redis-server, stopped after the test session."""
+    directory = Path(tempfile.mkdtemp(prefix="maskweb-redis-"))
+    port = runner.free_port()
+    process = runner.spawn(runner.redis_command(port, directory, "256mb"), {}, directory)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        runner.wait_for_redis(url, process=process)
+        yield url
+    finally:
+        runner.stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
