@@ -309,6 +309,7 @@ function connect() {
   app.socket = new MaskSocket(socketUrl(app.token), {
     onOpen() {
       body.dataset.connection = "online";
+      body.dataset.connects = String(Number(body.dataset.connects || 0) + 1);
       $("conn-text").textContent = "Live";
       if (app.everConnected) toast("Reconnected.", "good", 2500);
       app.everConnected = true;
@@ -618,8 +619,8 @@ function setModels({ models, defaultId }) {
   for (const m of models) {
     const opt = document.createElement("option");
     opt.value = m.id;
-    opt.textContent = m.id === defaultId ? `${m.label} (default)` : m.label;
-    if (m.description) opt.title = m.description;
+    opt.textContent = m.label;
+    opt.title = [m.description, m.id === defaultId ? "the default model" : ""].filter(Boolean).join(" · ");
     if (m.available === false) opt.disabled = true;
     select.append(opt);
   }
@@ -1032,5 +1033,8 @@ async function start() {
   loadModels();
   connect();
 }
+
+// A handle for the browser console and the end-to-end tests (view transform, state).
+window.maskweb = { app, viewer };
 
 start();

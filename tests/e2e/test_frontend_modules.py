@@ -63,7 +63,8 @@ def test_preview_clicks_become_full_resolution_coordinates(module_page):
           corner: g.previewToFull(arg, 2048, 1536),
           back: g.fullToPreview(arg, 4000, 3000),
           box: g.boxPrompt(arg, {x: 3900, y: 2999.5}, {x: -20, y: 100}),
-          inside: [g.insidePhoto(arg, 0, 0), g.insidePhoto(arg, 4000, 10), g.insidePhoto(arg, 10, -1)],
+          inside: [g.insidePhoto(arg, 0, 0), g.insidePhoto(arg, 4000, 10),
+                   g.insidePhoto(arg, 10, -1)],
         };
     """, photo)
     assert out["full"] == {"x": 2000, "y": 1500}
@@ -175,7 +176,8 @@ def test_object_mask_in_stored_grid_is_drawn_upright(module_page, o):
 def test_server_errors_become_readable_messages(module_page):
     out = js(module_page, """
         const a = await imp('api.js');
-        const j = a.errorFromBody(413, JSON.stringify({error: {code: 'too_large', message: 'The photo has 80 MP; the limit is 60 MP.'}}));
+        const j = a.errorFromBody(413, JSON.stringify({error: {code: 'too_large',
+          message: 'The photo has 80 MP; the limit is 60 MP.'}}));
         const h = a.errorFromBody(502, '<html>Bad gateway</html>');
         return [[j.status, j.code, j.message], [h.status, h.code, h.message]];
     """)
