@@ -63,6 +63,7 @@ const app = {
   socket: null,
   everConnected: false,
   models: [],
+  switchingModel: false,
 };
 
 const viewer = new Viewer($("stage"));
@@ -176,7 +177,7 @@ function setStatus(status, progress = 0, message = "") {
         status === "encoding"
           ? "Analysing the photo…"
           : status === "reencoding"
-            ? "Re-encoding with the new model…"
+            ? app.switchingModel ? "Re-encoding with the new model…" : "Re-encoding the photo…"
             : status === "failed"
               ? "The photo could not be analysed"
               : "Loading the session…",
@@ -193,8 +194,9 @@ function setStatus(status, progress = 0, message = "") {
           : "");
   }
   if (status === "ready" && (was === "encoding" || was === "reencoding") && app.everConnected) {
-    toast(was === "reencoding" ? "Model switched: masks recomputed." : "Ready: click the object.", "good");
+    toast(app.switchingModel ? "Model switched: the mask was recomputed." : "Ready.", "good", 2500);
   }
+  if (status === "ready" || status === "failed") app.switchingModel = false;
   if (status === "failed" && was !== "failed") toast(message || "Encoding failed.", "error", 8000);
   updateHint();
 }
@@ -270,18 +272,22 @@ function refreshObjectMasks() {
   syncViewerObjects();
 }
 
-async function loadObjectMask(obj, record) {
+async function loadObjectMask(obj, record, attempt = 0) {
   try {
     const url = obj.png_url || `${sp()}/objects/${encodeURIComponent(obj.id)}/mask.png`;
     const res = await fetch(url);
-    if (!res.ok || !app.photo) return;
+    if (!res.ok || !app.photo) throw new Error(`HTTP ${res.status}`);
     // Object downloads are in the stored grid at full resolution: turn them upright.
     const mask = await decodeStoredMask(await res.blob(), app.photo);
     if (app.objectMasks.get(obj.id) !== record) return; // a newer version is on its way
     record.mask = renderableMask(mask, [...objectColour(obj.id), 0.32]);
     syncViewerObjects();
   } catch {
-    // Drawing applied objects is a nicety; the list and downloads still work without it.
+    // Drawing applied objects is a nicety (the list and downloads work without it), but a
+    // passing failure (a server restart, say) should not leave the object undrawn for good.
+    if (attempt < 3 && app.objectMasks.get(obj.id) === record) {
+      setTimeout(() => loadObjectMask(obj, record, attempt + 1), 1000 * 2 ** attempt);
+    }
   }
 }
 
@@ -648,6 +654,7 @@ async function switchModel(model) {
   try {
     await request("PUT", `${sp()}/model`, { json: { model } });
     select.dataset.current = model;
+    app.switchingModel = true;
     const label = select.selectedOptions[0]?.textContent ?? model;
     toast(`Switching to ${label}: re-encoding the photo and replaying your prompts…`, "info");
     if (app.status === "ready") setStatus("reencoding", 0);
