@@ -2,7 +2,14 @@
 // pointer and keyboard input into prompts (full-resolution upright pixels), and draws what the
 // server answers. The server is the single source of truth: the page shows what frames say.
 
-import { API, normalizeModels, request, sessionPath, tokenFromPath } from "./api.js";
+import {
+  API,
+  normalizeModels,
+  request,
+  sessionPath,
+  tokenFromPath,
+  vectorQuery,
+} from "./api.js";
 import {
   boxPrompt,
   insidePhoto,
@@ -100,7 +107,9 @@ function applyState(state) {
   if (state.current) setCurrent(state.current);
   if (Array.isArray(state.objects)) setObjects(state.objects);
   setShareLinks(state);
+  const vectorWas = !$("vector-settings").hidden;
   $("vector-settings").hidden = !state.vectorize;
+  if (state.vectorize && !vectorWas) loadVectorSettings(state.vectorize);
 }
 
 function setRole(role) {
@@ -528,15 +537,14 @@ async function deleteObject(id) {
 
 // ---------------------------------------------------------------- downloads
 
+const VECTOR_FIELDS = ["turdsize", "alphamax", "feather"];
+
 function vectorSettings() {
-  return { cleanup: Number($("cleanup").value), smoothing: Number($("smoothing").value) };
+  return Object.fromEntries(VECTOR_FIELDS.map((n) => [n, Number($(n).value)]));
 }
 
-/** Query for SVG/XMP: only when the server says it takes vector settings (state.vectorize). */
-function vectorQuery() {
-  if (!app.state?.vectorize) return "";
-  const v = vectorSettings();
-  return `?cleanup=${v.cleanup}&smoothing=${v.smoothing}`;
+function downloadQuery(kind) {
+  return vectorQuery(vectorSettings(), app.state?.vectorize, kind);
 }
 
 function baseName() {
@@ -558,9 +566,9 @@ function downloadAll(format) {
   const urls = app.state?.downloads ?? {};
   if (format === "png") runDownload(urls.png || `${sp()}/mask.png`, `${baseName()}-mask.png`);
   else if (format === "svg") {
-    runDownload(`${urls.svg || `${sp()}/masks.svg`}${vectorQuery()}`, `${baseName()}-masks.svg`);
+    runDownload(`${urls.svg || `${sp()}/masks.svg`}${downloadQuery("svg")}`, `${baseName()}-masks.svg`);
   } else {
-    runDownload(`${urls.xmp || `${sp()}/sidecar.xmp`}${vectorQuery()}`, `${app.photo?.name || "photo"}.xmp`);
+    runDownload(`${urls.xmp || `${sp()}/sidecar.xmp`}${downloadQuery("xmp")}`, `${app.photo?.name || "photo"}.xmp`);
   }
 }
 
@@ -569,7 +577,7 @@ function downloadObject(id, format) {
   const safe = (obj?.name || `object-${id}`).replace(/[^\w.-]+/g, "_");
   const base = `${sp()}/objects/${encodeURIComponent(id)}`;
   if (format === "png") runDownload(obj?.png_url || `${base}/mask.png`, `${baseName()}-${safe}.png`);
-  else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${vectorQuery()}`, `${baseName()}-${safe}.svg`);
+  else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
 }
 
 async function uploadSidecar(file) {
@@ -585,21 +593,27 @@ async function uploadSidecar(file) {
   }
 }
 
-function loadVectorSettings() {
+/** Saved settings win; otherwise the server's defaults (state.vectorize) fill the sliders. */
+function loadVectorSettings(defaults = {}) {
+  let saved = {};
   try {
-    const saved = JSON.parse(window.localStorage.getItem(VECTOR_KEY) || "{}");
-    if (Number.isFinite(saved.cleanup)) $("cleanup").value = saved.cleanup;
-    if (Number.isFinite(saved.smoothing)) $("smoothing").value = saved.smoothing;
+    saved = JSON.parse(window.localStorage.getItem(VECTOR_KEY) || "{}");
   } catch {
-    // defaults stay
+    saved = {};
   }
-  updateVectorOutputs();
+  for (const n of VECTOR_FIELDS) {
+    const v = Number.isFinite(saved[n]) ? saved[n] : defaults[n];
+    if (Number.isFinite(v)) $(n).value = String(v);
+  }
+  updateVectorOutputs(false);
 }
 
-function updateVectorOutputs() {
+function updateVectorOutputs(save = true) {
   const v = vectorSettings();
-  $("cleanup-out").textContent = `${v.cleanup} px`;
-  $("smoothing-out").textContent = v.smoothing.toFixed(2);
+  $("turdsize-out").textContent = `${v.turdsize} px`;
+  $("alphamax-out").textContent = v.alphamax.toFixed(2);
+  $("feather-out").textContent = `${v.feather} px`;
+  if (!save) return;
   try {
     window.localStorage.setItem(VECTOR_KEY, JSON.stringify(v));
   } catch {
@@ -979,8 +993,7 @@ function bindButtons() {
   $("dl-png").addEventListener("click", () => downloadAll("png"));
   $("dl-svg").addEventListener("click", () => downloadAll("svg"));
   $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
-  $("cleanup").addEventListener("input", updateVectorOutputs);
-  $("smoothing").addEventListener("input", updateVectorOutputs);
+  for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
   $("sidecar-input").addEventListener("change", (e) => {
     uploadSidecar(e.target.files[0]);
     e.target.value = "";
