@@ -23,7 +23,6 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
 
 
-
 class BrowserOriginValidator(OriginValidator):
     """A browser always sends Origin: it must be one of ALLOWED_HOSTS, so another site cannot
     drive a session from a visitor's browser. Scripts send none and are let through (the
