@@ -253,3 +253,31 @@ def test_http_changes_reach_the_sockets():
         await comm.disconnect()
 
     run(scenario())
+
+
+def test_encode_progress_and_ready_reach_the_page_then_waiting_prompts_get_their_mask():
+    session = make_session(ready=False)
+
+    async def scenario() -> list[dict]:
+        comm = await connect(session.edit_token)
+        hello = await recv(comm)
+        assert hello["state"]["status"] == "encoding"
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
+        kept = await recv_until(comm, lambda i: isinstance(i, dict) and i["type"] == "status")
+        assert kept["status"] == "encoding", "the prompt is kept while encoding"
+        from maskweb.masking import encoding
+
+        await database_sync_to_async(encoding.encode_photo, thread_sensitive=False)(
+            session.photo.pk, "grabcut")
+        statuses = []
+        while not statuses or statuses[-1]["status"] != "ready":
+            statuses.append(await recv_until(
+                comm, lambda i: isinstance(i, dict) and i["type"] == "status"))
+        header, mask = await recv_until(comm, is_mask)  # the worker renders the waiting prompt
+        assert mask[180, 240]
+        await comm.disconnect()
+        return statuses
+
+    statuses = run(scenario())
+    assert statuses[-1]["progress"] == 1.0
+    assert any(s["status"] == "encoding" and 0 < s["progress"] < 1 for s in statuses), statuses
