@@ -320,6 +320,20 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     return Rendered(session, current, header, frame, sent, latest != session.revision)
 
 
+def add_prompt_and_render(access: Access, prompt: Any,
+                          request_id: str | None = None) -> Rendered:
+    """A prompt and its mask. When the model fails on it, the prompt is undone again (it
+    stays redo-able), so one bad decode cannot leave the session stuck on a broken log."""
+    add_prompt(access, prompt)
+    try:
+        return render_current(access.session, request_id)
+    except Exception as exc:
+        log.exception("decoding a prompt of session %s failed", access.session.pk)
+        undo(access)
+        raise ProtocolError("internal", f"The model failed on this prompt ({exc}); it was "
+                            "undone.") from exc
+
+
 # --- objects -------------------------------------------------------------------------------
 
 def apply(access: Access, name: Any = None) -> MaskObject:

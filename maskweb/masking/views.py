@@ -27,9 +27,9 @@ from maskweb.photos.ingest import UploadError, ingest
 
 log = logging.getLogger(__name__)
 
-STATUS_OF = {"bad_field": 400, "bad_json": 400, "out_of_bounds": 400, "too_many_points": 400,
-             "not_found": 404, "empty": 409, "not_ready": 409, "forbidden": 403,
-             "unknown_type": 400, "too_large": 413}
+STATUS_OF = {"internal": 500, "bad_field": 400, "bad_json": 400, "out_of_bounds": 400,
+             "too_many_points": 400, "not_found": 404, "empty": 409, "not_ready": 409,
+             "forbidden": 403, "unknown_type": 400, "too_large": 413}
 
 
 def error(status: int, code: str, message: str) -> JsonResponse:
@@ -166,7 +166,7 @@ def _mask_answer(access: services.Access, request_id: str | None = None) -> Http
 
 @api(["POST"])
 def prompts(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.add_prompt(access, json_body(request))
+    services.add_prompt_and_render(access, json_body(request))
     return _mask_answer(access)
 
 

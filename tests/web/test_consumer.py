@@ -281,3 +281,31 @@ def test_encode_progress_and_ready_reach_the_page_then_waiting_prompts_get_their
     statuses = run(scenario())
     assert statuses[-1]["progress"] == 1.0
     assert any(s["status"] == "encoding" and 0 < s["progress"] < 1 for s in statuses), statuses
+
+
+def test_a_prompt_the_model_fails_on_is_undone_and_the_socket_goes_on(monkeypatch):
+    from maskweb.masking import engine
+
+    session = make_session()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("decoder exploded")
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        with monkeypatch.context() as patch:
+            patch.setattr(engine, "decode", broken)
+            await comm.send_to(text_data=json.dumps(
+                {"v": 1, "type": "prompt", "id": "bad", "prompt": INSIDE}))
+            error = await recv_until(comm, is_error("internal"))
+            assert error["id"] == "bad" and "undone" in error["message"]
+        await pong(comm)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
+        header, mask = await recv_until(comm, is_mask)
+        assert mask[180, 240] and len(header["prompts"]) == 1
+        await comm.disconnect()
+
+    run(scenario())
+    obj = services.reload(session).current
+    assert len(obj.effective_prompts()) == 1

@@ -266,3 +266,18 @@ def test_unknown_token_is_not_found():
     session = make_session()
     assert services.resolve(session.view_token).role == services.VIEW
     assert services.resolve(session.edit_token).role == services.EDIT
+
+
+def test_a_dead_workers_lock_runs_out_and_the_next_worker_encodes(monkeypatch):
+    import time
+
+    monkeypatch.setattr(encoding, "LOCK_SECONDS", 1)
+    session = make_session(ready=False)
+    key = embeddings.embedding_key(session.photo, "grabcut")
+    # What a worker killed mid-encode leaves behind: its lock, and no embedding.
+    get_redis().set(f"maskweb:lock:{key}", "dead-worker", ex=1)
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.BUSY
+    time.sleep(1.2)
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+    assert services.reload(session).status == Status.READY
+    assert encoding.unfinished() == []
