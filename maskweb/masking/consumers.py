@@ -127,7 +127,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         def work() -> services.Rendered:
             assert self.access is not None
             if mutation is services.add_prompt:
-                return services.add_prompt_and_render(self.access, *args, request_id)
+                return services.add_prompt_and_render(self.access, args[0], request_id)
             mutation(self.access, *args)
             return services.render_current(self.access.session, request_id)
 
