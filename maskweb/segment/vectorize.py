@@ -13,8 +13,8 @@ OpenCV (Apache-2.0) instead of libpotrace (GPL) so the tracing itself runs in C 
 5. potrace's smoothing: every polygon vertex becomes a Bézier segment between the midpoints
    of its two edges; a vertex whose turn is too sharp (``alpha >= alphamax``) becomes a
    corner instead.
-6. Curve optimisation: runs of smooth segments that bend the same way are joined into one
-   cubic while it stays within ``opttolerance`` pixels of the original curve.
+6. Curve optimisation: runs of smooth segments are joined into one cubic while it stays
+   within ``opttolerance`` pixels of the curves it replaces.
 
 Coordinates are continuous image pixels: pixel (column c, row r) covers [c, c+1) x [r, r+1).
 """
@@ -94,7 +94,7 @@ class VectorizeOptions:
 
     turdsize: int = 4
     alphamax: float = 1.0
-    opttolerance: float = 0.4
+    opttolerance: float = 0.2
     polygon_tolerance: float = 0.5
 
     def __post_init__(self) -> None:
@@ -256,30 +256,53 @@ def _offset_to_pixel_edges(pts: np.ndarray) -> np.ndarray:
     """Move a chain of boundary pixel centres onto the pixel edges, away from the fill.
 
     OpenCV walks every boundary (outer or hole) with the foreground on the same side, so
-    the normal (-ty, tx) points away from the fill for both. The distance is
-    0.5 * max(|nx|, |ny|): exactly half a pixel on axis-aligned edges and the area-true
-    amount on slanted ones (a digitised half-plane's edge lies that far from its last row
-    of pixel centres, on average).
+    each chain step's normal (-ty, tx) points away from the fill for both. Each step is
+    shifted by 0.5 * max(|nx|, |ny|) (half a pixel for axis-aligned steps, the area-true
+    amount for diagonal ones) and each chain point goes to where the shifted steps on
+    either side meet (a miter: a convex pixel corner lands exactly on the corner). Where
+    the chain turns back on itself (the tip of a one-pixel spur) the point becomes the
+    two outer corners of that pixel.
     """
     n = len(pts)
     if n == 1:
         x, y = pts[0]
         return np.array([[x - 0.5, y - 0.5], [x - 0.5, y + 0.5],
                          [x + 0.5, y + 0.5], [x + 0.5, y - 0.5]])
-    k = 2 if n >= 5 else 1
-    tangent = np.roll(pts, -k, axis=0) - np.roll(pts, k, axis=0)
+    step = np.roll(pts, -1, axis=0) - pts  # step k runs from point k to point k+1
+    length = np.hypot(step[:, 0], step[:, 1])
+    length[length == 0] = 1.0
+    tangent = step / length[:, None]
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-    length = np.hypot(normal[:, 0], normal[:, 1])
-    # The tip of a one-pixel spur (the chain turns back on itself): push along the spur.
-    tip = length < 1e-9
-    if tip.any():
-        bulge = pts - 0.5 * (np.roll(pts, -1, axis=0) + np.roll(pts, 1, axis=0))
-        normal[tip] = bulge[tip]
-        length = np.hypot(normal[:, 0], normal[:, 1])
-    length[length < 1e-9] = 1.0
-    unit = normal / length[:, None]
-    dist = 0.5 * np.maximum(np.abs(unit[:, 0]), np.abs(unit[:, 1]))
-    return pts + unit * dist[:, None]
+    dist = 0.5 * np.maximum(np.abs(normal[:, 0]), np.abs(normal[:, 1]))
+    n1, d1 = np.roll(normal, 1, axis=0), np.roll(dist, 1)  # step arriving at point i
+    n2, d2 = normal, dist  # step leaving point i
+    det = n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0]
+    dot = (n1 * n2).sum(axis=1)
+    safe = np.where(np.abs(det) < 1e-9, 1.0, det)
+    vx = (d1 * n2[:, 1] - d2 * n1[:, 1]) / safe
+    vy = (n1[:, 0] * d2 - n2[:, 0] * d1) / safe
+    offset = np.stack([vx, vy], axis=1)
+    straight = (np.abs(det) < 1e-9) & (dot > 0)
+    offset[straight] = (n1 * d1[:, None])[straight]
+    # A miter never needs to go past a pixel corner (0.707 from the centre).
+    reach = np.hypot(offset[:, 0], offset[:, 1])
+    too_far = reach > np.sqrt(0.5)
+    offset[too_far] *= (np.sqrt(0.5) / reach[too_far])[:, None]
+    out = pts + offset
+    tip = (np.abs(det) < 1e-9) & (dot <= 0)
+    if not tip.any():
+        return out
+    # Spur tip: arriving along t1, the pixel's two far corners are p + 0.5 t1 -/+ 0.5 n.
+    t1 = np.roll(tangent, 1, axis=0)
+    first = pts + 0.5 * t1 + n1 * d1[:, None]
+    second = pts + 0.5 * t1 - n1 * d1[:, None]
+    counts = np.where(tip, 2, 1)
+    idx = np.repeat(np.arange(n), counts)
+    res = out[idx]
+    starts = np.cumsum(counts) - counts
+    res[starts[tip]] = first[tip]
+    res[starts[tip] + 1] = second[tip]
+    return res
 
 
 def _smooth(poly: np.ndarray, alphamax: float) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +354,7 @@ def _segments_to_nodes(segs: np.ndarray, corner: np.ndarray) -> np.ndarray:
 
 # --- curve optimisation -----------------------------------------------------------------
 
-_T_SAMPLES = np.linspace(0.0, 1.0, 9)
+_T_SAMPLES = np.linspace(0.0, 1.0, 5)
 
 
 def _bezier(ctrl: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -343,7 +366,13 @@ def _bezier(ctrl: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def _join(segs: np.ndarray, corner: np.ndarray, poly: np.ndarray,
           tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedily join runs of smooth segments that bend the same way into single cubics."""
+    """Greedily join runs of smooth segments into single cubics (potrace's opticurve idea).
+
+    A run stops at a corner and when its net turn passes 120 degrees (one cubic cannot
+    follow more); within that, the longest run whose joined cubic stays within ``tol`` of
+    the original curves is found by galloping then bisecting, so a long smooth boundary
+    costs O(log n) fits rather than O(n).
+    """
     m = len(segs)
     if m < 3 or corner.all():
         return segs, corner
@@ -351,43 +380,50 @@ def _join(segs: np.ndarray, corner: np.ndarray, poly: np.ndarray,
     nxt = np.roll(poly, -1, axis=0)
     d1 = poly - prev
     d2 = nxt - poly
-    turn_sign = np.sign(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0])
-    turn_angle = np.abs(np.arctan2(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0],
-                                   (d1 * d2).sum(axis=1)))
+    turn = np.arctan2(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0], (d1 * d2).sum(axis=1))
     samples = _bezier(segs, _T_SAMPLES)  # (m, s, 2)
     # Start right after a corner when there is one, so no run wraps past it unnoticed.
     first = int(np.argmax(corner)) + 1 if corner.any() else 0
-    order = [(first + i) % m for i in range(m)]
+    order = (first + np.arange(m)) % m
+    is_corner = corner[order]
+    cum_turn = np.concatenate([[0.0], np.cumsum(turn[order])])
+    max_turn = np.deg2rad(120)
+
+    def fit(i: int, k: int) -> np.ndarray | None:
+        run = order[i:k + 1]
+        return _fit_run(segs[run], samples[run], tol)
+
     out_segs: list[np.ndarray] = []
     out_corner: list[bool] = []
     i = 0
     while i < m:
-        j0 = order[i]
-        if corner[j0]:
-            out_segs.append(segs[j0])
+        if is_corner[i]:
+            out_segs.append(segs[order[i]])
             out_corner.append(True)
             i += 1
             continue
-        best = segs[j0]
-        best_end = i
-        total = turn_angle[j0]
-        k = i + 1
-        while k < m and k - i < 48:
-            jk = order[k]
-            if corner[jk] or turn_sign[jk] != turn_sign[j0] or turn_sign[jk] == 0:
+        limit = i
+        while (limit + 1 < m and limit - i < 64 and not is_corner[limit + 1]
+               and abs(cum_turn[limit + 2] - cum_turn[i]) <= max_turn):
+            limit += 1
+        best, lo, hi, step = segs[order[i]], i, None, 1
+        while lo < limit:
+            k = min(lo + step, limit)
+            joined = fit(i, k)
+            if joined is None:
+                hi = k
                 break
-            total += turn_angle[jk]
-            if total > np.deg2rad(179):
-                break
-            run = [order[r] for r in range(i, k + 1)]
-            fit = _fit_run(segs[run], samples[run], tol)
-            if fit is None:
-                break
-            best, best_end = fit, k
-            k += 1
+            best, lo, step = joined, k, step * 2
+        while hi is not None and hi - lo > 1:
+            mid = (lo + hi) // 2
+            joined = fit(i, mid)
+            if joined is None:
+                hi = mid
+            else:
+                best, lo = joined, mid
         out_segs.append(best)
         out_corner.append(False)
-        i = best_end + 1
+        i = lo + 1
     return np.array(out_segs), np.array(out_corner)
 
 
@@ -409,7 +445,8 @@ def _fit_run(run: np.ndarray, samples: np.ndarray, tol: float) -> np.ndarray | N
     if cum[-1] < 1e-9:
         return None
     u = cum / cum[-1]
-    for _ in range(2):  # least squares for the handle lengths, then reparametrise
+    ctrl = None
+    for attempt in range(2):  # least squares for the handle lengths, then reparametrise
         mu = 1 - u
         b0, b1, b2, b3 = mu**3, 3 * mu**2 * u, 3 * mu * u**2, u**3
         a1 = b1[:, None] * t0
@@ -428,9 +465,15 @@ def _fit_run(run: np.ndarray, samples: np.ndarray, tol: float) -> np.ndarray | N
         if l1 <= 0 or l2 <= 0:
             return None
         ctrl = np.array([p0, p0 + l1 * t0, p3 + l2 * t1, p3])
+        # Distance at the sample's parameter overestimates the true (nearest-point) one,
+        # so passing here is safe; clearly failing saves the reparametrisation.
+        err = float(np.hypot(*(_bezier(ctrl, u) - q).T).max())
+        if err <= tol:
+            return ctrl
+        if err > 4 * tol or attempt == 1:
+            return None
         u = _reparametrise(ctrl, q, u)
-    err = np.hypot(*(_bezier(ctrl, u) - q).T).max()
-    return ctrl if err <= tol else None
+    return None
 
 
 def _reparametrise(ctrl: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
