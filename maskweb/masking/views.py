@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -61,6 +62,8 @@ def api(methods: list[str]) -> Callable[[View], View]:
                 return error(exc.status, exc.code, exc.message)
             except downloads.DownloadError as exc:
                 return error(exc.status, exc.code, exc.message)
+            except RequestDataTooBig:
+                return error(413, "too_large", "The request body is too large.")
 
         return inner
 

@@ -191,3 +191,11 @@ def test_existing_sidecar_is_validated_on_upload():
     base = f"/api/v1/sessions/{session.edit_token}"
     bad = Client().post(f"{base}/sidecar", b"<not xmp/>", content_type="application/rdf+xml")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_sidecar"
+
+
+def test_oversized_json_body_is_a_json_413():
+    session = make_session()
+    base = f"/api/v1/sessions/{session.edit_token}"
+    huge = b"<x>" + b"a" * (3 * 1024 * 1024) + b"</x>"
+    response = Client().post(f"{base}/sidecar", huge, content_type="application/rdf+xml")
+    assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
