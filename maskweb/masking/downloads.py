@@ -55,13 +55,14 @@ def xmp(session: MaskSession, items: Sequence[tuple[Any, np.ndarray]]) -> tuple[
     existing = bytes(session.sidecar) if session.sidecar else None
     try:
         data = darktable_sidecar(_mask_objects(photo, items), photo.stored_width,
-                                 photo.stored_height, existing=existing, photo_name=photo.name)
+                                 photo.stored_height, existing=existing,
+                                 photo_name=session.photo_name)
     except NothingToExport as exc:
         raise DownloadError(409, "empty", str(exc)) from None
     except SidecarError as exc:
         raise DownloadError(409, "invalid_sidecar", "The uploaded sidecar cannot be merged "
                             f"into: {exc}. Upload another one.") from None
-    return data, sidecar_name(photo.name)
+    return data, sidecar_name(session.photo_name)
 
 
 def store_sidecar(session: MaskSession, data: bytes) -> None:

@@ -138,7 +138,7 @@ def create_session(request: HttpRequest) -> HttpResponseBase:
     if model is not None:
         services.check_model(model)
     photo = ingest(upload, upload.name, upload.size)
-    session = services.create_session(photo, model)
+    session = services.create_session(photo, model, upload.name)
     state = services.session_state(services.Access(services.reload(session), services.EDIT))
     return JsonResponse(state, status=201)
 
@@ -252,7 +252,7 @@ def _attachment(data: bytes | str, content_type: str, filename: str) -> HttpResp
 
 
 def _stem(access: services.Access) -> str:
-    return Path(access.session.photo.name).stem or "photo"
+    return Path(access.session.photo_name).stem or "photo"
 
 
 @api(["GET"])

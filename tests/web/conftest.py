@@ -43,7 +43,7 @@ def make_session(content: bytes | None = None, name: str = "photo.png",
                  ready: bool = True) -> MaskSession:
     data = content if content is not None else two_tone_photo()
     photo = ingest(io.BytesIO(data), name, len(data))
-    session = services.create_session(photo, "grabcut")
+    session = services.create_session(photo, "grabcut", name)
     if ready:
         encoding.encode_photo(photo.pk, "grabcut")
     return services.reload(session)

@@ -83,6 +83,8 @@ def test_same_photo_twice_shares_one_photo():
     second = post(Client(), two_tone_photo(seed=5), "y.png").json()
     assert Photo.objects.count() == 1 and MaskSession.objects.count() == 2
     assert first["edit_token"] != second["edit_token"]
+    # Each uploader keeps their own file name (the XMP sidecar must match it).
+    assert (first["photo"]["name"], second["photo"]["name"]) == ("x.png", "y.png")
 
 
 @pytest.mark.parametrize("content,status,code", [
