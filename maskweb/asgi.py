@@ -8,6 +8,7 @@ one machine (behind a reverse proxy, let the proxy serve /static/ instead).
 from __future__ import annotations
 
 import os
+from urllib.parse import ParseResult
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maskweb.settings")
 
@@ -23,13 +24,12 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
 
 
-
 class BrowserOriginValidator(OriginValidator):
     """A browser always sends Origin: it must be one of ALLOWED_HOSTS, so another site cannot
     drive a session from a visitor's browser. Scripts send none and are let through (the
     token in the path is their credential)."""
 
-    def valid_origin(self, parsed_origin):  # type: ignore[no-untyped-def]
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         return parsed_origin is None or self.validate_origin(parsed_origin)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -27,9 +28,9 @@ from maskweb.photos.ingest import UploadError, ingest
 
 log = logging.getLogger(__name__)
 
-STATUS_OF = {"bad_field": 400, "bad_json": 400, "out_of_bounds": 400, "too_many_points": 400,
-             "not_found": 404, "empty": 409, "not_ready": 409, "forbidden": 403,
-             "unknown_type": 400, "too_large": 413}
+STATUS_OF = {"internal": 500, "bad_field": 400, "bad_json": 400, "out_of_bounds": 400,
+             "too_many_points": 400, "not_found": 404, "empty": 409, "not_ready": 409,
+             "forbidden": 403, "unknown_type": 400, "too_large": 413}
 
 
 def error(status: int, code: str, message: str) -> JsonResponse:
@@ -61,6 +62,8 @@ def api(methods: list[str]) -> Callable[[View], View]:
                 return error(exc.status, exc.code, exc.message)
             except downloads.DownloadError as exc:
                 return error(exc.status, exc.code, exc.message)
+            except RequestDataTooBig:
+                return error(413, "too_large", "The request body is too large.")
 
         return inner
 
@@ -135,7 +138,7 @@ def create_session(request: HttpRequest) -> HttpResponseBase:
     if model is not None:
         services.check_model(model)
     photo = ingest(upload, upload.name, upload.size)
-    session = services.create_session(photo, model)
+    session = services.create_session(photo, model, upload.name)
     state = services.session_state(services.Access(services.reload(session), services.EDIT))
     return JsonResponse(state, status=201)
 
@@ -166,7 +169,7 @@ def _mask_answer(access: services.Access, request_id: str | None = None) -> Http
 
 @api(["POST"])
 def prompts(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.add_prompt(access, json_body(request))
+    services.add_prompt_and_render(access, json_body(request))
     return _mask_answer(access)
 
 
@@ -249,7 +252,7 @@ def _attachment(data: bytes | str, content_type: str, filename: str) -> HttpResp
 
 
 def _stem(access: services.Access) -> str:
-    return Path(access.session.photo.name).stem or "photo"
+    return Path(access.session.photo_name).stem or "photo"
 
 
 @api(["GET"])

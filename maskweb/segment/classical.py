@@ -171,3 +171,50 @@ class GrabCutSegmenter:
 
         d_neg, d_pos = distance_to(neg), distance_to(pos)
         return fg & ~(d_neg < self.negative_cut * d_pos)
+
+
+def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point],
+                        box: Box | None, work_side: int = 512, iterations: int = 2,
+                        confident: float = 0.95, band: float = 0.02) -> np.ndarray:
+    """Post-process a model's soft mask (H, W) with grabCut along its uncertain edge.
+
+    The model's confident regions become certain foreground / background (confident
+    foreground shrunk a little, background only when far from the model's edge), the rest is
+    "probable" as the model says, the clicks are certain; grabCut then moves the edge to where
+    the photo's colours change. ``band`` is the half-width of the free zone around the model's
+    edge as a fraction of the working image's long side. Returns a bool mask (H, W).
+    """
+    h, w = prob.shape
+    gh, gw = guide.shape[:2]
+    scale = min(1.0, work_side / max(gh, gw))
+    ww, wh = max(2, round(gw * scale)), max(2, round(gh * scale))
+    work = cv2.resize(guide, (ww, wh), interpolation=cv2.INTER_AREA)
+    p = cv2.resize(prob.astype(np.float32), (ww, wh), interpolation=cv2.INTER_AREA)
+    inside = (p >= 0.5).astype(np.uint8)
+    free = max(2, round(band * max(ww, wh)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * free + 1, 2 * free + 1))
+    sure_fg = cv2.erode(((p > confident) & (inside > 0)).astype(np.uint8), kernel) > 0
+    sure_bg = cv2.dilate(inside, kernel) == 0
+    sure_bg &= p < 1.0 - confident
+    gc = np.where(inside > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[sure_fg] = cv2.GC_FGD
+    gc[sure_bg] = cv2.GC_BGD
+    sx, sy = ww / w, wh / h
+    if box is not None:
+        outside = np.ones((wh, ww), bool)
+        outside[max(0, int(box.y0 * sy)):int(np.ceil(box.y1 * sy)),
+                max(0, int(box.x0 * sx)):int(np.ceil(box.x1 * sx))] = False
+        gc[outside] = cv2.GC_BGD
+    r = max(1, round(0.01 * max(ww, wh)))
+    for pt in points:
+        cv2.circle(gc, (int(pt.x * sx), int(pt.y * sy)), r,
+                   cv2.GC_FGD if pt.positive else cv2.GC_BGD, -1)
+    has_fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).any()
+    has_bg = ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any()
+    if has_fg and has_bg:
+        with contextlib.suppress(cv2.error):
+            cv2.grabCut(work, gc, (0, 0, 1, 1), np.zeros((1, 65)), np.zeros((1, 65)),
+                        iterations, cv2.GC_INIT_WITH_MASK)
+    fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)
+    soft = resample(cv2.GaussianBlur(fg, (0, 0), 0.8), sx, sy, (h, w))
+    return refine_guided(soft, guide) > 0.5

@@ -116,13 +116,13 @@ def parse_model_json(data: dict[str, Any], folder: Path) -> ModelDescriptor:
         raise DescriptorError(str(exc)) from exc
 
 
-# darktable-ai's interactive mask packages, by id prefix / arch: the preprocessing their
-# converters bake in (1024 input; SAM 2.1 ImageNet-normalised, SegNext 0..1, both stretched
-# to a square as darktable's object mask tool does).
+# darktable-ai's interactive mask packages, by id prefix / arch: the preprocessing darktable
+# itself applies (src/ai/segmentation.c): longest side to 1024, zero padding bottom/right;
+# SAM 2.1 ImageNet-normalised outside the graph, SegNext 0..1 (it normalises inside).
 DARKTABLE_FAMILIES: dict[str, dict[str, Any]] = {
-    "sam2": {"family": "sam2", "input_size": 1024, "resize": "stretch",
+    "sam2": {"family": "sam2", "input_size": 1024, "resize": "pad",
              "normalization": IMAGENET},
-    "segnext": {"family": "segnext", "input_size": 1024, "resize": "stretch",
+    "segnext": {"family": "segnext", "input_size": 1024, "resize": "pad",
                 "normalization": "unit"},
 }
 

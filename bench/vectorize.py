@@ -1,0 +1,92 @@
+"""Vectorization quality and speed on the DAVIS object masks, plus one 50 MP mask.
+
+Run from the repository root:  /work/.venv/bin/python -m bench.vectorize [--limit N]
+
+For every mask in ../shared/datasets/DAVIS/gt: vectorize with the default options, fill the
+paths back (``rasterize``) and compare with the input. Prints median and worst IoU, nodes
+per object and milliseconds per mask; then the same for a DAVIS mask scaled to 50 MP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from maskweb.segment.vectorize import VectorizeOptions, rasterize, vectorize
+
+DAVIS_GT = Path(__file__).resolve().parent.parent / "../shared/datasets/DAVIS/gt"
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def measure(masks: list[np.ndarray], options: VectorizeOptions) -> dict[str, float]:
+    ious, nodes, ms = [], [], []
+    for mask in masks:
+        t = time.perf_counter()
+        regions = vectorize(mask, options)
+        ms.append((time.perf_counter() - t) * 1000)
+        back = rasterize(regions, mask.shape[1], mask.shape[0])
+        ious.append(iou(back, mask))
+        nodes.append(sum(r.node_count for r in regions))
+    return {
+        "masks": len(masks),
+        "iou_median": float(np.median(ious)),
+        "iou_worst": float(np.min(ious)),
+        "iou_p5": float(np.percentile(ious, 5)),
+        "nodes_median": float(np.median(nodes)),
+        "nodes_p95": float(np.percentile(nodes, 95)),
+        "nodes_max": float(np.max(nodes)),
+        "ms_median": float(np.median(ms)),
+        "ms_max": float(np.max(ms)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N masks")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    files = sorted(DAVIS_GT.glob("*.png"))
+    if args.limit:
+        files = files[: args.limit]
+    if not files:
+        raise SystemExit(f"no masks under {DAVIS_GT.resolve()}")
+    masks = [np.asarray(Image.open(f)) > 0 for f in files]
+    presets = {
+        "default": VectorizeOptions(),
+        "no joining (opttolerance 0)": VectorizeOptions(opttolerance=0.0),
+        "polygon (alphamax 0)": VectorizeOptions(alphamax=0.0, opttolerance=0.0),
+    }
+    print(f"DAVIS gt masks: {len(masks)} (mostly 854x480), one thread")
+    head = (f"{'options':30} {'IoU med':>8} {'IoU p5':>7} {'IoU min':>8} {'nodes med':>9} "
+            f"{'p95':>5} {'max':>6} {'ms med':>7} {'ms max':>7}")
+    print(head)
+    for name, opts in presets.items():
+        r = measure(masks, opts)
+        print(f"{name:30} {r['iou_median']:8.4f} {r['iou_p5']:7.4f} {r['iou_worst']:8.4f} "
+              f"{r['nodes_median']:9.0f} {r['nodes_p95']:5.0f} {r['nodes_max']:6.0f} "
+              f"{r['ms_median']:7.1f} {r['ms_max']:7.1f}")
+
+    # 50 MP: the largest DAVIS object scaled to 8660 x 5773 (nearest, so its edges stay
+    # staircase-sharp like a full-resolution decoder mask upscaled by the server).
+    big_src = max(masks, key=lambda m: int(m.sum()))
+    big = cv2.resize(big_src.astype(np.uint8), (8660, 5773),
+                     interpolation=cv2.INTER_NEAREST).astype(bool)
+    t = time.perf_counter()
+    regions = vectorize(big)
+    ms = (time.perf_counter() - t) * 1000
+    back = rasterize(regions, big.shape[1], big.shape[0])
+    print(f"50 MP mask (8660x5773): {ms:.0f} ms vectorize, IoU {iou(back, big):.4f}, "
+          f"{sum(r.node_count for r in regions)} nodes in {len(regions)} regions")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,500 @@
+"""Raster mask -> closed cubic Bézier paths with holes (potrace-style, OpenCV-fast).
+
+The pipeline, in the spirit of potrace (which darktable's AI mask tool runs), but built on
+OpenCV (Apache-2.0) instead of libpotrace (GPL) so the tracing itself runs in C at any size:
+
+1. ``cv2.findContours(RETR_CCOMP)`` traces every region's outer boundary and its holes as
+   8-connected chains of boundary *pixel centres*.
+2. Each chain is pushed half a pixel outwards from the foreground, so it runs along the pixel
+   edges the way the mask's area does (without this every shape is ~0.5 px too small).
+3. Regions and holes whose area is at most ``turdsize`` pixels are dropped (potrace's
+   cleanup of specks).
+4. Douglas-Peucker (``cv2.approxPolyDP``) turns each chain into a polygon.
+5. potrace's smoothing: every polygon vertex becomes a Bézier segment between the midpoints
+   of its two edges; a vertex whose turn is too sharp (``alpha >= alphamax``) becomes a
+   corner instead.
+6. Curve optimisation: runs of smooth segments are joined into one cubic while it stays
+   within ``opttolerance`` pixels of the curves it replaces.
+
+Coordinates are continuous image pixels: pixel (column c, row r) covers [c, c+1) x [r, r+1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+__all__ = ["BezierPath", "Region", "VectorizeOptions", "rasterize", "vectorize"]
+
+
+@dataclass
+class BezierPath:
+    """A closed cubic Bézier path.
+
+    ``points`` is float64 ``(n, 3, 2)``: per node ``[corner, ctrl_in, ctrl_out]`` as (x, y)
+    in continuous pixel coordinates. Segment i runs ``corner[i], ctrl_out[i],
+    ctrl_in[i+1], corner[i+1]`` and the last one closes back to node 0. A handle equal to
+    its corner is a sharp corner (straight edges use that). ``is_hole`` marks a boundary
+    that cuts a hole out of its region.
+    """
+
+    points: np.ndarray
+    is_hole: bool = False
+
+    @property
+    def node_count(self) -> int:
+        return int(self.points.shape[0])
+
+    def area(self) -> float:
+        """Unsigned area enclosed by the path (exact for cubics, Green's theorem)."""
+        p0 = self.points[:, 0]
+        p1 = self.points[:, 2]
+        p2 = np.roll(self.points[:, 1], -1, axis=0)
+        p3 = np.roll(self.points[:, 0], -1, axis=0)
+
+        def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+        # Signed area of a cubic Bézier segment relative to the origin.
+        a = (6 * cross(p0, p1) + 3 * cross(p0, p2) + cross(p0, p3)
+             + 3 * cross(p1, p2) + 3 * cross(p1, p3) + 6 * cross(p2, p3)) / 20.0
+        return float(abs(a.sum()))
+
+
+@dataclass
+class Region:
+    """One connected foreground region: its outer boundary and the holes cut out of it."""
+
+    outer: BezierPath
+    holes: list[BezierPath] = field(default_factory=list)
+
+    @property
+    def node_count(self) -> int:
+        return self.outer.node_count + sum(h.node_count for h in self.holes)
+
+    def paths(self) -> list[BezierPath]:
+        """Outer boundary first, then the holes (the order darktable needs)."""
+        return [self.outer, *self.holes]
+
+
+@dataclass
+class VectorizeOptions:
+    """Tuning of :func:`vectorize`; the defaults keep IoU >= 0.98 on DAVIS-sized masks.
+
+    - ``turdsize``: regions and holes of at most this many pixels are dropped
+      (potrace's ``turdsize``; 0 keeps everything).
+    - ``alphamax``: corner threshold, potrace's ``alphamax``: 0 makes every vertex a sharp
+      corner (a polygon), 4/3 or more makes none; 1.0 is potrace's default.
+    - ``opttolerance``: how far (pixels) a joined curve may stray from the curves it
+      replaces; 0 disables joining (more nodes, closest fit).
+    - ``polygon_tolerance``: Douglas-Peucker tolerance (pixels) of the polygon stage.
+    """
+
+    turdsize: int = 4
+    alphamax: float = 1.0
+    opttolerance: float = 0.2
+    polygon_tolerance: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.turdsize < 0:
+            raise ValueError(f"turdsize must be >= 0, got {self.turdsize}")
+        if not 0.0 <= self.alphamax <= 4.0 / 3.0 + 1e-9:
+            raise ValueError(f"alphamax must be within 0..4/3, got {self.alphamax}")
+        if self.opttolerance < 0:
+            raise ValueError(f"opttolerance must be >= 0, got {self.opttolerance}")
+        if self.polygon_tolerance <= 0:
+            raise ValueError(f"polygon_tolerance must be > 0, got {self.polygon_tolerance}")
+
+
+def binary_mask(mask: np.ndarray) -> np.ndarray:
+    """Any mask -> uint8 0/1, C-contiguous (what OpenCV wants).
+
+    bool: as is. Floating point: a probability, inside where >= 0.5. Integers: a 0/1 mask
+    as is; anything with larger values is an 8-bit style mask, inside where >= 128.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (height, width), got shape {mask.shape}")
+    if mask.size == 0:
+        raise ValueError("a mask must not be empty (zero width or height)")
+    if mask.dtype == bool:
+        out = mask.view(np.uint8)
+    elif np.issubdtype(mask.dtype, np.floating):
+        out = (mask >= 0.5).view(np.uint8)
+    elif np.issubdtype(mask.dtype, np.integer):
+        inside = (mask > 0) if int(mask.max()) <= 1 else (mask >= 128)
+        out = inside.view(np.uint8)
+    else:
+        raise ValueError(f"unsupported mask dtype {mask.dtype}")
+    return np.ascontiguousarray(out)
+
+
+def vectorize(mask: np.ndarray, options: VectorizeOptions | None = None) -> list[Region]:
+    """Trace a mask into closed Bézier paths, one :class:`Region` per connected region.
+
+    ``mask`` is (height, width): bool, 0/1 or 0..255 integers, or probabilities (see
+    :func:`binary_mask`). Foreground is 8-connected (a diagonal touch joins two pixels).
+    Regions come largest first, so a region lying inside another one's hole always comes
+    after it (darktable combines group members in order). An empty mask gives ``[]``.
+    """
+    opts = options or VectorizeOptions()
+    binary = binary_mask(mask)
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return []
+    links = hierarchy[0]
+    regions: list[tuple[float, Region]] = []
+    for i, contour in enumerate(contours):
+        if links[i][3] != -1:  # a hole: handled with its parent
+            continue
+        outer = _trace(contour, is_hole=False, opts=opts)
+        if outer is None:
+            continue
+        holes = []
+        child = links[i][2]
+        while child != -1:
+            hole = _trace(contours[child], is_hole=True, opts=opts)
+            if hole is not None:
+                holes.append(hole)
+            child = links[child][0]
+        regions.append((outer.area(), Region(outer=outer, holes=holes)))
+    regions.sort(key=lambda item: -item[0])
+    return [r for _, r in regions]
+
+
+def rasterize(regions: list[Region], width: int, height: int) -> np.ndarray:
+    """Fill the paths back into a bool (height, width) mask.
+
+    A pixel is inside when its centre is, by the even-odd rule within a region (so holes
+    stay empty) and by union between regions. Exact on the pixel-edge boundaries that
+    :func:`vectorize` produces, unlike ``cv2.fillPoly`` which also paints pixels whose
+    centre lies on the outline.
+    """
+    counts = np.zeros((height, width + 1), np.int32)
+    for region in regions:
+        rows_all, xs_all = [], []
+        for path in region.paths():
+            poly = _flatten(path)
+            if len(poly) < 3:
+                continue
+            rows, xs = _crossings(poly, height)
+            rows_all.append(rows)
+            xs_all.append(xs)
+        if not rows_all:
+            continue
+        rows = np.concatenate(rows_all)
+        xs = np.concatenate(xs_all)
+        order = np.lexsort((xs, rows))
+        rows, xs = rows[order], xs[order]
+        # Crossings come in pairs per row (closed paths); fill between each pair.
+        start_row, start_x = rows[0::2], xs[0::2]
+        end_x = xs[1::2]
+        c0 = np.clip(np.ceil(start_x - 0.5), 0, width).astype(np.int64)
+        c1 = np.clip(np.ceil(end_x - 0.5), 0, width).astype(np.int64)
+        keep = c1 > c0
+        np.add.at(counts, (start_row[keep], c0[keep]), 1)
+        np.add.at(counts, (start_row[keep], c1[keep]), -1)
+    return np.cumsum(counts, axis=1)[:, :width] > 0
+
+
+def _crossings(poly: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and x positions where a closed polyline crosses the pixel-centre lines."""
+    a = poly
+    b = np.roll(poly, -1, axis=0)
+    ylo = np.minimum(a[:, 1], b[:, 1])
+    yhi = np.maximum(a[:, 1], b[:, 1])
+    # Rows whose centre r + 0.5 lies in [ylo, yhi): half-open so a vertex counts once.
+    r0 = np.clip(np.ceil(ylo - 0.5), 0, height).astype(np.int64)
+    r1 = np.clip(np.ceil(yhi - 0.5), 0, height).astype(np.int64)
+    n = np.maximum(r1 - r0, 0)
+    if n.sum() == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    edge = np.repeat(np.arange(len(a)), n)
+    offs = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    rows = r0[edge] + offs
+    cy = rows + 0.5
+    ax, ay, bx, by = a[edge, 0], a[edge, 1], b[edge, 0], b[edge, 1]
+    xs = ax + (cy - ay) * (bx - ax) / (by - ay)
+    return rows, xs
+
+
+def bezier_segments(path: BezierPath) -> np.ndarray:
+    """(n, 4, 2) control points of the path's n cubic segments."""
+    p = path.points
+    return np.stack([p[:, 0], p[:, 2], np.roll(p[:, 1], -1, axis=0),
+                     np.roll(p[:, 0], -1, axis=0)], axis=1)
+
+
+# --- tracing ------------------------------------------------------------------------------
+
+def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> BezierPath | None:
+    pts = contour[:, 0, :].astype(np.float64) + 0.5  # boundary pixel centres
+    edge = _offset_to_pixel_edges(pts)
+    area = abs(_shoelace(edge))
+    if area <= opts.turdsize or area < 0.5:
+        return None
+    poly = cv2.approxPolyDP(edge.astype(np.float32)[:, None, :],
+                            opts.polygon_tolerance, True)[:, 0, :].astype(np.float64)
+    if len(poly) < 3:
+        hull = cv2.convexHull(edge.astype(np.float32))[:, 0, :].astype(np.float64)
+        if len(hull) < 3:
+            return None
+        poly = hull
+    segs, corner = _smooth(poly, opts.alphamax)
+    if opts.opttolerance > 0:
+        segs, corner = _join(segs, corner, poly, opts.opttolerance)
+    return BezierPath(points=_segments_to_nodes(segs, corner), is_hole=is_hole)
+
+
+def _shoelace(p: np.ndarray) -> float:
+    q = np.roll(p, -1, axis=0)
+    return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
+
+
+def _offset_to_pixel_edges(pts: np.ndarray) -> np.ndarray:
+    """Move a chain of boundary pixel centres onto the pixel edges, away from the fill.
+
+    OpenCV walks every boundary (outer or hole) with the foreground on the same side, so
+    each chain step's normal (-ty, tx) points away from the fill for both. Each step is
+    shifted by 0.5 * max(|nx|, |ny|) (half a pixel for axis-aligned steps, the area-true
+    amount for diagonal ones) and each chain point goes to where the shifted steps on
+    either side meet (a miter: a convex pixel corner lands exactly on the corner). Where
+    the chain turns back on itself (the tip of a one-pixel spur) the point becomes the
+    two outer corners of that pixel.
+    """
+    n = len(pts)
+    if n == 1:
+        x, y = pts[0]
+        return np.array([[x - 0.5, y - 0.5], [x - 0.5, y + 0.5],
+                         [x + 0.5, y + 0.5], [x + 0.5, y - 0.5]])
+    step = np.roll(pts, -1, axis=0) - pts  # step k runs from point k to point k+1
+    length = np.hypot(step[:, 0], step[:, 1])
+    length[length == 0] = 1.0
+    tangent = step / length[:, None]
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    dist = 0.5 * np.maximum(np.abs(normal[:, 0]), np.abs(normal[:, 1]))
+    n1, d1 = np.roll(normal, 1, axis=0), np.roll(dist, 1)  # step arriving at point i
+    n2, d2 = normal, dist  # step leaving point i
+    det = n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0]
+    dot = (n1 * n2).sum(axis=1)
+    safe = np.where(np.abs(det) < 1e-9, 1.0, det)
+    vx = (d1 * n2[:, 1] - d2 * n1[:, 1]) / safe
+    vy = (n1[:, 0] * d2 - n2[:, 0] * d1) / safe
+    offset = np.stack([vx, vy], axis=1)
+    straight = (np.abs(det) < 1e-9) & (dot > 0)
+    offset[straight] = (n1 * d1[:, None])[straight]
+    # A miter never needs to go past a pixel corner (0.707 from the centre).
+    reach = np.hypot(offset[:, 0], offset[:, 1])
+    too_far = reach > np.sqrt(0.5)
+    offset[too_far] *= (np.sqrt(0.5) / reach[too_far])[:, None]
+    out = pts + offset
+    tip = (np.abs(det) < 1e-9) & (dot <= 0)
+    if not tip.any():
+        return out
+    # Spur tip: arriving along t1, the pixel's two far corners are p + 0.5 t1 -/+ 0.5 n.
+    t1 = np.roll(tangent, 1, axis=0)
+    first = pts + 0.5 * t1 + n1 * d1[:, None]
+    second = pts + 0.5 * t1 - n1 * d1[:, None]
+    counts = np.where(tip, 2, 1)
+    idx = np.repeat(np.arange(n), counts)
+    res = out[idx]
+    starts = np.cumsum(counts) - counts
+    res[starts[tip]] = first[tip]
+    res[starts[tip] + 1] = second[tip]
+    return res
+
+
+def _smooth(poly: np.ndarray, alphamax: float) -> tuple[np.ndarray, np.ndarray]:
+    """potrace's smoothing stage: polygon -> (m, 4, 2) Bézier segments + corner flags.
+
+    Segment j bends around vertex j, from the midpoint of edge (j-1, j) to the midpoint
+    of edge (j, j+1). A corner segment is two straight halves meeting at the vertex; it is
+    stored as a segment whose control points are the vertex itself (split later).
+    """
+    prev = np.roll(poly, 1, axis=0)
+    nxt = np.roll(poly, -1, axis=0)
+    chord = nxt - prev
+    denom = np.abs(chord[:, 0]) + np.abs(chord[:, 1])  # potrace's ddenom (L1 length)
+    d1 = poly - prev
+    cross = d1[:, 0] * chord[:, 1] - d1[:, 1] * chord[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.abs(cross) / denom
+        alpha = np.where(dd > 1, (1 - 1.0 / dd), 0.0) / 0.75
+    alpha = np.where(denom == 0, 4.0 / 3.0, alpha)
+    corner = alpha >= alphamax
+    a = np.clip(alpha, 0.55, 1.0)[:, None]
+    start = 0.5 * (prev + poly)
+    end = 0.5 * (poly + nxt)
+    c1 = prev + (0.5 + 0.5 * a) * (poly - prev)
+    c2 = nxt + (0.5 + 0.5 * a) * (poly - nxt)
+    c1[corner] = poly[corner]
+    c2[corner] = poly[corner]
+    return np.stack([start, c1, c2, end], axis=1), corner
+
+
+def _segments_to_nodes(segs: np.ndarray, corner: np.ndarray) -> np.ndarray:
+    """(m, 4, 2) segments + corner flags -> (n, 3, 2) nodes [corner, ctrl_in, ctrl_out].
+
+    A corner segment (controls at its vertex) becomes two straight halves: its start node
+    with a handle on itself, then a sharp node at the vertex.
+    """
+    nodes: list[np.ndarray] = []
+    m = len(segs)
+    for j in range(m):
+        s0, c1, _, _ = segs[j]
+        ctrl_in = s0 if corner[j - 1] else segs[j - 1][2]
+        if corner[j]:
+            nodes.append(np.array([s0, ctrl_in, s0]))
+            nodes.append(np.array([c1, c1, c1]))
+        else:
+            nodes.append(np.array([s0, ctrl_in, c1]))
+    return np.array(nodes)
+
+
+# --- curve optimisation -----------------------------------------------------------------
+
+_T_SAMPLES = np.linspace(0.0, 1.0, 5)
+
+
+def _bezier(ctrl: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Points of cubic(s): ctrl (4, 2) or (k, 4, 2), t (s,) -> (s, 2) or (k, s, 2)."""
+    mt = 1 - t
+    b = np.stack([mt**3, 3 * mt**2 * t, 3 * mt * t**2, t**3], axis=-1)  # (s, 4)
+    return np.einsum("sj,...jd->...sd", b, ctrl)
+
+
+def _join(segs: np.ndarray, corner: np.ndarray, poly: np.ndarray,
+          tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedily join runs of smooth segments into single cubics (potrace's opticurve idea).
+
+    A run stops at a corner and when its net turn passes 120 degrees (one cubic cannot
+    follow more); within that, the longest run whose joined cubic stays within ``tol`` of
+    the original curves is found by galloping then bisecting, so a long smooth boundary
+    costs O(log n) fits rather than O(n).
+    """
+    m = len(segs)
+    if m < 3 or corner.all():
+        return segs, corner
+    prev = np.roll(poly, 1, axis=0)
+    nxt = np.roll(poly, -1, axis=0)
+    d1 = poly - prev
+    d2 = nxt - poly
+    turn = np.arctan2(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0], (d1 * d2).sum(axis=1))
+    samples = _bezier(segs, _T_SAMPLES)  # (m, s, 2)
+    # Start right after a corner when there is one, so no run wraps past it unnoticed.
+    first = int(np.argmax(corner)) + 1 if corner.any() else 0
+    order = (first + np.arange(m)) % m
+    is_corner = corner[order]
+    cum_turn = np.concatenate([[0.0], np.cumsum(turn[order])])
+    max_turn = np.deg2rad(120)
+
+    def fit(i: int, k: int) -> np.ndarray | None:
+        run = order[i:k + 1]
+        return _fit_run(segs[run], samples[run], tol)
+
+    out_segs: list[np.ndarray] = []
+    out_corner: list[bool] = []
+    i = 0
+    while i < m:
+        if is_corner[i]:
+            out_segs.append(segs[order[i]])
+            out_corner.append(True)
+            i += 1
+            continue
+        limit = i
+        while (limit + 1 < m and limit - i < 64 and not is_corner[limit + 1]
+               and abs(cum_turn[limit + 2] - cum_turn[i]) <= max_turn):
+            limit += 1
+        best, lo, hi, step = segs[order[i]], i, None, 1
+        while lo < limit:
+            k = min(lo + step, limit)
+            joined = fit(i, k)
+            if joined is None:
+                hi = k
+                break
+            best, lo, step = joined, k, step * 2
+        while hi is not None and hi - lo > 1:
+            mid = (lo + hi) // 2
+            joined = fit(i, mid)
+            if joined is None:
+                hi = mid
+            else:
+                best, lo = joined, mid
+        out_segs.append(best)
+        out_corner.append(False)
+        i = lo + 1
+    return np.array(out_segs), np.array(out_corner)
+
+
+def _fit_run(run: np.ndarray, samples: np.ndarray, tol: float) -> np.ndarray | None:
+    """One cubic for consecutive segments, keeping end points and end tangents, or None."""
+    p0 = run[0, 0]
+    p3 = run[-1, 3]
+    t0 = run[0, 1] - p0
+    t1 = run[-1, 2] - p3
+    n0 = np.hypot(*t0)
+    n1 = np.hypot(*t1)
+    if n0 < 1e-9 or n1 < 1e-9:
+        return None
+    t0 = t0 / n0
+    t1 = t1 / n1
+    q = samples.reshape(-1, 2)
+    seglen = np.hypot(*np.diff(q, axis=0).T)
+    cum = np.concatenate([[0.0], np.cumsum(seglen)])
+    if cum[-1] < 1e-9:
+        return None
+    u = cum / cum[-1]
+    ctrl = None
+    for attempt in range(2):  # least squares for the handle lengths, then reparametrise
+        mu = 1 - u
+        b0, b1, b2, b3 = mu**3, 3 * mu**2 * u, 3 * mu * u**2, u**3
+        a1 = b1[:, None] * t0
+        a2 = b2[:, None] * t1
+        rhs = q - (p0 * (b0 + b1)[:, None] + p3 * (b2 + b3)[:, None])
+        c00 = (a1 * a1).sum()
+        c01 = (a1 * a2).sum()
+        c11 = (a2 * a2).sum()
+        x0 = (a1 * rhs).sum()
+        x1 = (a2 * rhs).sum()
+        det = c00 * c11 - c01 * c01
+        if abs(det) < 1e-12:
+            return None
+        l1 = (x0 * c11 - x1 * c01) / det
+        l2 = (c00 * x1 - c01 * x0) / det
+        if l1 <= 0 or l2 <= 0:
+            return None
+        ctrl = np.array([p0, p0 + l1 * t0, p3 + l2 * t1, p3])
+        # Distance at the sample's parameter overestimates the true (nearest-point) one,
+        # so passing here is safe; clearly failing saves the reparametrisation.
+        err = float(np.hypot(*(_bezier(ctrl, u) - q).T).max())
+        if err <= tol:
+            return ctrl
+        if err > 4 * tol or attempt == 1:
+            return None
+        u = _reparametrise(ctrl, q, u)
+    return None
+
+
+def _reparametrise(ctrl: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One Newton step towards the nearest curve parameter of each sample."""
+    mu = 1 - u
+    p = _bezier(ctrl, u)
+    d1 = 3 * (mu**2)[:, None] * (ctrl[1] - ctrl[0]) + 6 * (mu * u)[:, None] * (
+        ctrl[2] - ctrl[1]) + 3 * (u**2)[:, None] * (ctrl[3] - ctrl[2])
+    d2 = 6 * mu[:, None] * (ctrl[2] - 2 * ctrl[1] + ctrl[0]) + 6 * u[:, None] * (
+        ctrl[3] - 2 * ctrl[2] + ctrl[1])
+    diff = p - q
+    num = (diff * d1).sum(axis=1)
+    den = (d1 * d1).sum(axis=1) + (diff * d2).sum(axis=1)
+    step = np.where(np.abs(den) > 1e-12, num / np.where(den == 0, 1, den), 0.0)
+    return np.clip(u - step, 0.0, 1.0)
+
+
+def _flatten(path: BezierPath) -> np.ndarray:
+    """Polyline through the path, fine enough for rasterising (about 1 point a pixel)."""
+    segs = bezier_segments(path)
+    span = np.hypot(*np.diff(segs, axis=1).transpose(2, 0, 1)).sum(axis=1)
+    steps = int(np.clip(np.ceil(span.max(initial=1.0)), 2, 64))
+    t = np.linspace(0.0, 1.0, steps, endpoint=False)
+    return _bezier(segs, t).reshape(-1, 2)
