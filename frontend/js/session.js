@@ -103,7 +103,14 @@ function applyState(state) {
   if (state.photo) setPhoto(state.photo);
   if (state.model) setModelValue(state.model);
   setStatus(state.status ?? app.status, state.progress ?? 0, state.message);
-  if (state.current) setCurrent(state.current);
+  if (state.current) {
+    // An empty current object has no mask frame to wait for: clear what is drawn now.
+    if (!state.current.prompts?.length) {
+      app.hasMask = false;
+      viewer.current = null;
+    }
+    setCurrent(state.current);
+  }
   if (Array.isArray(state.objects)) setObjects(state.objects);
   setShareLinks(state);
   const vectorWas = !$("vector-settings").hidden;
