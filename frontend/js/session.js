@@ -353,6 +353,10 @@ function connect() {
     onJson: handleMessage,
     onMask: handleMaskFrame,
     onBadFrame: () => toast("The server sent a message this page does not understand.", "warn"),
+    onDropped: (id) => {
+      settle(id);
+      toast("The connection was down: that action was not sent. Try again.", "warn");
+    },
   });
   app.socket.connect();
 }
@@ -463,8 +467,8 @@ function ensureCanSend() {
     toast("This is a view link: it cannot change the masks.", "warn");
     return false;
   }
-  if (!app.socket?.connected) {
-    toast("Not connected: reconnecting…", "warn");
+  if (!app.socket?.connected && !app.socket?.reconnecting) {
+    toast("Not connected to the server: reload the page.", "warn");
     return false;
   }
   return true;
