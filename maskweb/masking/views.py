@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -64,6 +65,10 @@ def api(methods: list[str]) -> Callable[[View], View]:
                 return error(exc.status, exc.code, exc.message)
             except RequestDataTooBig:
                 return error(413, "too_large", "The request body is too large.")
+            except redis.RedisError:
+                log.exception("Redis is unreachable")
+                return error(503, "unavailable", "The server's Redis is unreachable; try again "
+                             "in a moment.")
 
         return inner
 

@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from PIL import Image
 
+from maskweb.masking import embeddings, render, services
 from maskweb.masking.openapi import openapi_document
 from tests.web.conftest import make_session
 
@@ -199,3 +200,16 @@ def test_oversized_json_body_is_a_json_413():
     huge = b"<x>" + b"a" * (3 * 1024 * 1024) + b"</x>"
     response = Client().post(f"{base}/sidecar", huge, content_type="application/rdf+xml")
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+
+
+def test_redis_down_is_a_json_503_not_a_crash(settings):
+    from maskweb import runner
+
+    session = make_session()
+    services.add_prompt(services.Access(session, services.EDIT), INSIDE)
+    embeddings.local_cache.clear()
+    render.predictions.clear()
+    settings.REDIS_URL = f"redis://127.0.0.1:{runner.free_port()}/0"  # nothing listens there
+    response = Client().get(f"/api/v1/sessions/{session.edit_token}/current")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
