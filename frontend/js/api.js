@@ -168,3 +168,18 @@ export function tokenFromPath(pathname) {
     return null;
   }
 }
+
+/**
+ * Query string for the SVG / XMP downloads' vectorization settings (potrace's names, as
+ * maskweb.segment.vectorize.VectorizeOptions): only the ones the server advertises in
+ * state.vectorize, so a server without them gets plain URLs. `feather` is for the XMP only.
+ */
+export function vectorQuery(values, advertised, kind) {
+  if (!advertised || typeof advertised !== "object") return "";
+  const names = ["turdsize", "alphamax"];
+  if (kind === "xmp") names.push("feather");
+  const parts = names
+    .filter((n) => n in advertised && Number.isFinite(values[n]))
+    .map((n) => `${n}=${encodeURIComponent(values[n])}`);
+  return parts.length ? `?${parts.join("&")}` : "";
+}

@@ -2,7 +2,14 @@
 // pointer and keyboard input into prompts (full-resolution upright pixels), and draws what the
 // server answers. The server is the single source of truth: the page shows what frames say.
 
-import { API, normalizeModels, request, sessionPath, tokenFromPath } from "./api.js";
+import {
+  API,
+  normalizeModels,
+  request,
+  sessionPath,
+  tokenFromPath,
+  vectorQuery,
+} from "./api.js";
 import {
   boxPrompt,
   insidePhoto,
@@ -63,6 +70,7 @@ const app = {
   socket: null,
   everConnected: false,
   models: [],
+  switchingModel: false,
 };
 
 const viewer = new Viewer($("stage"));
@@ -99,7 +107,9 @@ function applyState(state) {
   if (state.current) setCurrent(state.current);
   if (Array.isArray(state.objects)) setObjects(state.objects);
   setShareLinks(state);
+  const vectorWas = !$("vector-settings").hidden;
   $("vector-settings").hidden = !state.vectorize;
+  if (state.vectorize && !vectorWas) loadVectorSettings(state.vectorize);
 }
 
 function setRole(role) {
@@ -176,7 +186,7 @@ function setStatus(status, progress = 0, message = "") {
         status === "encoding"
           ? "Analysing the photo…"
           : status === "reencoding"
-            ? "Re-encoding with the new model…"
+            ? app.switchingModel ? "Re-encoding with the new model…" : "Re-encoding the photo…"
             : status === "failed"
               ? "The photo could not be analysed"
               : "Loading the session…",
@@ -193,8 +203,9 @@ function setStatus(status, progress = 0, message = "") {
           : "");
   }
   if (status === "ready" && (was === "encoding" || was === "reencoding") && app.everConnected) {
-    toast(was === "reencoding" ? "Model switched: masks recomputed." : "Ready: click the object.", "good");
+    toast(app.switchingModel ? "Model switched: the mask was recomputed." : "Ready.", "good", 2500);
   }
+  if (status === "ready" || status === "failed") app.switchingModel = false;
   if (status === "failed" && was !== "failed") toast(message || "Encoding failed.", "error", 8000);
   updateHint();
 }
@@ -270,18 +281,22 @@ function refreshObjectMasks() {
   syncViewerObjects();
 }
 
-async function loadObjectMask(obj, record) {
+async function loadObjectMask(obj, record, attempt = 0) {
   try {
     const url = obj.png_url || `${sp()}/objects/${encodeURIComponent(obj.id)}/mask.png`;
     const res = await fetch(url);
-    if (!res.ok || !app.photo) return;
+    if (!res.ok || !app.photo) throw new Error(`HTTP ${res.status}`);
     // Object downloads are in the stored grid at full resolution: turn them upright.
     const mask = await decodeStoredMask(await res.blob(), app.photo);
     if (app.objectMasks.get(obj.id) !== record) return; // a newer version is on its way
     record.mask = renderableMask(mask, [...objectColour(obj.id), 0.32]);
     syncViewerObjects();
   } catch {
-    // Drawing applied objects is a nicety; the list and downloads still work without it.
+    // Drawing applied objects is a nicety (the list and downloads work without it), but a
+    // passing failure (a server restart, say) should not leave the object undrawn for good.
+    if (attempt < 3 && app.objectMasks.get(obj.id) === record) {
+      setTimeout(() => loadObjectMask(obj, record, attempt + 1), 1000 * 2 ** attempt);
+    }
   }
 }
 
@@ -522,15 +537,14 @@ async function deleteObject(id) {
 
 // ---------------------------------------------------------------- downloads
 
+const VECTOR_FIELDS = ["turdsize", "alphamax", "feather"];
+
 function vectorSettings() {
-  return { cleanup: Number($("cleanup").value), smoothing: Number($("smoothing").value) };
+  return Object.fromEntries(VECTOR_FIELDS.map((n) => [n, Number($(n).value)]));
 }
 
-/** Query for SVG/XMP: only when the server says it takes vector settings (state.vectorize). */
-function vectorQuery() {
-  if (!app.state?.vectorize) return "";
-  const v = vectorSettings();
-  return `?cleanup=${v.cleanup}&smoothing=${v.smoothing}`;
+function downloadQuery(kind) {
+  return vectorQuery(vectorSettings(), app.state?.vectorize, kind);
 }
 
 function baseName() {
@@ -552,9 +566,9 @@ function downloadAll(format) {
   const urls = app.state?.downloads ?? {};
   if (format === "png") runDownload(urls.png || `${sp()}/mask.png`, `${baseName()}-mask.png`);
   else if (format === "svg") {
-    runDownload(`${urls.svg || `${sp()}/masks.svg`}${vectorQuery()}`, `${baseName()}-masks.svg`);
+    runDownload(`${urls.svg || `${sp()}/masks.svg`}${downloadQuery("svg")}`, `${baseName()}-masks.svg`);
   } else {
-    runDownload(`${urls.xmp || `${sp()}/sidecar.xmp`}${vectorQuery()}`, `${app.photo?.name || "photo"}.xmp`);
+    runDownload(`${urls.xmp || `${sp()}/sidecar.xmp`}${downloadQuery("xmp")}`, `${app.photo?.name || "photo"}.xmp`);
   }
 }
 
@@ -563,7 +577,7 @@ function downloadObject(id, format) {
   const safe = (obj?.name || `object-${id}`).replace(/[^\w.-]+/g, "_");
   const base = `${sp()}/objects/${encodeURIComponent(id)}`;
   if (format === "png") runDownload(obj?.png_url || `${base}/mask.png`, `${baseName()}-${safe}.png`);
-  else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${vectorQuery()}`, `${baseName()}-${safe}.svg`);
+  else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
 }
 
 async function uploadSidecar(file) {
@@ -579,21 +593,27 @@ async function uploadSidecar(file) {
   }
 }
 
-function loadVectorSettings() {
+/** Saved settings win; otherwise the server's defaults (state.vectorize) fill the sliders. */
+function loadVectorSettings(defaults = {}) {
+  let saved = {};
   try {
-    const saved = JSON.parse(window.localStorage.getItem(VECTOR_KEY) || "{}");
-    if (Number.isFinite(saved.cleanup)) $("cleanup").value = saved.cleanup;
-    if (Number.isFinite(saved.smoothing)) $("smoothing").value = saved.smoothing;
+    saved = JSON.parse(window.localStorage.getItem(VECTOR_KEY) || "{}");
   } catch {
-    // defaults stay
+    saved = {};
   }
-  updateVectorOutputs();
+  for (const n of VECTOR_FIELDS) {
+    const v = Number.isFinite(saved[n]) ? saved[n] : defaults[n];
+    if (Number.isFinite(v)) $(n).value = String(v);
+  }
+  updateVectorOutputs(false);
 }
 
-function updateVectorOutputs() {
+function updateVectorOutputs(save = true) {
   const v = vectorSettings();
-  $("cleanup-out").textContent = `${v.cleanup} px`;
-  $("smoothing-out").textContent = v.smoothing.toFixed(2);
+  $("turdsize-out").textContent = `${v.turdsize} px`;
+  $("alphamax-out").textContent = v.alphamax.toFixed(2);
+  $("feather-out").textContent = `${v.feather} px`;
+  if (!save) return;
   try {
     window.localStorage.setItem(VECTOR_KEY, JSON.stringify(v));
   } catch {
@@ -648,6 +668,7 @@ async function switchModel(model) {
   try {
     await request("PUT", `${sp()}/model`, { json: { model } });
     select.dataset.current = model;
+    app.switchingModel = true;
     const label = select.selectedOptions[0]?.textContent ?? model;
     toast(`Switching to ${label}: re-encoding the photo and replaying your prompts…`, "info");
     if (app.status === "ready") setStatus("reencoding", 0);
@@ -972,8 +993,7 @@ function bindButtons() {
   $("dl-png").addEventListener("click", () => downloadAll("png"));
   $("dl-svg").addEventListener("click", () => downloadAll("svg"));
   $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
-  $("cleanup").addEventListener("input", updateVectorOutputs);
-  $("smoothing").addEventListener("input", updateVectorOutputs);
+  for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
   $("sidecar-input").addEventListener("change", (e) => {
     uploadSidecar(e.target.files[0]);
     e.target.value = "";

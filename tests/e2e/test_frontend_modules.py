@@ -224,3 +224,15 @@ def test_reconnect_delay_grows_and_is_capped(module_page):
     """)
     assert out[:4] == [300, 600, 1200, 2400]
     assert out[4] == out[5] == 5000
+
+
+def test_vector_settings_go_into_downloads_only_when_the_server_takes_them(module_page):
+    out = js(module_page, """
+        const a = await imp('api.js');
+        const v = {turdsize: 10, alphamax: 0.5, feather: 3};
+        const adv = {turdsize: 4, alphamax: 1, feather: 0};
+        return [a.vectorQuery(v, null, 'svg'), a.vectorQuery(v, adv, 'svg'),
+                a.vectorQuery(v, adv, 'xmp'), a.vectorQuery(v, {alphamax: 1}, 'xmp')];
+    """)
+    assert out == ["", "?turdsize=10&alphamax=0.5", "?turdsize=10&alphamax=0.5&feather=3",
+                   "?alphamax=0.5"]

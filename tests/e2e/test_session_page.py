@@ -20,13 +20,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maskweb.segment import orientation as orient
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 DAVIS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "DAVIS"
 PHOTO = DAVIS / "img" / "000.jpg"
 GT = DAVIS / "gt" / "000.png"
 VIEWPORT = {"width": 1280, "height": 800}
-WAIT_MS = 60_000  # encoding on 2 shared cores can take a while; masks are quick
+WAIT_MS = 60_000  # a mask, a download, a reconnect
+ENCODE_WAIT_MS = 180_000  # the first encode also waits for the worker to start, on 2 busy cores
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +115,8 @@ def upload_through_page(page, base: str, photo: Path = PHOTO) -> str:
     page.goto(base + "/")
     page.set_input_files("#file-input", str(photo))
     page.wait_for_url("**/s/*/", timeout=WAIT_MS)
-    page.wait_for_selector("body[data-status=ready][data-connection=online]", timeout=WAIT_MS)
+    page.wait_for_selector("body[data-status=ready][data-connection=online]",
+                           timeout=ENCODE_WAIT_MS)
     page.wait_for_function("window.maskweb && window.maskweb.viewer.image !== null")
     return page.url.rstrip("/").rsplit("/", 1)[-1]
 
@@ -322,3 +326,61 @@ def test_page_reconnects_after_daphne_restart_and_resyncs(live_stack, browser, g
         assert page.js_errors == []
     finally:
         context.close()
+
+
+def test_rotated_photo_is_shown_upright_and_masks_stay_in_place(live_stack, browser, tmp_path,
+                                                                gt_mask):
+    """A camera JPEG stored sideways (EXIF orientation 6): the page shows it upright, clicks are
+    upright, the applied object (downloaded in the stored grid) is drawn back upright."""
+    upright = np.asarray(Image.open(PHOTO).convert("RGB"))
+    stored = orient.to_stored(upright, 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = tmp_path / "sideways.jpg"
+    Image.fromarray(stored).save(rotated, quality=95, exif=exif)
+
+    context, page = new_page(browser)
+    try:
+        upload_through_page(page, live_stack.url, rotated)
+        photo = page.evaluate("window.maskweb.app.photo")
+        assert (photo["width"], photo["height"]) == (upright.shape[1], upright.shape[0])
+        assert photo["orientation"] == 6
+
+        fx, fy = deepest_point(gt_mask)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, -1)
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        before = tint_bits(page, "window.maskweb.viewer.current")
+
+        page.keyboard.press("Enter")
+        page.wait_for_function("""() => {
+            const {app} = window.maskweb;
+            const o = app.objects.length && app.objectMasks.get(app.objects[0].id);
+            return o && o.mask && o.mask.area > 0;
+        }""", timeout=WAIT_MS)
+        after = tint_bits(page, "(({app}) => app.objectMasks.get(app.objects[0].id).mask)"
+                                "(window.maskweb)")
+        iou = (before & after).sum() / (before | after).sum()
+        assert iou > 0.95, f"the applied object is drawn elsewhere (IoU {iou:.2f})"
+
+        with page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-png")
+        png = np.asarray(Image.open(info.value.path()).convert("L")) > 127
+        assert png.shape == stored.shape[:2]  # downloads are in the stored grid
+        back = orient.to_upright(png, 6)
+        assert (back & gt_mask).sum() / gt_mask.sum() > 0.8
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def tint_bits(page, expression: str) -> np.ndarray:
+    """The painted pixels of a renderable mask's tint canvas (preview size) as a bool array."""
+    out = page.evaluate(f"""() => {{
+        const m = {expression};
+        const d = m.tint.getContext('2d').getImageData(0, 0, m.width, m.height).data;
+        const bits = new Array(m.width * m.height);
+        for (let i = 0; i < bits.length; i += 1) bits[i] = d[4 * i + 3] > 0 ? 1 : 0;
+        return {{w: m.width, h: m.height, bits}};
+    }}""")
+    return np.array(out["bits"], bool).reshape(out["h"], out["w"])
