@@ -21,53 +21,6 @@ export async function decodeMaskPng(pngBytes, resize = null) {
   return maskFromRgba(rgba, width, height);
 }
 
-/**
- * Pure: the canvas transform [a, b, c, d, e, f] that draws a picture in the photo's STORED grid
- * (sw x sh) upright (EXIF orientation 1..8, as maskweb.segment.orientation.stored_to_upright_xy),
- * scaled by (kx, ky) from upright full-res pixels to the target canvas.
- */
-export function storedToUprightMatrix(orientation, sw, sh, kx = 1, ky = 1) {
-  const m = {
-    1: [1, 0, 0, 1, 0, 0],
-    2: [-1, 0, 0, 1, sw, 0],
-    3: [-1, 0, 0, -1, sw, sh],
-    4: [1, 0, 0, -1, 0, sh],
-    5: [0, 1, 1, 0, 0, 0],
-    6: [0, 1, -1, 0, sh, 0],
-    7: [0, -1, -1, 0, sh, sw],
-    8: [0, -1, 1, 0, 0, sw],
-  }[orientation] ?? [1, 0, 0, 1, 0, 0];
-  const [a, b, c, d, e, f] = m;
-  return [a * kx, b * ky, c * kx, d * ky, e * kx, f * ky];
-}
-
-/**
- * Decode a full-resolution mask PNG in the photo's stored grid (the object downloads) into an
- * upright mask at the preview's size, for drawing under the current object.
- */
-export async function decodeStoredMask(blob, photo) {
-  const pw = photo.preview_width || photo.width;
-  const ph = photo.preview_height || photo.height;
-  const o = photo.orientation ?? 1;
-  const swap = o >= 5 && o <= 8;
-  // Resize while decoding (cheap, and a 50 MP mask never sits in memory at full size).
-  const sw = swap ? ph : pw;
-  const sh = swap ? pw : ph;
-  const bitmap = await createImageBitmap(blob, {
-    colorSpaceConversion: "none",
-    premultiplyAlpha: "none",
-    resizeWidth: sw,
-    resizeHeight: sh,
-    resizeQuality: "medium",
-  });
-  const canvas = new OffscreenCanvas(pw, ph);
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.setTransform(...storedToUprightMatrix(o, sw, sh));
-  ctx.drawImage(bitmap, 0, 0);
-  bitmap.close?.();
-  return maskFromRgba(ctx.getImageData(0, 0, pw, ph).data, pw, ph);
-}
-
 /** Pure: RGBA bytes → {width, height, bits (Uint8Array 0/1), bbox [x0,y0,x1,y1)|null, area}. */
 export function maskFromRgba(rgba, width, height) {
   const bits = new Uint8Array(width * height);

@@ -20,7 +20,6 @@ import { fillIcons } from "./icons.js";
 import {
   CURRENT_COLOUR,
   decodeMaskPng,
-  decodeStoredMask,
   objectColour,
   renderableMask,
 } from "./maskrender.js";
@@ -286,8 +285,11 @@ async function loadObjectMask(obj, record, attempt = 0) {
     const url = obj.png_url || `${sp()}/objects/${encodeURIComponent(obj.id)}/mask.png`;
     const res = await fetch(url);
     if (!res.ok || !app.photo) throw new Error(`HTTP ${res.status}`);
-    // Object downloads are in the stored grid at full resolution: turn them upright.
-    const mask = await decodeStoredMask(await res.blob(), app.photo);
+    // Object downloads are upright at full resolution: scaled to the preview while decoding.
+    const mask = await decodeMaskPng(await res.blob(), {
+      width: app.photo.preview_width || app.photo.width,
+      height: app.photo.preview_height || app.photo.height,
+    });
     if (app.objectMasks.get(obj.id) !== record) return; // a newer version is on its way
     record.mask = renderableMask(mask, [...objectColour(obj.id), 0.32]);
     syncViewerObjects();

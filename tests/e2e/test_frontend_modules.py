@@ -1,8 +1,8 @@
 """The page's pure JavaScript logic, run in the real Chromium (no server stack needed).
 
 Each test imports a module from frontend/js/ into a blank page served by a static file server
-and checks what the page would send or draw: coordinates, frame parsing, outlines, the EXIF
-orientation transform (cross-checked against maskweb.segment.orientation).
+and checks what the page would send or draw: coordinates, frame parsing, outlines, mask
+decoding, error messages.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-
-from maskweb.segment import orientation as orient
 
 pytestmark = pytest.mark.e2e
 
@@ -136,41 +134,21 @@ def test_outline_of_a_ring_traces_outer_edge_and_hole(module_page):
     assert (3, 2, 3, 4) in segs and (4, 2, 4, 4) in segs  # the hole's sides
 
 
-@pytest.mark.parametrize("o", range(1, 9))
-def test_stored_grid_matrix_matches_the_server_orientation_mapping(module_page, o):
-    sw, sh = 40, 30
-    pts = [(0.0, 0.0), (sw, 0.0), (0.0, sh), (12.5, 7.25)]
-    m = js(module_page, """
-        const r = await imp('maskrender.js');
-        return r.storedToUprightMatrix(arg.o, arg.sw, arg.sh);
-    """, {"o": o, "sw": sw, "sh": sh})
-    a, b, c, d, e, f = m
-    for x, y in pts:
-        expected = orient.stored_to_upright_xy(x, y, sw, sh, o)
-        assert (a * x + c * y + e, b * x + d * y + f) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize("o", [1, 3, 6, 8])
-def test_object_mask_in_stored_grid_is_drawn_upright(module_page, o):
-    rng = np.random.default_rng(o)
-    stored = np.zeros((24, 32), bool)
-    stored[3:10, 4:20] = True
-    stored[15:22, 25:30] = True
-    stored |= rng.random(stored.shape) > 0.97
-    upright = orient.to_upright(stored, o)
+def test_full_resolution_mask_is_scaled_to_the_preview_while_decoding(module_page):
+    full = np.zeros((300, 400), bool)
+    full[60:240, 100:200] = True  # a 100 x 180 block, at quarter size 25 x 45
     buf = io.BytesIO()
-    Image.fromarray(stored.astype(np.uint8) * 255, mode="L").save(buf, format="PNG")
-    photo = {"width": upright.shape[1], "height": upright.shape[0], "orientation": o,
-             "preview_width": upright.shape[1], "preview_height": upright.shape[0]}
+    Image.fromarray(full.astype(np.uint8) * 255, mode="L").save(buf, format="PNG")
     out = js(module_page, """
         const r = await imp('maskrender.js');
-        const bytes = Uint8Array.from(atob(arg.png), (ch) => ch.charCodeAt(0));
-        const m = await r.decodeStoredMask(new Blob([bytes], {type: 'image/png'}), arg.photo);
-        return {w: m.width, h: m.height, bits: Array.from(m.bits)};
-    """, {"png": base64.b64encode(buf.getvalue()).decode(), "photo": photo})
-    got = np.array(out["bits"], bool).reshape(out["h"], out["w"])
-    assert got.shape == upright.shape
-    assert np.array_equal(got, upright)
+        const bytes = Uint8Array.from(atob(arg), (ch) => ch.charCodeAt(0));
+        const m = await r.decodeMaskPng(new Blob([bytes], {type: 'image/png'}),
+                                        {width: 100, height: 75});
+        return {w: m.width, h: m.height, bbox: m.bbox, area: m.area};
+    """, base64.b64encode(buf.getvalue()).decode())
+    assert (out["w"], out["h"]) == (100, 75)
+    assert out["bbox"] == [25, 15, 50, 60]
+    assert abs(out["area"] - 25 * 45) <= 25 + 45  # only the edges may round either way
 
 
 def test_server_errors_become_readable_messages(module_page):
