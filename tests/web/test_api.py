@@ -213,3 +213,27 @@ def test_redis_down_is_a_json_503_not_a_crash(settings):
     response = Client().get(f"/api/v1/sessions/{session.edit_token}/current")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_vector_settings_are_advertised_and_change_the_svg():
+    session = make_session()
+    access = services.Access(session, services.EDIT)
+    services.add_prompt(access, INSIDE)
+    services.apply(access)
+    base = f"/api/v1/sessions/{session.edit_token}"
+    client = Client()
+    state = check(client.get(base), "/api/v1/sessions/{token}")
+    assert state["vectorize"] == {"turdsize": 4, "alphamax": 1.0, "feather": 0.0}
+    corners = client.get(f"{base}/masks.svg?alphamax=0").content
+    smooth = client.get(f"{base}/masks.svg?alphamax=1.3333").content
+    assert corners != smooth and b"<path" in corners
+    # Dropping every region smaller than the photo leaves an empty path.
+    nothing = client.get(f"{base}/objects/1/mask.svg?turdsize=100000").content
+    assert re.search(rb' d=""', nothing)
+    feathered = client.get(f"{base}/sidecar.xmp?feather=12")
+    assert feathered.status_code == 200
+    assert feathered.content != client.get(f"{base}/sidecar.xmp").content
+    for bad in ("turdsize=-1", "turdsize=2.5", "alphamax=2", "feather=abc", "alphamax=nan"):
+        response = client.get(f"{base}/masks.svg?{bad}")
+        assert response.status_code == 400, bad
+        assert response.json()["error"]["code"] == "bad_field"
