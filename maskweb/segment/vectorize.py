@@ -90,12 +90,17 @@ class VectorizeOptions:
     - ``opttolerance``: how far (pixels) a joined curve may stray from the curves it
       replaces; 0 disables joining (more nodes, closest fit).
     - ``polygon_tolerance``: Douglas-Peucker tolerance (pixels) of the polygon stage.
+    - ``grow``: pixels by which every path is moved out of the area it encloses (an outer
+      boundary away from its region, a hole boundary into the region): 0 keeps paths on
+      the pixel edges, which is exact for SVG and any coverage-based renderer; darktable's
+      path fill takes in about one pixel more than a path encloses, so its sidecars use -1.
     """
 
     turdsize: int = 4
     alphamax: float = 1.0
     opttolerance: float = 0.2
     polygon_tolerance: float = 0.5
+    grow: float = 0.0
 
     def __post_init__(self) -> None:
         if self.turdsize < 0:
@@ -104,6 +109,8 @@ class VectorizeOptions:
             raise ValueError(f"alphamax must be within 0..4/3, got {self.alphamax}")
         if self.opttolerance < 0:
             raise ValueError(f"opttolerance must be >= 0, got {self.opttolerance}")
+        if not -1.0 <= self.grow <= 1.0:
+            raise ValueError(f"grow must be within -1..1 pixels, got {self.grow}")
         if self.polygon_tolerance <= 0:
             raise ValueError(f"polygon_tolerance must be > 0, got {self.polygon_tolerance}")
 
@@ -230,8 +237,11 @@ def bezier_segments(path: BezierPath) -> np.ndarray:
 
 def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> BezierPath | None:
     pts = contour[:, 0, :].astype(np.float64) + 0.5  # boundary pixel centres
-    edge = _offset_to_pixel_edges(pts)
-    area = abs(_shoelace(edge))
+    # The offset is counted away from the fill: a hole grows by moving into the fill.
+    half = 0.5 + (-opts.grow if is_hole else opts.grow)
+    edge = _offset_to_pixel_edges(pts, half)
+    # Cleanup counts pixels: measure on the pixel edges whatever the path's offset.
+    area = abs(_shoelace(edge if half == 0.5 else _offset_to_pixel_edges(pts)))
     if area <= opts.turdsize or area < 0.5:
         return None
     poly = cv2.approxPolyDP(edge.astype(np.float32)[:, None, :],
@@ -252,28 +262,29 @@ def _shoelace(p: np.ndarray) -> float:
     return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
 
 
-def _offset_to_pixel_edges(pts: np.ndarray) -> np.ndarray:
+def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5) -> np.ndarray:
     """Move a chain of boundary pixel centres onto the pixel edges, away from the fill.
 
     OpenCV walks every boundary (outer or hole) with the foreground on the same side, so
     each chain step's normal (-ty, tx) points away from the fill for both. Each step is
-    shifted by 0.5 * max(|nx|, |ny|) (half a pixel for axis-aligned steps, the area-true
-    amount for diagonal ones) and each chain point goes to where the shifted steps on
-    either side meet (a miter: a convex pixel corner lands exactly on the corner). Where
+    shifted by half * max(|nx|, |ny|) (with half = 0.5: half a pixel for axis-aligned
+    steps, the area-true amount for diagonal ones) and each chain point goes to where the
+    shifted steps on either side meet (a miter: a convex pixel corner lands exactly on the
+    corner). Where
     the chain turns back on itself (the tip of a one-pixel spur) the point becomes the
     two outer corners of that pixel.
     """
     n = len(pts)
     if n == 1:
         x, y = pts[0]
-        return np.array([[x - 0.5, y - 0.5], [x - 0.5, y + 0.5],
-                         [x + 0.5, y + 0.5], [x + 0.5, y - 0.5]])
+        r = max(half, 0.25)  # a lone pixel keeps some area at any offset
+        return np.array([[x - r, y - r], [x - r, y + r], [x + r, y + r], [x + r, y - r]])
     step = np.roll(pts, -1, axis=0) - pts  # step k runs from point k to point k+1
     length = np.hypot(step[:, 0], step[:, 1])
     length[length == 0] = 1.0
     tangent = step / length[:, None]
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-    dist = 0.5 * np.maximum(np.abs(normal[:, 0]), np.abs(normal[:, 1]))
+    dist = half * np.maximum(np.abs(normal[:, 0]), np.abs(normal[:, 1]))
     n1, d1 = np.roll(normal, 1, axis=0), np.roll(dist, 1)  # step arriving at point i
     n2, d2 = normal, dist  # step leaving point i
     det = n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0]
@@ -286,16 +297,17 @@ def _offset_to_pixel_edges(pts: np.ndarray) -> np.ndarray:
     offset[straight] = (n1 * d1[:, None])[straight]
     # A miter never needs to go past a pixel corner (0.707 from the centre).
     reach = np.hypot(offset[:, 0], offset[:, 1])
-    too_far = reach > np.sqrt(0.5)
-    offset[too_far] *= (np.sqrt(0.5) / reach[too_far])[:, None]
+    limit = abs(half) * np.sqrt(2.0)
+    too_far = reach > limit
+    offset[too_far] *= (limit / reach[too_far])[:, None]
     out = pts + offset
     tip = (np.abs(det) < 1e-9) & (dot <= 0)
     if not tip.any():
         return out
     # Spur tip: arriving along t1, the pixel's two far corners are p + 0.5 t1 -/+ 0.5 n.
     t1 = np.roll(tangent, 1, axis=0)
-    first = pts + 0.5 * t1 + n1 * d1[:, None]
-    second = pts + 0.5 * t1 - n1 * d1[:, None]
+    first = pts + half * t1 + n1 * d1[:, None]
+    second = pts + half * t1 - n1 * d1[:, None]
     counts = np.where(tip, 2, 1)
     idx = np.repeat(np.arange(n), counts)
     res = out[idx]
