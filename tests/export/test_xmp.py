@@ -250,6 +250,18 @@ def test_merge_into_a_darktable_sidecar_without_masks_or_history() -> None:
     assert len(masks) == 2  # one path, one group
 
 
+def test_merge_into_a_history_without_masks() -> None:
+    start = EXISTING.index(b"<darktable:masks_history>")
+    end = EXISTING.index(b"</darktable:masks_history>") + len(b"</darktable:masks_history>")
+    no_masks = EXISTING[:start] + EXISTING[end:]
+    validate_sidecar(no_masks)
+    _, hist, masks = parts(darktable_sidecar([MaskObject("box", box())], W, H,
+                                             existing=no_masks))
+    assert [h.get(f"{DT}num") for h in hist] == ["0", "1", "2"]
+    assert {m.get(f"{DT}mask_num") for m in masks} == {"2"}
+    assert len(masks) == 2
+
+
 BAD = {
     "not xml": b"this is not xml at all",
     "empty": b"   ",
