@@ -466,7 +466,7 @@ def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width:
             "enabled": "1",
             "modversion": str(EXPOSURE_MODVERSION),
             "params": encode_blob(_exposure_params(ev)),
-            "multi_name": obj.name[:60],
+            "multi_name": _instance_name(obj.name),
             "multi_priority": str(next_priority + k),
             "blendop_version": str(BLENDOP_VERSION),
             "blendop_params": encode_blob(_blendop_params(group_id)),
@@ -502,6 +502,11 @@ def _add_exposure_instances(desc: ET.Element, existing: list[int], new: list[int
     except ValueError as exc:
         raise SidecarError(f"darktable:iop_order_list: {exc}") from None
     _set_prop(desc, "iop_order_list", iop_order.serialize(entries))
+
+
+def _instance_name(name: str) -> str:
+    """darktable keeps an instance name in 128 bytes: cut at a character boundary."""
+    return name.encode("utf-8")[:120].decode("utf-8", errors="ignore")
 
 
 def _form_row(form_id: int, mask_type: int, name: str, points: bytes, count: int

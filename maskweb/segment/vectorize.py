@@ -5,8 +5,9 @@ OpenCV (Apache-2.0) instead of libpotrace (GPL) so the tracing itself runs in C 
 
 1. ``cv2.findContours(RETR_CCOMP)`` traces every region's outer boundary and its holes as
    8-connected chains of boundary *pixel centres*.
-2. Each chain is pushed half a pixel outwards from the foreground, so it runs along the pixel
-   edges the way the mask's area does (without this every shape is ~0.5 px too small).
+2. Each chain is pushed half a pixel outwards from the foreground (miter joins, so pixel
+   corners stay corners), so it runs along the pixel edges and encloses exactly the
+   mask's area (without this every shape is ~0.5 px too small). ``grow`` adds to that.
 3. Regions and holes whose area is at most ``turdsize`` pixels are dropped (potrace's
    cleanup of specks).
 4. Douglas-Peucker (``cv2.approxPolyDP``) turns each chain into a polygon.
@@ -26,7 +27,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["BezierPath", "Region", "VectorizeOptions", "rasterize", "vectorize"]
+__all__ = [
+    "BezierPath",
+    "Region",
+    "VectorizeOptions",
+    "bezier_segments",
+    "binary_mask",
+    "rasterize",
+    "vectorize",
+]
 
 
 @dataclass
