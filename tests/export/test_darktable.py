@@ -217,3 +217,13 @@ def test_merge_keeps_the_earlier_edit_and_adds_the_mask(tmp_path: Path) -> None:
     assert abs(int(np.median(out[left])) - int(np.median(before[left]))) <= 2, \
         "the earlier masked edit is unchanged"
     assert iou(out > int(np.median(before[left])) + 10, mask) >= 0.95
+
+
+def test_object_touching_the_frame_is_brightened_up_to_the_edge(tmp_path: Path) -> None:
+    mask = rect(0, 120, 0, 150) | disc(300, 200, 60)  # top-left corner and bottom-right
+    sidecar = darktable_sidecar([MaskObject("edge", mask)], W, H, exposure_ev=2.0)
+    out = render(tmp_path, grey_image(tmp_path / "grey.png"), sidecar)
+    lit = brightened(out)
+    # The first/last row and column are reached (darktable may skip the very corner pixel).
+    assert lit[0, 5] and lit[5, 0] and lit[H - 1, W - 5] and lit[H - 5, W - 1]
+    assert iou(lit, mask) >= 0.95
