@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from maskweb.masking import embeddings, engine, notify, render
+from maskweb.masking import downloads, embeddings, engine, notify, render
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import ProtocolError, parse_upright, to_stored, to_upright
 from maskweb.masking.redis_client import get_redis
@@ -182,6 +182,7 @@ def session_state(access: Access, *, scores: list[float] | None = None) -> dict[
         "objects": objects_list(session, token),
         "downloads": {"png": f"{api}/mask.png", "svg": f"{api}/masks.svg",
                       "xmp": f"{api}/sidecar.xmp"},
+        "vectorize": downloads.vector_defaults(),
         "limits": {"max_stroke_points": settings.WS_MAX_STROKE_POINTS,
                    "max_prompts": settings.WS_MAX_PROMPTS,
                    "max_message_bytes": settings.WS_MAX_MESSAGE_BYTES},

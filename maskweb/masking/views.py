@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -64,6 +65,10 @@ def api(methods: list[str]) -> Callable[[View], View]:
                 return error(exc.status, exc.code, exc.message)
             except RequestDataTooBig:
                 return error(413, "too_large", "The request body is too large.")
+            except redis.RedisError:
+                log.exception("Redis is unreachable")
+                return error(503, "unavailable", "The server's Redis is unreachable; try again "
+                             "in a moment.")
 
         return inner
 
@@ -267,8 +272,10 @@ def object_png(request: HttpRequest, access: services.Access, number: int) -> Ht
 @api(["GET"])
 def object_svg(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
     obj = services.get_object(access.session, number)
+    options, _ = downloads.vector_settings(request.GET)
     mask = _object_mask(access, obj)
-    return _attachment(downloads.svg(access.session.photo, [(obj, mask)]), "image/svg+xml",
+    return _attachment(downloads.svg(access.session.photo, [(obj, mask)], options),
+                       "image/svg+xml",
                        f"{_stem(access)}-{obj.number}.svg")
 
 
@@ -296,14 +303,17 @@ def all_png(request: HttpRequest, access: services.Access) -> HttpResponseBase:
 
 @api(["GET"])
 def all_svg(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    return _attachment(downloads.svg(access.session.photo, _all(access)), "image/svg+xml",
+    options, _ = downloads.vector_settings(request.GET)
+    return _attachment(downloads.svg(access.session.photo, _all(access), options),
+                       "image/svg+xml",
                        f"{_stem(access)}-masks.svg")
 
 
 @api(["GET"])
 def sidecar_xmp(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     session = services.reload(access.session)
-    data, filename = downloads.xmp(session, _all(access))
+    options, feather = downloads.vector_settings(request.GET)
+    data, filename = downloads.xmp(session, _all(access), options, feather)
     return _attachment(data, "application/rdf+xml", filename)
 
 

@@ -5,8 +5,9 @@ OpenCV (Apache-2.0) instead of libpotrace (GPL) so the tracing itself runs in C 
 
 1. ``cv2.findContours(RETR_CCOMP)`` traces every region's outer boundary and its holes as
    8-connected chains of boundary *pixel centres*.
-2. Each chain is pushed half a pixel outwards from the foreground, so it runs along the pixel
-   edges the way the mask's area does (without this every shape is ~0.5 px too small).
+2. Each chain is pushed half a pixel outwards from the foreground (miter joins, so pixel
+   corners stay corners), so it runs along the pixel edges and encloses exactly the
+   mask's area (without this every shape is ~0.5 px too small). ``grow`` adds to that.
 3. Regions and holes whose area is at most ``turdsize`` pixels are dropped (potrace's
    cleanup of specks).
 4. Douglas-Peucker (``cv2.approxPolyDP``) turns each chain into a polygon.
@@ -26,7 +27,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["BezierPath", "Region", "VectorizeOptions", "rasterize", "vectorize"]
+__all__ = [
+    "BezierPath",
+    "Region",
+    "VectorizeOptions",
+    "bezier_segments",
+    "binary_mask",
+    "rasterize",
+    "vectorize",
+]
 
 
 @dataclass
@@ -90,12 +99,17 @@ class VectorizeOptions:
     - ``opttolerance``: how far (pixels) a joined curve may stray from the curves it
       replaces; 0 disables joining (more nodes, closest fit).
     - ``polygon_tolerance``: Douglas-Peucker tolerance (pixels) of the polygon stage.
+    - ``grow``: pixels by which every path is moved out of the area it encloses (an outer
+      boundary away from its region, a hole boundary into the region): 0 keeps paths on
+      the pixel edges, which is exact for SVG and any coverage-based renderer; darktable's
+      path fill takes in about one pixel more than a path encloses, so its sidecars use -1.
     """
 
     turdsize: int = 4
     alphamax: float = 1.0
     opttolerance: float = 0.2
     polygon_tolerance: float = 0.5
+    grow: float = 0.0
 
     def __post_init__(self) -> None:
         if self.turdsize < 0:
@@ -104,6 +118,8 @@ class VectorizeOptions:
             raise ValueError(f"alphamax must be within 0..4/3, got {self.alphamax}")
         if self.opttolerance < 0:
             raise ValueError(f"opttolerance must be >= 0, got {self.opttolerance}")
+        if not -1.0 <= self.grow <= 1.0:
+            raise ValueError(f"grow must be within -1..1 pixels, got {self.grow}")
         if self.polygon_tolerance <= 0:
             raise ValueError(f"polygon_tolerance must be > 0, got {self.polygon_tolerance}")
 
@@ -230,8 +246,11 @@ def bezier_segments(path: BezierPath) -> np.ndarray:
 
 def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> BezierPath | None:
     pts = contour[:, 0, :].astype(np.float64) + 0.5  # boundary pixel centres
-    edge = _offset_to_pixel_edges(pts)
-    area = abs(_shoelace(edge))
+    # The offset is counted away from the fill: a hole grows by moving into the fill.
+    half = 0.5 + (-opts.grow if is_hole else opts.grow)
+    edge = _offset_to_pixel_edges(pts, half)
+    # Cleanup counts pixels: measure on the pixel edges whatever the path's offset.
+    area = abs(_shoelace(edge if half == 0.5 else _offset_to_pixel_edges(pts)))
     if area <= opts.turdsize or area < 0.5:
         return None
     poly = cv2.approxPolyDP(edge.astype(np.float32)[:, None, :],
@@ -252,28 +271,29 @@ def _shoelace(p: np.ndarray) -> float:
     return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
 
 
-def _offset_to_pixel_edges(pts: np.ndarray) -> np.ndarray:
+def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5) -> np.ndarray:
     """Move a chain of boundary pixel centres onto the pixel edges, away from the fill.
 
     OpenCV walks every boundary (outer or hole) with the foreground on the same side, so
     each chain step's normal (-ty, tx) points away from the fill for both. Each step is
-    shifted by 0.5 * max(|nx|, |ny|) (half a pixel for axis-aligned steps, the area-true
-    amount for diagonal ones) and each chain point goes to where the shifted steps on
-    either side meet (a miter: a convex pixel corner lands exactly on the corner). Where
+    shifted by half * max(|nx|, |ny|) (with half = 0.5: half a pixel for axis-aligned
+    steps, the area-true amount for diagonal ones) and each chain point goes to where the
+    shifted steps on either side meet (a miter: a convex pixel corner lands exactly on the
+    corner). Where
     the chain turns back on itself (the tip of a one-pixel spur) the point becomes the
     two outer corners of that pixel.
     """
     n = len(pts)
     if n == 1:
         x, y = pts[0]
-        return np.array([[x - 0.5, y - 0.5], [x - 0.5, y + 0.5],
-                         [x + 0.5, y + 0.5], [x + 0.5, y - 0.5]])
+        r = max(half, 0.25)  # a lone pixel keeps some area at any offset
+        return np.array([[x - r, y - r], [x - r, y + r], [x + r, y + r], [x + r, y - r]])
     step = np.roll(pts, -1, axis=0) - pts  # step k runs from point k to point k+1
     length = np.hypot(step[:, 0], step[:, 1])
     length[length == 0] = 1.0
     tangent = step / length[:, None]
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-    dist = 0.5 * np.maximum(np.abs(normal[:, 0]), np.abs(normal[:, 1]))
+    dist = half * np.maximum(np.abs(normal[:, 0]), np.abs(normal[:, 1]))
     n1, d1 = np.roll(normal, 1, axis=0), np.roll(dist, 1)  # step arriving at point i
     n2, d2 = normal, dist  # step leaving point i
     det = n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0]
@@ -286,16 +306,17 @@ def _offset_to_pixel_edges(pts: np.ndarray) -> np.ndarray:
     offset[straight] = (n1 * d1[:, None])[straight]
     # A miter never needs to go past a pixel corner (0.707 from the centre).
     reach = np.hypot(offset[:, 0], offset[:, 1])
-    too_far = reach > np.sqrt(0.5)
-    offset[too_far] *= (np.sqrt(0.5) / reach[too_far])[:, None]
+    limit = abs(half) * np.sqrt(2.0)
+    too_far = reach > limit
+    offset[too_far] *= (limit / reach[too_far])[:, None]
     out = pts + offset
     tip = (np.abs(det) < 1e-9) & (dot <= 0)
     if not tip.any():
         return out
     # Spur tip: arriving along t1, the pixel's two far corners are p + 0.5 t1 -/+ 0.5 n.
     t1 = np.roll(tangent, 1, axis=0)
-    first = pts + 0.5 * t1 + n1 * d1[:, None]
-    second = pts + 0.5 * t1 - n1 * d1[:, None]
+    first = pts + half * t1 + n1 * d1[:, None]
+    second = pts + half * t1 - n1 * d1[:, None]
     counts = np.where(tip, 2, 1)
     idx = np.repeat(np.arange(n), counts)
     res = out[idx]
@@ -364,14 +385,18 @@ def _bezier(ctrl: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.einsum("sj,...jd->...sd", b, ctrl)
 
 
+#: Run lengths (segments) tried when joining; each level only where the one before fitted.
+_JOIN_LENGTHS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
 def _join(segs: np.ndarray, corner: np.ndarray, poly: np.ndarray,
           tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedily join runs of smooth segments into single cubics (potrace's opticurve idea).
+    """Join runs of smooth segments into single cubics (potrace's opticurve idea).
 
-    A run stops at a corner and when its net turn passes 120 degrees (one cubic cannot
-    follow more); within that, the longest run whose joined cubic stays within ``tol`` of
-    the original curves is found by galloping then bisecting, so a long smooth boundary
-    costs O(log n) fits rather than O(n).
+    A run never contains a corner and turns by at most 120 degrees net (one cubic cannot
+    follow more). Every candidate run of a given length is fitted at once (numpy over all
+    start positions), longer lengths only where the shorter one fitted within ``tol``;
+    then a greedy walk takes the longest fitting run from each position.
     """
     m = len(segs)
     if m < 3 or corner.all():
@@ -381,113 +406,113 @@ def _join(segs: np.ndarray, corner: np.ndarray, poly: np.ndarray,
     d1 = poly - prev
     d2 = nxt - poly
     turn = np.arctan2(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0], (d1 * d2).sum(axis=1))
-    samples = _bezier(segs, _T_SAMPLES)  # (m, s, 2)
     # Start right after a corner when there is one, so no run wraps past it unnoticed.
     first = int(np.argmax(corner)) + 1 if corner.any() else 0
     order = (first + np.arange(m)) % m
+    segs_o = segs[order]
     is_corner = corner[order]
+    corners_before = np.concatenate([[0], np.cumsum(is_corner)])
     cum_turn = np.concatenate([[0.0], np.cumsum(turn[order])])
-    max_turn = np.deg2rad(120)
+    samples = _bezier(segs_o, _T_SAMPLES)  # (m, s, 2)
 
-    def fit(i: int, k: int) -> np.ndarray | None:
-        run = order[i:k + 1]
-        return _fit_run(segs[run], samples[run], tol)
+    best_len = np.ones(m, np.int64)
+    best_ctrl = segs_o.copy()
+    candidates = np.arange(m)
+    for length in _JOIN_LENGTHS:
+        start = candidates[candidates + length <= m]
+        if start.size == 0:
+            break
+        end = start + length  # exclusive
+        allowed = ((corners_before[end] - corners_before[start]) == 0) & (
+            np.abs(cum_turn[end] - cum_turn[start]) <= np.deg2rad(120))
+        start = start[allowed]
+        if start.size == 0:
+            break
+        idx = start[:, None] + np.arange(length)[None, :]
+        ok, ctrl = _fit_runs(segs_o[idx], samples[idx], tol)
+        best_len[start[ok]] = length
+        best_ctrl[start[ok]] = ctrl[ok]
+        candidates = start[ok]
 
     out_segs: list[np.ndarray] = []
     out_corner: list[bool] = []
     i = 0
     while i < m:
-        if is_corner[i]:
-            out_segs.append(segs[order[i]])
-            out_corner.append(True)
-            i += 1
-            continue
-        limit = i
-        while (limit + 1 < m and limit - i < 64 and not is_corner[limit + 1]
-               and abs(cum_turn[limit + 2] - cum_turn[i]) <= max_turn):
-            limit += 1
-        best, lo, hi, step = segs[order[i]], i, None, 1
-        while lo < limit:
-            k = min(lo + step, limit)
-            joined = fit(i, k)
-            if joined is None:
-                hi = k
-                break
-            best, lo, step = joined, k, step * 2
-        while hi is not None and hi - lo > 1:
-            mid = (lo + hi) // 2
-            joined = fit(i, mid)
-            if joined is None:
-                hi = mid
-            else:
-                best, lo = joined, mid
-        out_segs.append(best)
-        out_corner.append(False)
-        i = lo + 1
+        out_segs.append(best_ctrl[i])
+        out_corner.append(bool(is_corner[i]))
+        i += int(best_len[i])
     return np.array(out_segs), np.array(out_corner)
 
 
-def _fit_run(run: np.ndarray, samples: np.ndarray, tol: float) -> np.ndarray | None:
-    """One cubic for consecutive segments, keeping end points and end tangents, or None."""
-    p0 = run[0, 0]
-    p3 = run[-1, 3]
-    t0 = run[0, 1] - p0
-    t1 = run[-1, 2] - p3
-    n0 = np.hypot(*t0)
-    n1 = np.hypot(*t1)
-    if n0 < 1e-9 or n1 < 1e-9:
-        return None
-    t0 = t0 / n0
-    t1 = t1 / n1
-    q = samples.reshape(-1, 2)
-    seglen = np.hypot(*np.diff(q, axis=0).T)
-    cum = np.concatenate([[0.0], np.cumsum(seglen)])
-    if cum[-1] < 1e-9:
-        return None
-    u = cum / cum[-1]
-    ctrl = None
-    for attempt in range(2):  # least squares for the handle lengths, then reparametrise
+def _fit_runs(runs: np.ndarray, samples: np.ndarray, tol: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Fit one cubic to each run of segments, keeping its end points and end tangents.
+
+    ``runs`` (B, L, 4, 2), ``samples`` (B, L, S, 2) points along them. Returns ``ok`` (B,)
+    and the control points (B, 4, 2): least squares for the two handle lengths with
+    chord-length parameters, one Newton reparametrisation, least squares again; ``ok``
+    where both handles point forwards and every sample lies within ``tol`` of the cubic
+    (measured at its parameter, which overestimates the true distance: safe).
+    """
+    nb = runs.shape[0]
+    p0 = runs[:, 0, 0]
+    p3 = runs[:, -1, 3]
+    t0 = runs[:, 0, 1] - p0
+    t1 = runs[:, -1, 2] - p3
+    n0 = np.hypot(t0[:, 0], t0[:, 1])
+    n1 = np.hypot(t1[:, 0], t1[:, 1])
+    ok = (n0 > 1e-9) & (n1 > 1e-9)
+    t0 = t0 / np.where(ok, n0, 1.0)[:, None]
+    t1 = t1 / np.where(ok, n1, 1.0)[:, None]
+    q = samples.reshape(nb, -1, 2)
+    seglen = np.hypot(*np.diff(q, axis=1).transpose(2, 0, 1))
+    cum = np.concatenate([np.zeros((nb, 1)), np.cumsum(seglen, axis=1)], axis=1)
+    total = cum[:, -1:]
+    ok &= total[:, 0] > 1e-9
+    u = cum / np.where(total > 1e-9, total, 1.0)
+    ctrl = np.zeros((nb, 4, 2))
+    for attempt in range(2):
         mu = 1 - u
         b0, b1, b2, b3 = mu**3, 3 * mu**2 * u, 3 * mu * u**2, u**3
-        a1 = b1[:, None] * t0
-        a2 = b2[:, None] * t1
-        rhs = q - (p0 * (b0 + b1)[:, None] + p3 * (b2 + b3)[:, None])
-        c00 = (a1 * a1).sum()
-        c01 = (a1 * a2).sum()
-        c11 = (a2 * a2).sum()
-        x0 = (a1 * rhs).sum()
-        x1 = (a2 * rhs).sum()
+        a1 = b1[..., None] * t0[:, None, :]
+        a2 = b2[..., None] * t1[:, None, :]
+        rhs = q - (p0[:, None, :] * (b0 + b1)[..., None] + p3[:, None, :] * (b2 + b3)[..., None])
+        c00 = (a1 * a1).sum(axis=(1, 2))
+        c01 = (a1 * a2).sum(axis=(1, 2))
+        c11 = (a2 * a2).sum(axis=(1, 2))
+        x0 = (a1 * rhs).sum(axis=(1, 2))
+        x1 = (a2 * rhs).sum(axis=(1, 2))
         det = c00 * c11 - c01 * c01
-        if abs(det) < 1e-12:
-            return None
-        l1 = (x0 * c11 - x1 * c01) / det
-        l2 = (c00 * x1 - c01 * x0) / det
-        if l1 <= 0 or l2 <= 0:
-            return None
-        ctrl = np.array([p0, p0 + l1 * t0, p3 + l2 * t1, p3])
-        # Distance at the sample's parameter overestimates the true (nearest-point) one,
-        # so passing here is safe; clearly failing saves the reparametrisation.
-        err = float(np.hypot(*(_bezier(ctrl, u) - q).T).max())
-        if err <= tol:
-            return ctrl
-        if err > 4 * tol or attempt == 1:
-            return None
-        u = _reparametrise(ctrl, q, u)
-    return None
+        good = np.abs(det) > 1e-12
+        safe = np.where(good, det, 1.0)
+        l1 = (x0 * c11 - x1 * c01) / safe
+        l2 = (c00 * x1 - c01 * x0) / safe
+        good &= (l1 > 0) & (l2 > 0)
+        ctrl = np.stack([p0, p0 + l1[:, None] * t0, p3 + l2[:, None] * t1, p3], axis=1)
+        if attempt == 0:
+            u = _reparametrise_many(ctrl, q, u)
+    fitted = np.einsum("bsj,bjd->bsd", _bernstein(u), ctrl)
+    err = np.hypot(*(fitted - q).transpose(2, 0, 1)).max(axis=1)
+    return ok & good & (err <= tol), ctrl
 
 
-def _reparametrise(ctrl: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """One Newton step towards the nearest curve parameter of each sample."""
+def _bernstein(u: np.ndarray) -> np.ndarray:
     mu = 1 - u
-    p = _bezier(ctrl, u)
-    d1 = 3 * (mu**2)[:, None] * (ctrl[1] - ctrl[0]) + 6 * (mu * u)[:, None] * (
-        ctrl[2] - ctrl[1]) + 3 * (u**2)[:, None] * (ctrl[3] - ctrl[2])
-    d2 = 6 * mu[:, None] * (ctrl[2] - 2 * ctrl[1] + ctrl[0]) + 6 * u[:, None] * (
-        ctrl[3] - 2 * ctrl[2] + ctrl[1])
+    return np.stack([mu**3, 3 * mu**2 * u, 3 * mu * u**2, u**3], axis=-1)
+
+
+def _reparametrise_many(ctrl: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One Newton step per sample towards its nearest curve parameter (batched)."""
+    mu = (1 - u)[..., None]
+    uu = u[..., None]
+    c0, c1, c2, c3 = (ctrl[:, k][:, None, :] for k in range(4))
+    p = mu**3 * c0 + 3 * mu**2 * uu * c1 + 3 * mu * uu**2 * c2 + uu**3 * c3
+    d1 = 3 * mu**2 * (c1 - c0) + 6 * mu * uu * (c2 - c1) + 3 * uu**2 * (c3 - c2)
+    d2 = 6 * mu * (c2 - 2 * c1 + c0) + 6 * uu * (c3 - 2 * c2 + c1)
     diff = p - q
-    num = (diff * d1).sum(axis=1)
-    den = (d1 * d1).sum(axis=1) + (diff * d2).sum(axis=1)
-    step = np.where(np.abs(den) > 1e-12, num / np.where(den == 0, 1, den), 0.0)
+    num = (diff * d1).sum(axis=-1)
+    den = (d1 * d1).sum(axis=-1) + (diff * d2).sum(axis=-1)
+    step = np.where(np.abs(den) > 1e-12, num / np.where(np.abs(den) > 1e-12, den, 1.0), 0.0)
     return np.clip(u - step, 0.0, 1.0)
 
 

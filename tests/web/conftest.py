@@ -25,9 +25,9 @@ def web_settings(settings: Any, redis_server: str, tmp_path: Any) -> Iterator[No
 
     settings.REDIS_URL = redis_server
     settings.CELERY_BROKER_URL = redis_server
-    settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_server], "capacity": 1000, "expiry": 30}}}
+    from maskweb.settings import channel_layer_config
+
+    settings.CHANNEL_LAYERS = {"default": channel_layer_config(redis_server)}
     settings.MEDIA_ROOT = tmp_path / "photos"
     settings.DEFAULT_MODEL = "grabcut"
     app.conf.broker_url = redis_server

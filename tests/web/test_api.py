@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from PIL import Image
 
+from maskweb.masking import embeddings, render, services
 from maskweb.masking.openapi import openapi_document
 from tests.web.conftest import make_session
 
@@ -199,3 +200,40 @@ def test_oversized_json_body_is_a_json_413():
     huge = b"<x>" + b"a" * (3 * 1024 * 1024) + b"</x>"
     response = Client().post(f"{base}/sidecar", huge, content_type="application/rdf+xml")
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+
+
+def test_redis_down_is_a_json_503_not_a_crash(settings):
+    from maskweb import runner
+
+    session = make_session()
+    services.add_prompt(services.Access(session, services.EDIT), INSIDE)
+    embeddings.local_cache.clear()
+    render.predictions.clear()
+    settings.REDIS_URL = f"redis://127.0.0.1:{runner.free_port()}/0"  # nothing listens there
+    response = Client().get(f"/api/v1/sessions/{session.edit_token}/current")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_vector_settings_are_advertised_and_change_the_svg():
+    session = make_session()
+    access = services.Access(session, services.EDIT)
+    services.add_prompt(access, INSIDE)
+    services.apply(access)
+    base = f"/api/v1/sessions/{session.edit_token}"
+    client = Client()
+    state = check(client.get(base), "/api/v1/sessions/{token}")
+    assert state["vectorize"] == {"turdsize": 4, "alphamax": 1.0, "feather": 0.0}
+    corners = client.get(f"{base}/masks.svg?alphamax=0").content
+    smooth = client.get(f"{base}/masks.svg?alphamax=1.3333").content
+    assert corners != smooth and b"<path" in corners
+    # Dropping every region smaller than the photo leaves an empty path.
+    nothing = client.get(f"{base}/objects/1/mask.svg?turdsize=100000").content
+    assert re.search(rb' d=""', nothing)
+    feathered = client.get(f"{base}/sidecar.xmp?feather=12")
+    assert feathered.status_code == 200
+    assert feathered.content != client.get(f"{base}/sidecar.xmp").content
+    for bad in ("turdsize=-1", "turdsize=2.5", "alphamax=2", "feather=abc", "alphamax=nan"):
+        response = client.get(f"{base}/masks.svg?{bad}")
+        assert response.status_code == 400, bad
+        assert response.json()["error"]["code"] == "bad_field"

@@ -309,3 +309,22 @@ def test_a_prompt_the_model_fails_on_is_undone_and_the_socket_goes_on(monkeypatc
     run(scenario())
     obj = services.reload(session).current
     assert len(obj.effective_prompts()) == 1
+
+
+def test_an_idle_socket_outlives_the_channel_layers_blocking_read():
+    """channels_redis blocks 5 s per read; a client read timeout of the same length (redis-py
+    8's default) used to kill every socket idle for a few seconds."""
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.view_token)
+        await recv(comm)
+        await asyncio.sleep(8)
+        access = await database_sync_to_async(services.resolve)(session.edit_token)
+        await database_sync_to_async(services.add_prompt_and_render)(access, INSIDE)
+        header, mask = await recv_until(comm, is_mask)
+        assert mask[180, 240]
+        await pong(comm)
+        await comm.disconnect()
+
+    run(scenario())

@@ -47,6 +47,18 @@ def test_serve_starts_redis_worker_daphne_and_ctrl_c_stops_them_all(tmp_path):
         assert "redis-server" in names and "celery" in names and "daphne" in names
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/models") as response:
             assert response.status == 200
+        # A worker that dies is started again.
+        worker = next(c for c in children if "celery" in " ".join(c.cmdline()))
+        worker.kill()
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            children = psutil.Process(serve.pid).children(recursive=True)
+            if any("celery" in " ".join(c.cmdline()) for c in children):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the worker was not restarted")
         assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
 
         serve.send_signal(signal.SIGINT)  # what Ctrl+C sends to the foreground process
