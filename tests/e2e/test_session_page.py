@@ -13,6 +13,7 @@ import io
 import json
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
@@ -234,6 +235,24 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
         recall = (got & gt_mask).sum() / gt_mask.sum()
         assert recall > 0.8, f"the downloaded mask covers {recall:.0%} of the object"
         assert got.sum() < got.size * 0.6  # not simply everything
+
+        # SVG and darktable XMP, with the panel's vector settings in the request.
+        page.click("#vector-settings summary")
+        page.locator("#turdsize").fill("50")
+        with page.expect_request(lambda r: "masks.svg" in r.url) as request, \
+                page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-svg")
+        assert "turdsize=50" in request.value.url
+        svg = ET.parse(info.value.path()).getroot()
+        assert svg.tag.endswith("svg")
+        assert (svg.get("width"), svg.get("height")) == ("854", "480")
+        paths = [e for e in svg.iter() if e.tag.endswith("path") and e.get("d")]
+        assert len(paths) == 1  # one object, one path (holes are subpaths)
+        with page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-xmp")
+        assert info.value.suggested_filename == "000.jpg.xmp"
+        xmp = Path(info.value.path()).read_text()
+        assert "darktable:masks_history" in xmp and "Object 1" in xmp
         assert page.js_errors == []
     finally:
         context.close()
