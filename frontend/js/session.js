@@ -590,6 +590,9 @@ function downloadObject(id, format) {
   const safe = (obj?.name || `object-${id}`).replace(/[^\w.-]+/g, "_");
   const base = `${sp()}/objects/${encodeURIComponent(id)}`;
   if (format === "png") runDownload(obj?.png_url || `${base}/mask.png`, `${baseName()}-${safe}.png`);
+  else if (format === "soft-png") {
+    runDownload(`${obj?.png_url || `${base}/mask.png`}?soft=1`, `${baseName()}-${safe}-soft.png`);
+  }
   else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
 }
 
@@ -724,7 +727,10 @@ function updateHint() {
   else if (app.tool === "brush") hint = "Paint over the object · Shift: paint background · [ ] brush size · V: click mode";
   else if (app.tool === "pan") hint = "Drag to pan · wheel to zoom · V: back to prompts";
   else if (!app.hasMask) hint = "Click the object · Shift+click: not the object · Drag: box · B: brush";
-  else hint = "Shift+click to remove a part · Enter or right-click: apply object · Tab: other candidates";
+  else {
+    hint = "Shift+click to remove a part · Enter or right-click: apply object";
+    if (app.current.scores.length > 1) hint += " · Tab: other candidates";
+  }
   $("stage-hint").textContent = hint;
   $("stage-hint").hidden = !hint;
 }
