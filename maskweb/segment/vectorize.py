@@ -260,10 +260,65 @@ def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> Bez
         if len(hull) < 3:
             return None
         poly = hull
+    else:
+        poly = _adjust_vertices(edge, poly)
     segs, corner = _smooth(poly, opts.alphamax)
     if opts.opttolerance > 0:
         segs, corner = _join(segs, corner, poly, opts.opttolerance)
     return BezierPath(points=_segments_to_nodes(segs, corner), is_hole=is_hole)
+
+
+def _adjust_vertices(chain: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Move each polygon vertex to where the best-fit lines of its two edges meet.
+
+    Douglas-Peucker keeps chain points, i.e. staircase corners alternately half a pixel
+    inside and outside the true outline; potrace fits a line to the chain under each edge
+    instead. Same here (least squares via prefix sums); a vertex whose lines are nearly
+    parallel or meet more than a pixel away stays where it was.
+    """
+    n, m = len(chain), len(poly)
+    c32 = np.ascontiguousarray(chain.astype(np.float32))
+    keys = c32.view(np.int64).ravel()
+    pkeys = np.ascontiguousarray(poly.astype(np.float32)).view(np.int64).ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    lo = np.searchsorted(sorted_keys, pkeys, side="left")
+    hi = np.searchsorted(sorted_keys, pkeys, side="right")
+    idx = np.empty(m, np.int64)
+    prev = -1
+    for k in range(m):  # the first occurrence after the previous vertex (chain order)
+        cands = order[lo[k]:hi[k]]
+        if cands.size == 0:
+            return poly
+        later = cands[cands > prev]
+        idx[k] = later.min() if later.size else cands.min()
+        prev = idx[k]
+    if np.any(np.diff(idx) <= 0):  # not in chain order: leave the polygon alone
+        return poly
+    # Prefix sums over the chain, doubled so the last edge can wrap past the end.
+    pts = np.concatenate([chain, chain])
+    x, y = pts[:, 0], pts[:, 1]
+    sums = np.concatenate([np.zeros((1, 5)), np.cumsum(
+        np.stack([x, y, x * x, x * y, y * y], axis=1), axis=0)])
+    a = idx
+    b = np.append(idx[1:], idx[0] + n)  # edge j covers chain points a[j]..b[j]
+    tot = sums[b + 1] - sums[a]
+    cnt = (b - a + 1).astype(np.float64)
+    cx, cy = tot[:, 0] / cnt, tot[:, 1] / cnt
+    sxx = tot[:, 2] / cnt - cx * cx
+    sxy = tot[:, 3] / cnt - cx * cy
+    syy = tot[:, 4] / cnt - cy * cy
+    theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    dx, dy = np.cos(theta), np.sin(theta)
+    # Vertex j joins edge j-1 (arriving) and edge j (leaving).
+    c1x, c1y, d1x, d1y = (np.roll(v, 1) for v in (cx, cy, dx, dy))
+    det = d1x * dy - d1y * dx
+    safe = np.where(np.abs(det) < 1e-9, 1.0, det)
+    t = ((cx - c1x) * dy - (cy - c1y) * dx) / safe
+    meet = np.stack([c1x + t * d1x, c1y + t * d1y], axis=1)
+    keep = (np.abs(det) < np.sin(np.deg2rad(10))) | (
+        np.hypot(*(meet - poly).T) > 1.0)
+    return np.where(keep[:, None], poly, meet)
 
 
 def _shoelace(p: np.ndarray) -> float:
