@@ -284,6 +284,12 @@ def _adjust_vertices(chain: np.ndarray, poly: np.ndarray) -> np.ndarray:
     sorted_keys = keys[order]
     lo = np.searchsorted(sorted_keys, pkeys, side="left")
     hi = np.searchsorted(sorted_keys, pkeys, side="right")
+    if np.any(hi <= lo):
+        return poly
+    # Douglas-Peucker may start anywhere on the loop: start at the vertex met first.
+    start = int(np.argmin([order[lo[k]:hi[k]].min() for k in range(m)]))
+    poly = np.roll(poly, -start, axis=0)
+    lo, hi = np.roll(lo, -start), np.roll(hi, -start)
     idx = np.empty(m, np.int64)
     prev = -1
     for k in range(m):  # the first occurrence after the previous vertex (chain order)
