@@ -287,18 +287,20 @@ def _adjust_vertices(chain: np.ndarray, poly: np.ndarray) -> np.ndarray:
     if np.any(hi <= lo):
         return poly
     # Douglas-Peucker may start anywhere on the loop: start at the vertex met first.
-    start = int(np.argmin([order[lo[k]:hi[k]].min() for k in range(m)]))
+    # (Stable sort: within equal keys the chain indices ascend, so order[lo] is the first.)
+    start = int(np.argmin(order[lo]))
     poly = np.roll(poly, -start, axis=0)
     lo, hi = np.roll(lo, -start), np.roll(hi, -start)
-    idx = np.empty(m, np.int64)
-    prev = -1
-    for k in range(m):  # the first occurrence after the previous vertex (chain order)
-        cands = order[lo[k]:hi[k]]
-        if cands.size == 0:
-            return poly
-        later = cands[cands > prev]
-        idx[k] = later.min() if later.size else cands.min()
-        prev = idx[k]
+    idx = order[lo]
+    repeated = np.flatnonzero(hi - lo > 1)  # a point the chain passes twice (a spur)
+    if repeated.size:
+        prev = -1
+        for k in range(m):  # the first occurrence after the previous vertex
+            if hi[k] - lo[k] > 1:
+                cands = order[lo[k]:hi[k]]
+                later = cands[cands > prev]
+                idx[k] = later[0] if later.size else cands[0]
+            prev = idx[k]
     if np.any(np.diff(idx) <= 0):  # not in chain order: leave the polygon alone
         return poly
     # Prefix sums over the chain, doubled so the last edge can wrap past the end.
