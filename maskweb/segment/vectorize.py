@@ -248,11 +248,19 @@ def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> Bez
     pts = contour[:, 0, :].astype(np.float64) + 0.5  # boundary pixel centres
     # The offset is counted away from the fill: a hole grows by moving into the fill.
     half = 0.5 + (-opts.grow if is_hole else opts.grow)
-    edge = _offset_to_pixel_edges(pts, half)
-    # Cleanup counts pixels: measure on the pixel edges whatever the path's offset.
-    area = abs(_shoelace(edge if half == 0.5 else _offset_to_pixel_edges(pts)))
+    exact = _offset_to_pixel_edges(pts)
+    signed = _shoelace(exact)
+    area = abs(signed)  # cleanup counts pixels: always measured on the pixel edges
     if area <= opts.turdsize or area < 0.5:
         return None
+    edge = exact
+    if half != 0.5:
+        # Shrinking a thin shape can fold its outline over itself (a 2-pixel line has no
+        # inside left): then shrink less, down to no change, rather than lose the shape.
+        for h in (half, 0.5 * (half + 0.5), 0.5):
+            edge = _offset_to_pixel_edges(pts, h)
+            if _shoelace(edge) * np.sign(signed) >= 0.25 * area:
+                break
     poly = cv2.approxPolyDP(edge.astype(np.float32)[:, None, :],
                             opts.polygon_tolerance, True)[:, 0, :].astype(np.float64)
     if len(poly) < 3:

@@ -239,3 +239,10 @@ def test_feather_fades_the_edge_outwards(tmp_path: Path) -> None:
     ramp = out[100, 90:100]  # the 10 pixels left of the mask
     assert ((ramp > GREY) & (ramp < inside)).sum() >= 3, f"no fade: {ramp}"
     assert np.all(np.diff(ramp) >= 0), "the fade rises towards the mask"
+
+
+def test_two_pixel_line_is_brightened_not_lost(tmp_path: Path) -> None:
+    line = rect(100, 102, 20, 280)
+    sidecar = darktable_sidecar([MaskObject("wire", line)], W, H, exposure_ev=2.0)
+    out = render(tmp_path, grey_image(tmp_path / "grey.png"), sidecar)
+    assert iou(brightened(out), line) >= 0.9
