@@ -860,9 +860,11 @@ stage.addEventListener("auxclick", (e) => e.button === 1 && e.preventDefault());
 
 // ---------------------------------------------------------------- keyboard
 
+/** Keys go to text fields and selects; sliders and buttons leave the shortcuts working. */
 function typingInto(target) {
-  return target instanceof HTMLElement &&
-    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+  if (!(target instanceof HTMLElement)) return false;
+  if (target.isContentEditable || ["TEXTAREA", "SELECT"].includes(target.tagName)) return true;
+  return target.tagName === "INPUT" && !["range", "checkbox", "file", "button"].includes(target.type);
 }
 
 function toggleHelp(show = $("help").hidden) {
@@ -1021,7 +1023,10 @@ function bindButtons() {
     app.brushPercent = Number(e.target.value);
     updateBrushOutput();
   });
-  $("model-select").addEventListener("change", (e) => switchModel(e.target.value));
+  $("model-select").addEventListener("change", (e) => {
+    e.target.blur(); // give the keys back to the photo
+    switchModel(e.target.value);
+  });
   for (const [button, field] of [["copy-edit", "edit-link"], ["copy-view", "view-link"]]) {
     $(button).addEventListener("click", async () => {
       const ok = await copyText($(field).value);
