@@ -132,6 +132,8 @@ export class ObjectsPanel {
       menu.append(b);
     };
     item("download", "Download PNG mask", () => this.actions.download(obj.id, "png"), "dl-object-png");
+    item("download", "Download PNG, soft edge", () => this.actions.download(obj.id, "soft-png"),
+      "dl-object-soft-png");
     item("download", "Download SVG paths", () => this.actions.download(obj.id, "svg"), "dl-object-svg");
     if (this.canEdit()) {
       const li = wrap.closest(".object");

@@ -43,17 +43,25 @@ export function reconnectDelay(attempt, random = Math.random) {
 
 /**
  * A websocket that reconnects after a drop (a Daphne restart, say) and tells its owner.
- * handlers: onOpen(), onClose(willRetry), onJson(msg), onMask({header, png}), onBadFrame(err).
- * Messages sent while disconnected are dropped, not queued: a stale click replayed after a
- * reconnect would surprise the user more than a lost one (the page says it is offline).
+ * handlers: onOpen(), onClose(willRetry, event), onJson(msg), onMask({header, png}),
+ * onBadFrame(err), onDropped(id).
+ * A message sent while reconnecting is queued and sent on the new connection if that comes
+ * within `queueMs` (a blip the user never notices); older ones are dropped and reported
+ * (onDropped): a click replayed long after it was made would surprise more than a lost one.
  */
 export class MaskSocket {
-  constructor(url, handlers) {
+  constructor(url, handlers, { WebSocketImpl = globalThis.WebSocket, queueMs = 3000,
+    now = () => Date.now() } = {}) {
     this.url = url;
     this.handlers = handlers;
+    this.WebSocketImpl = WebSocketImpl;
+    this.queueMs = queueMs;
+    this.now = now;
     this.ws = null;
     this.attempt = 0;
     this.closedByUs = false;
+    this.gaveUp = false; // the server refused this token for good
+    this.queue = [];
     this.nextId = 1;
     // Mask frames reach every client with the originator's id, so ids must not collide
     // between tabs: a random prefix per page.
@@ -63,13 +71,18 @@ export class MaskSocket {
   }
 
   get connected() {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+    return this.ws !== null && this.ws.readyState === 1; // WebSocket.OPEN
+  }
+
+  /** Not connected now, but trying: what is sent now goes out if it reconnects soon. */
+  get reconnecting() {
+    return !this.connected && !this.closedByUs && !this.gaveUp;
   }
 
   connect() {
     this.closedByUs = false;
     clearTimeout(this.retryTimer);
-    const ws = new WebSocket(this.url);
+    const ws = new this.WebSocketImpl(this.url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
@@ -78,6 +91,7 @@ export class MaskSocket {
       // Keeps idle proxies from closing the socket and notices a dead server early.
       this.pingTimer = setInterval(() => this.send({ type: "ping" }), 25000);
       this.handlers.onOpen?.();
+      this.flushQueue(ws);
     };
     ws.onmessage = (event) => {
       if (typeof event.data === "string") {
@@ -106,6 +120,10 @@ export class MaskSocket {
       this.ws = null;
       // 4404/4403 (or 1008) mean the token is unknown/forbidden: retrying cannot help.
       const fatal = FATAL_CLOSE_CODES.has(event.code);
+      if (fatal) {
+        this.gaveUp = true;
+        this.dropQueue();
+      }
       const willRetry = !this.closedByUs && !fatal;
       this.handlers.onClose?.(willRetry, event);
       if (willRetry) {
@@ -116,18 +134,42 @@ export class MaskSocket {
     };
   }
 
-  /** Send a JSON message (v and id added); returns its id, or null when offline. */
+  flushQueue(ws) {
+    const queued = this.queue;
+    this.queue = [];
+    const now = this.now();
+    for (const item of queued) {
+      if (now - item.at <= this.queueMs) ws.send(item.text);
+      else this.handlers.onDropped?.(item.id);
+    }
+  }
+
+  dropQueue() {
+    const queued = this.queue;
+    this.queue = [];
+    for (const item of queued) this.handlers.onDropped?.(item.id);
+  }
+
+  /** Send a JSON message (v and id added); returns its id, or null when it cannot go. */
   send(message) {
-    if (!this.connected) return null;
     const id = message.id ?? `${this.idPrefix}-${this.nextId++}`;
-    this.ws.send(JSON.stringify({ v: PROTOCOL_VERSION, id, ...message }));
-    return id;
+    const text = JSON.stringify({ v: PROTOCOL_VERSION, id, ...message });
+    if (this.connected) {
+      this.ws.send(text);
+      return id;
+    }
+    if (this.reconnecting && message.type !== "ping") {
+      this.queue.push({ id, text, at: this.now() });
+      return id;
+    }
+    return null;
   }
 
   close() {
     this.closedByUs = true;
     clearTimeout(this.retryTimer);
     clearInterval(this.pingTimer);
+    this.dropQueue();
     this.ws?.close();
   }
 }

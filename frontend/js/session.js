@@ -103,7 +103,14 @@ function applyState(state) {
   if (state.photo) setPhoto(state.photo);
   if (state.model) setModelValue(state.model);
   setStatus(state.status ?? app.status, state.progress ?? 0, state.message);
-  if (state.current) setCurrent(state.current);
+  if (state.current) {
+    // An empty current object has no mask frame to wait for: clear what is drawn now.
+    if (!state.current.prompts?.length) {
+      app.hasMask = false;
+      viewer.current = null;
+    }
+    setCurrent(state.current);
+  }
   if (Array.isArray(state.objects)) setObjects(state.objects);
   setShareLinks(state);
   const vectorWas = !$("vector-settings").hidden;
@@ -346,6 +353,10 @@ function connect() {
     onJson: handleMessage,
     onMask: handleMaskFrame,
     onBadFrame: () => toast("The server sent a message this page does not understand.", "warn"),
+    onDropped: (id) => {
+      settle(id);
+      toast("The connection was down: that action was not sent. Try again.", "warn");
+    },
   });
   app.socket.connect();
 }
@@ -456,8 +467,8 @@ function ensureCanSend() {
     toast("This is a view link: it cannot change the masks.", "warn");
     return false;
   }
-  if (!app.socket?.connected) {
-    toast("Not connected: reconnecting…", "warn");
+  if (!app.socket?.connected && !app.socket?.reconnecting) {
+    toast("Not connected to the server: reload the page.", "warn");
     return false;
   }
   return true;
@@ -579,6 +590,9 @@ function downloadObject(id, format) {
   const safe = (obj?.name || `object-${id}`).replace(/[^\w.-]+/g, "_");
   const base = `${sp()}/objects/${encodeURIComponent(id)}`;
   if (format === "png") runDownload(obj?.png_url || `${base}/mask.png`, `${baseName()}-${safe}.png`);
+  else if (format === "soft-png") {
+    runDownload(`${obj?.png_url || `${base}/mask.png`}?soft=1`, `${baseName()}-${safe}-soft.png`);
+  }
   else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
 }
 
@@ -713,7 +727,10 @@ function updateHint() {
   else if (app.tool === "brush") hint = "Paint over the object · Shift: paint background · [ ] brush size · V: click mode";
   else if (app.tool === "pan") hint = "Drag to pan · wheel to zoom · V: back to prompts";
   else if (!app.hasMask) hint = "Click the object · Shift+click: not the object · Drag: box · B: brush";
-  else hint = "Shift+click to remove a part · Enter or right-click: apply object · Tab: other candidates";
+  else {
+    hint = "Shift+click to remove a part · Enter or right-click: apply object";
+    if (app.current.scores.length > 1) hint += " · Tab: other candidates";
+  }
   $("stage-hint").textContent = hint;
   $("stage-hint").hidden = !hint;
 }

@@ -33,6 +33,7 @@ function showError(message, code) {
 
 function resetZone() {
   uploading = false;
+  fill.parentElement.classList.remove("indeterminate");
   zone.classList.remove("uploading");
   progress.hidden = true;
   title.textContent = "Drop a photo here or click to choose";
@@ -68,6 +69,8 @@ async function start(file) {
       model: modelSelect.value || undefined,
       onProgress: (f, loaded, total) => {
         fill.style.width = `${(100 * f).toFixed(1)}%`;
+        // Sent: the server now decodes and checks it, which takes a moment for 50 MP.
+        fill.parentElement.classList.toggle("indeterminate", f >= 1);
         progressText.textContent =
           f < 1
             ? `Uploading… ${formatBytes(loaded)} of ${formatBytes(total)}`

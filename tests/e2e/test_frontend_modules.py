@@ -214,3 +214,44 @@ def test_vector_settings_go_into_downloads_only_when_the_server_takes_them(modul
     """)
     assert out == ["", "?turdsize=10&alphamax=0.5", "?turdsize=10&alphamax=0.5&feather=3",
                    "?alphamax=0.5"]
+
+
+def test_socket_queues_through_a_short_drop_and_drops_stale_messages(module_page):
+    out = js(module_page, """
+        const p = await imp('protocol.js');
+        class FakeWS {
+          constructor(url) { this.url = url; this.readyState = 0; this.sent = [];
+                             FakeWS.all.push(this); }
+          send(text) { this.sent.push(JSON.parse(text)); }
+          close() {}
+        }
+        FakeWS.all = [];
+        let t = 0;
+        const dropped = [];
+        const s = new p.MaskSocket('ws://x/ws/sessions/T/', {onDropped: (id) => dropped.push(id)},
+                                   {WebSocketImpl: FakeWS, now: () => t, queueMs: 3000});
+        s.connect();
+        const first = FakeWS.all[0];
+        const early = s.send({type: 'prompt'});          // still connecting: queued
+        first.readyState = 1; first.onopen();            // ... and sent on open
+        first.readyState = 3; first.onclose({code: 1006});
+        clearTimeout(s.retryTimer);
+        t = 1000; const stale = s.send({type: 'apply'}); // queued, but too old by reopen
+        t = 4500; const fresh = s.send({type: 'undo'});
+        s.connect();
+        const second = FakeWS.all[1];
+        t = 5000; second.readyState = 1; second.onopen();
+        const pingWhileOpen = s.send({type: 'ping'});
+        second.readyState = 3; second.onclose({code: 4404}); // unknown token: give up
+        clearTimeout(s.retryTimer);
+        const afterFatal = s.send({type: 'prompt'});
+        return {first: first.sent.map((m) => [m.type, m.id, m.v]),
+                second: second.sent.map((m) => m.type), early, stale, fresh, dropped,
+                pingWhileOpen: Boolean(pingWhileOpen), afterFatal,
+                reconnecting: s.reconnecting, sockets: FakeWS.all.length};
+    """)
+    assert out["first"] == [["prompt", out["early"], 1]]
+    assert out["second"] == ["undo", "ping"]
+    assert out["dropped"] == [out["stale"]]
+    assert out["afterFatal"] is None and out["reconnecting"] is False
+    assert out["sockets"] == 2

@@ -13,6 +13,7 @@ import io
 import json
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
@@ -234,6 +235,24 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
         recall = (got & gt_mask).sum() / gt_mask.sum()
         assert recall > 0.8, f"the downloaded mask covers {recall:.0%} of the object"
         assert got.sum() < got.size * 0.6  # not simply everything
+
+        # SVG and darktable XMP, with the panel's vector settings in the request.
+        page.click("#vector-settings summary")
+        page.locator("#turdsize").fill("50")
+        with page.expect_request(lambda r: "masks.svg" in r.url) as request, \
+                page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-svg")
+        assert "turdsize=50" in request.value.url
+        svg = ET.parse(info.value.path()).getroot()
+        assert svg.tag.endswith("svg")
+        assert (svg.get("width"), svg.get("height")) == ("854", "480")
+        paths = [e for e in svg.iter() if e.tag.endswith("path") and e.get("d")]
+        assert len(paths) == 1  # one object, one path (holes are subpaths)
+        with page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-xmp")
+        assert info.value.suggested_filename == "000.jpg.xmp"
+        xmp = Path(info.value.path()).read_text()
+        assert "darktable:masks_history" in xmp and "Object 1" in xmp
         assert page.js_errors == []
     finally:
         context.close()
@@ -398,3 +417,52 @@ def tint_bits(page, expression: str) -> np.ndarray:
         return {{w: m.width, h: m.height, bits}};
     }}""")
     return np.array(out["bits"], bool).reshape(out["h"], out["w"])
+
+
+def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt_mask):
+    context, page = new_page(browser)
+    page.on("dialog", lambda d: d.accept())  # the delete confirmation
+    try:
+        token = upload_through_page(page, live_stack.url)
+        fx, fy = deepest_point(gt_mask)
+        for x, y in [(fx, fy), (20.5, 20.5)]:  # the bear, then a patch of wall
+            seq = mask_seq(page)
+            page.mouse.click(*to_page(page, x, y))
+            wait_new_mask(page, seq)
+            page.mouse.click(*to_page(page, x, y), button="right")  # right-click applies
+            page.wait_for_function("(n) => Number(document.body.dataset.objects) === n",
+                                   arg=2 if x == 20.5 else 1, timeout=WAIT_MS)
+
+        def server_objects() -> list[dict]:
+            url = f"{live_stack.url}/api/v1/sessions/{token}/objects"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return json.loads(r.read())["objects"]
+
+        rows = page.locator("#objects-list .object")
+        rows.nth(0).locator(".name").dblclick()
+        page.keyboard.press("Control+a")
+        page.keyboard.type("Bear")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => window.maskweb.app.objects[0].name === 'Bear'",
+                               timeout=WAIT_MS)
+        assert server_objects()[0]["name"] == "Bear"
+
+        rows.nth(1).locator(".toggle-visible").click()
+        page.wait_for_selector("#objects-list .object.hidden-object", timeout=WAIT_MS)
+        assert [o["visible"] for o in server_objects()] == [True, False]
+
+        # Reopen the bear: it becomes the current object again, with its mask and prompts.
+        seq = mask_seq(page)
+        page.locator("#objects-list .object", has_text="Bear").locator(".reopen").click()
+        wait_new_mask(page, seq)
+        assert page.text_content("#prompt-count") == "1 prompt"
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        assert [o["name"] for o in server_objects()] == ["Object 2"]
+
+        page.locator("#objects-list .object .more").first.click()
+        page.click(".menu .delete-object")
+        page.wait_for_function("() => window.maskweb.app.objects.length === 0", timeout=WAIT_MS)
+        assert server_objects() == []
+        assert page.js_errors == []
+    finally:
+        context.close()
