@@ -248,11 +248,19 @@ def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> Bez
     pts = contour[:, 0, :].astype(np.float64) + 0.5  # boundary pixel centres
     # The offset is counted away from the fill: a hole grows by moving into the fill.
     half = 0.5 + (-opts.grow if is_hole else opts.grow)
-    edge = _offset_to_pixel_edges(pts, half)
-    # Cleanup counts pixels: measure on the pixel edges whatever the path's offset.
-    area = abs(_shoelace(edge if half == 0.5 else _offset_to_pixel_edges(pts)))
+    exact = _offset_to_pixel_edges(pts)
+    signed = _shoelace(exact)
+    area = abs(signed)  # cleanup counts pixels: always measured on the pixel edges
     if area <= opts.turdsize or area < 0.5:
         return None
+    edge = exact
+    if half != 0.5:
+        # Shrinking a thin shape can fold its outline over itself (a 2-pixel line has no
+        # inside left): then shrink less, down to no change, rather than lose the shape.
+        for h in (half, 0.5 * (half + 0.5), 0.5):
+            edge = _offset_to_pixel_edges(pts, h)
+            if _shoelace(edge) * np.sign(signed) >= 0.25 * area:
+                break
     poly = cv2.approxPolyDP(edge.astype(np.float32)[:, None, :],
                             opts.polygon_tolerance, True)[:, 0, :].astype(np.float64)
     if len(poly) < 3:
@@ -260,10 +268,73 @@ def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> Bez
         if len(hull) < 3:
             return None
         poly = hull
+    else:
+        poly = _adjust_vertices(edge, poly)
     segs, corner = _smooth(poly, opts.alphamax)
     if opts.opttolerance > 0:
         segs, corner = _join(segs, corner, poly, opts.opttolerance)
     return BezierPath(points=_segments_to_nodes(segs, corner), is_hole=is_hole)
+
+
+def _adjust_vertices(chain: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Move each polygon vertex to where the best-fit lines of its two edges meet.
+
+    Douglas-Peucker keeps chain points, i.e. staircase corners alternately half a pixel
+    inside and outside the true outline; potrace fits a line to the chain under each edge
+    instead. Same here (least squares via prefix sums); a vertex whose lines are nearly
+    parallel or meet more than a pixel away stays where it was.
+    """
+    n, m = len(chain), len(poly)
+    c32 = np.ascontiguousarray(chain.astype(np.float32))
+    keys = c32.view(np.int64).ravel()
+    pkeys = np.ascontiguousarray(poly.astype(np.float32)).view(np.int64).ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    lo = np.searchsorted(sorted_keys, pkeys, side="left")
+    hi = np.searchsorted(sorted_keys, pkeys, side="right")
+    if np.any(hi <= lo):
+        return poly
+    # Douglas-Peucker may start anywhere on the loop: start at the vertex met first.
+    # (Stable sort: within equal keys the chain indices ascend, so order[lo] is the first.)
+    start = int(np.argmin(order[lo]))
+    poly = np.roll(poly, -start, axis=0)
+    lo, hi = np.roll(lo, -start), np.roll(hi, -start)
+    idx = order[lo]
+    repeated = np.flatnonzero(hi - lo > 1)  # a point the chain passes twice (a spur)
+    if repeated.size:
+        prev = -1
+        for k in range(m):  # the first occurrence after the previous vertex
+            if hi[k] - lo[k] > 1:
+                cands = order[lo[k]:hi[k]]
+                later = cands[cands > prev]
+                idx[k] = later[0] if later.size else cands[0]
+            prev = idx[k]
+    if np.any(np.diff(idx) <= 0):  # not in chain order: leave the polygon alone
+        return poly
+    # Prefix sums over the chain, doubled so the last edge can wrap past the end.
+    pts = np.concatenate([chain, chain])
+    x, y = pts[:, 0], pts[:, 1]
+    sums = np.concatenate([np.zeros((1, 5)), np.cumsum(
+        np.stack([x, y, x * x, x * y, y * y], axis=1), axis=0)])
+    a = idx
+    b = np.append(idx[1:], idx[0] + n)  # edge j covers chain points a[j]..b[j]
+    tot = sums[b + 1] - sums[a]
+    cnt = (b - a + 1).astype(np.float64)
+    cx, cy = tot[:, 0] / cnt, tot[:, 1] / cnt
+    sxx = tot[:, 2] / cnt - cx * cx
+    sxy = tot[:, 3] / cnt - cx * cy
+    syy = tot[:, 4] / cnt - cy * cy
+    theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    dx, dy = np.cos(theta), np.sin(theta)
+    # Vertex j joins edge j-1 (arriving) and edge j (leaving).
+    c1x, c1y, d1x, d1y = (np.roll(v, 1) for v in (cx, cy, dx, dy))
+    det = d1x * dy - d1y * dx
+    safe = np.where(np.abs(det) < 1e-9, 1.0, det)
+    t = ((cx - c1x) * dy - (cy - c1y) * dx) / safe
+    meet = np.stack([c1x + t * d1x, c1y + t * d1y], axis=1)
+    keep = (np.abs(det) < np.sin(np.deg2rad(10))) | (
+        np.hypot(*(meet - poly).T) > 1.0)
+    return np.where(keep[:, None], poly, meet)
 
 
 def _shoelace(p: np.ndarray) -> float:

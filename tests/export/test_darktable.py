@@ -227,3 +227,22 @@ def test_object_touching_the_frame_is_brightened_up_to_the_edge(tmp_path: Path) 
     # The first/last row and column are reached (darktable may skip the very corner pixel).
     assert lit[0, 5] and lit[5, 0] and lit[H - 1, W - 5] and lit[H - 5, W - 1]
     assert iou(lit, mask) >= 0.95
+
+
+def test_feather_fades_the_edge_outwards(tmp_path: Path) -> None:
+    mask = rect(50, 150, 100, 200)
+    sidecar = darktable_sidecar([MaskObject("soft", mask)], W, H, exposure_ev=2.0,
+                                feather=10.0)
+    out = render(tmp_path, grey_image(tmp_path / "grey.png"), sidecar).astype(int)
+    inside, outside = int(out[100, 150]), int(out[100, 20])
+    assert outside == GREY and inside > GREY + 50
+    ramp = out[100, 90:100]  # the 10 pixels left of the mask
+    assert ((ramp > GREY) & (ramp < inside)).sum() >= 3, f"no fade: {ramp}"
+    assert np.all(np.diff(ramp) >= 0), "the fade rises towards the mask"
+
+
+def test_two_pixel_line_is_brightened_not_lost(tmp_path: Path) -> None:
+    line = rect(100, 102, 20, 280)
+    sidecar = darktable_sidecar([MaskObject("wire", line)], W, H, exposure_ev=2.0)
+    out = render(tmp_path, grey_image(tmp_path / "grey.png"), sidecar)
+    assert iou(brightened(out), line) >= 0.9

@@ -145,6 +145,19 @@ def test_full_frame_mask_is_one_path_on_the_frame() -> None:
     assert sum(m.get(f"{DT}mask_type") == "2" for m in masks) == 1
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_thin_objects_survive_the_darktable_shrink(rows: int) -> None:
+    # Paths are shrunk by a pixel for darktable's wide fill; a thin line must not vanish.
+    line = np.zeros((H, W), bool)
+    line[40:40 + rows, 10:110] = True
+    _, hist, masks = parts(darktable_sidecar([MaskObject("line", line)], W, H))
+    assert len(hist) == 1
+    path = next(m for m in masks if m.get(f"{DT}mask_type") == "2")
+    raw = decode_blob(path.get(f"{DT}mask_points"))
+    ys = [struct.unpack_from("<8fi", raw, 36 * i)[1] * H for i in range(len(raw) // 36)]
+    assert 38 <= min(ys) <= max(ys) <= 40 + rows + 1
+
+
 def test_wrong_mask_size_and_bad_values_are_refused() -> None:
     with pytest.raises(ValueError, match="stored grid"):
         darktable_sidecar([MaskObject("box", box().T)], W, H)
