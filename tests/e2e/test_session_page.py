@@ -171,7 +171,8 @@ def new_page(browser, frames: list | None = None):
 
 # ---------------------------------------------------------------- the tests
 
-def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts, gt_mask):
+def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts, gt_mask,
+                                                  tmp_path):
     context, page = new_page(browser)
     try:
         token = upload_through_page(page, live_stack.url)
@@ -253,6 +254,20 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
         assert info.value.suggested_filename == "000.jpg.xmp"
         xmp = Path(info.value.path()).read_text()
         assert "darktable:masks_history" in xmp and "Object 1" in xmp
+
+        # "Merge into my darktable sidecar": a non-XMP is refused with the server's message,
+        # a darktable sidecar is taken (here the one just downloaded).
+        junk = tmp_path / "notes.xmp"
+        junk.write_text("not a sidecar")
+        page.set_input_files("#sidecar-input", str(junk))
+        page.wait_for_selector(".toast.error", timeout=WAIT_MS)
+        assert "sidecar" in page.inner_text("#toasts").lower()
+        sidecar = tmp_path / "000.jpg.xmp"
+        sidecar.write_text(xmp)
+        page.set_input_files("#sidecar-input", str(sidecar))
+        page.wait_for_function(
+            "() => document.getElementById('sidecar-label').textContent.includes('000.jpg.xmp')",
+            timeout=WAIT_MS)
         assert page.js_errors == []
     finally:
         context.close()
