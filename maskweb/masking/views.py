@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -41,13 +42,15 @@ def error(status: int, code: str, message: str) -> JsonResponse:
 View = Callable[..., HttpResponseBase]
 
 
-def api(methods: list[str]) -> Callable[[View], View]:
-    """Method check, token resolution (``token`` kwarg -> ``access``) and error mapping."""
+def api(methods: list[str]) -> Callable[[View], Callable[..., Any]]:
+    """Method check, token resolution (``token`` kwarg -> ``access``) and error mapping.
 
-    def wrap(view: View) -> View:
-        @csrf_exempt
-        @require_http_methods(methods)
-        @functools.wraps(view)
+    The view runs in a worker thread of its own (``thread_sensitive=False``): Django would run
+    every sync view on one shared thread, so one slow decode or 50 MP vectorization would hold
+    up every other request (page loads, uploads, downloads) behind it.
+    """
+
+    def wrap(view: View) -> Callable[..., Any]:
         def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             try:
                 if "token" in kwargs:
@@ -70,7 +73,15 @@ def api(methods: list[str]) -> Callable[[View], View]:
                 return error(503, "unavailable", "The server's Redis is unreachable; try again "
                              "in a moment.")
 
-        return inner
+        @csrf_exempt
+        @require_http_methods(methods)
+        @functools.wraps(view)
+        async def in_thread(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            response: HttpResponseBase = await database_sync_to_async(
+                inner, thread_sensitive=False)(request, *args, **kwargs)
+            return response
+
+        return in_thread
 
     return wrap
 

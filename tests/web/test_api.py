@@ -237,3 +237,45 @@ def test_vector_settings_are_advertised_and_change_the_svg():
         response = client.get(f"{base}/masks.svg?{bad}")
         assert response.status_code == 400, bad
         assert response.json()["error"]["code"] == "bad_field"
+
+
+def test_a_slow_request_does_not_hold_up_the_others(monkeypatch):
+    """Each API view runs in its own thread: a long download must not queue page loads."""
+    import asyncio
+    import threading
+
+    from django.test import AsyncClient
+
+    from maskweb.masking import downloads
+
+    session = make_session()
+    services.add_prompt(services.Access(session, services.EDIT), INSIDE)
+    release = threading.Event()
+    real_svg = downloads.svg
+
+    def slow_svg(*args: Any, **kwargs: Any) -> str:
+        assert release.wait(20), "the other request never got through"
+        return real_svg(*args, **kwargs)
+
+    monkeypatch.setattr(downloads, "svg", slow_svg)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        client = AsyncClient()
+
+        async def slow() -> None:
+            response = await client.get(f"/api/v1/sessions/{session.edit_token}/masks.svg")
+            assert response.status_code == 200
+            order.append("svg")
+
+        async def quick() -> None:
+            await asyncio.sleep(0.3)
+            response = await client.get(f"/api/v1/sessions/{session.view_token}")
+            assert response.status_code == 200
+            order.append("state")
+            release.set()  # only now may the slow one finish
+
+        await asyncio.gather(slow(), quick())
+
+    asyncio.run(scenario())
+    assert order == ["state", "svg"]
