@@ -49,9 +49,9 @@ class GrabCutSegmenter:
 
     def __init__(self, model_id: str = "grabcut", work_side: int = WORK_SIDE,
                  iterations: int = 3, prior_radius: float = 0.12, seed_radius: float = 0.012,
-                 negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 12,
+                 negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 20,
                  flood_max: float = 0.6, shift_sp: int = 6, shift_sr: int = 12,
-                 crop_margin: float = 0.3, crop_min: int = 16) -> None:
+                 crop_margin: float = 0.3, crop_min: int = 16, collapse: float = 0.15) -> None:
         self.model_id = model_id
         self.work_side = work_side
         self.iterations = iterations
@@ -71,6 +71,7 @@ class GrabCutSegmenter:
         self.shift_sp = shift_sp
         self.crop_margin = crop_margin
         self.crop_min = crop_min
+        self.collapse = collapse
         self.shift_sr = shift_sr
 
     # -- encode -----------------------------------------------------------------------------
@@ -205,6 +206,11 @@ class GrabCutSegmenter:
                         self.iterations, cv2.GC_INIT_WITH_MASK)
         out = np.zeros((wh, ww), bool)
         out[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+        if out.sum() < self.collapse * is_fg.sum():
+            # The colour models could not tell the object from its surroundings (a zebra
+            # among zebras) and grabCut kept next to nothing: the prompts' own region is a
+            # better answer than an empty mask.
+            return is_fg
         return out
 
     def _cut_negatives(self, fg: np.ndarray, points: list[Point]) -> np.ndarray:
