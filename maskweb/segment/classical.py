@@ -30,6 +30,7 @@ from maskweb.segment.prompts import all_points, clamp_point, resample_stroke
 from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, Prompts
 
 WORK_SIDE = 400
+GRABCUT_SEED = 12345
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -201,6 +202,9 @@ class GrabCutSegmenter:
         fgd = np.zeros((1, 65), np.float64)
         # Too few samples for a colour model (tiny image, all-certain mask): keep the seeds.
         with contextlib.suppress(cv2.error):
+            # grabCut seeds its k-means from OpenCV's per-thread RNG: reseed so the same
+            # prompts always give the same mask, whatever ran before on this thread.
+            cv2.setRNGSeed(GRABCUT_SEED)
             # The rect is ignored with GC_INIT_WITH_MASK.
             cv2.grabCut(np.ascontiguousarray(work[y0:y1, x0:x1]), sub, (0, 0, 1, 1), bgd, fgd,
                         self.iterations, cv2.GC_INIT_WITH_MASK)
@@ -270,6 +274,7 @@ def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point]
     has_bg = ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any()
     if has_fg and has_bg:
         with contextlib.suppress(cv2.error):
+            cv2.setRNGSeed(GRABCUT_SEED)
             cv2.grabCut(work, gc, (0, 0, 1, 1), np.zeros((1, 65)), np.zeros((1, 65)),
                         iterations, cv2.GC_INIT_WITH_MASK)
     fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)
