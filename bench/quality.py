@@ -179,7 +179,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="grabcut constructor parameter key=value (tuning, on coco only)")
     p.add_argument("--tag", default="", help="suffix for the results file name")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--exclude-limit", type=int, default=None,
+                   help="skip the images of --limit K (to finish a full run in two parts)")
+    p.add_argument("--partial", type=Path, default=None,
+                   help="rewrite this .json with the results so far after every image")
+    p.add_argument("--merge", nargs="+", type=Path, default=None,
+                   help="summarise these results .json files together and exit")
     args = p.parse_args(argv)
+    if args.merge:
+        results = [r for f in args.merge for r in json.loads(f.read_text())["images"]]
+        names = {r["image"] for r in results}
+        if len(names) != len(results):
+            raise SystemExit("the merged runs overlap")
+        md = table([(args.model, summarise(results))])
+        header = f"Dataset {args.dataset}, {len(results)} images (merged: " + \
+            ", ".join(f.name for f in args.merge) + ")"
+        print(header)
+        print(md)
+        out = RESULTS / f"quality-{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}" \
+            f"-{len(results)}.md"
+        out.write_text(header + "\n\n" + md + "\n")
+        return 0
 
     cv2.setNumThreads(args.threads)
     os.environ.setdefault("MASKWEB_ONNX_THREADS", str(args.threads))
@@ -187,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.model, args.refine, params)
     items = dataset_items(args.dataset)
     subset = fixed_subset(len(items), args.limit)
+    if args.exclude_limit:
+        skip = set(fixed_subset(len(items), args.exclude_limit))
+        subset = [i for i in subset if i not in skip]
     results = []
     t_start = time.time()
     for n, i in enumerate(subset):
@@ -198,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         r = run_image(model, image, gt, args.dtype)
         r["image"] = img_path.name
         results.append(r)
+        if args.partial:
+            # Long runs leave what they have so far, so a cut-off run still counts.
+            args.partial.write_text(json.dumps({"images": results}))
         print(f"[{n + 1}/{len(subset)}] {img_path.name}: IoU@1 {r['ious'][0]:.3f} "
               f"NoC@90 {noc(r['ious'], 0.9)} box {r['box_iou']:.3f} "
               f"({time.time() - t_start:.0f}s)", file=sys.stderr, flush=True)
@@ -207,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results)
     md = table([(name, summary)])
     header = (f"Dataset {args.dataset}, {len(results)} images "
-              f"({'all' if len(subset) == len(items) else f'--limit {args.limit}, evenly spaced'})"
+              f"({'all' if len(subset) == len(items) else f'--limit {args.limit}, evenly spaced'}"
+              f"{f', without --limit {args.exclude_limit}' if args.exclude_limit else ''})"
               f", embedding {args.dtype}, {args.threads} threads, "
               f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(header)
@@ -217,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     stem += f"-{args.refine}" if args.refine else ""
     stem += f"-{args.tag}" if args.tag else ""
     stem += f"-{args.dtype}" if args.dtype != "float16" else ""
+    stem += f"-rest{args.exclude_limit}" if args.exclude_limit else ""
     stem += f"-{len(results)}"
     (RESULTS / f"{stem}.md").write_text(header + "\n\n" + md + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"summary": summary, "args": vars(args),

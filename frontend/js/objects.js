@@ -25,6 +25,8 @@ export class ObjectsPanel {
     this.objects = [];
     this.photo = null;
     this.openMenu = null;
+    this.renaming = false;
+    this.deferred = false;
     document.addEventListener("pointerdown", (e) => {
       if (this.openMenu && !this.openMenu.contains(e.target)) this.closeMenu();
     });
@@ -38,6 +40,12 @@ export class ObjectsPanel {
   render(objects, photo) {
     this.objects = objects;
     this.photo = photo;
+    // A list update (another editor, a late broadcast) must not eat a rename being typed:
+    // it is drawn when the rename ends.
+    if (this.renaming) {
+      this.deferred = true;
+      return;
+    }
     this.closeMenu();
     this.list.innerHTML = "";
     this.countEl.textContent = objects.length ? String(objects.length) : "";
@@ -149,6 +157,7 @@ export class ObjectsPanel {
   startRename(li, obj) {
     const name = li.querySelector(".name");
     if (!name) return;
+    this.renaming = true;
     const input = document.createElement("input");
     input.className = "name-input";
     input.value = obj.name || "";
@@ -160,11 +169,18 @@ export class ObjectsPanel {
     const finish = (save) => {
       if (done) return;
       done = true;
+      this.renaming = false;
       const value = input.value.trim();
       input.replaceWith(name);
       if (save && value && value !== obj.name) {
         name.textContent = value;
+        // Until the server's answer, the list shows the new name (also after a deferred draw).
+        this.objects = this.objects.map((o) => (o.id === obj.id ? { ...o, name: value } : o));
         this.actions.rename(obj.id, value);
+      }
+      if (this.deferred) {
+        this.deferred = false;
+        this.render(this.objects, this.photo);
       }
     };
     input.addEventListener("keydown", (e) => {

@@ -66,6 +66,7 @@ const app = {
   spaceHeld: false,
   gesture: null,
   pan: null,
+  pinch: null,
   socket: null,
   everConnected: false,
   models: [],
@@ -749,8 +750,50 @@ function local(e) {
   return { x: e.clientX - r.left, y: e.clientY - r.top };
 }
 
+// Two fingers on a touch screen pinch-zoom and pan; a prompt started by the first finger is
+// cancelled when the second lands, so zooming never drops a stray click.
+const touches = new Map(); // pointerId → {x, y}
+
+function pinchState() {
+  const [a, b] = [...touches.values()];
+  return { dist: Math.hypot(a.x - b.x, a.y - b.y), mid: { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 } };
+}
+
+function touchDown(e) {
+  if (e.pointerType !== "touch") return false;
+  touches.set(e.pointerId, local(e));
+  if (touches.size < 2) return false;
+  app.gesture = null;
+  viewer.gesture = null;
+  app.pinch = pinchState();
+  stage.setPointerCapture(e.pointerId);
+  viewer.redraw();
+  return true;
+}
+
+function touchMove(e) {
+  if (e.pointerType !== "touch" || !touches.has(e.pointerId)) return false;
+  touches.set(e.pointerId, local(e));
+  if (!app.pinch || touches.size < 2) return false;
+  const now = pinchState();
+  if (app.pinch.dist > 0) viewer.zoomBy(now.dist / app.pinch.dist, now.mid.x, now.mid.y);
+  viewer.panBy(now.mid.x - app.pinch.mid.x, now.mid.y - app.pinch.mid.y);
+  app.pinch = now;
+  return true;
+}
+
+function touchUp(e) {
+  if (e.pointerType !== "touch") return false;
+  touches.delete(e.pointerId);
+  if (!app.pinch) return false;
+  if (touches.size < 2) app.pinch = null;
+  app.gesture = null; // the finger left over must not end in a click
+  return true;
+}
+
 stage.addEventListener("pointerdown", (e) => {
   if (!app.photo) return;
+  if (touchDown(e) || app.pinch) return;
   const s = local(e);
   const wantsPan = e.button === 1 || (e.button === 0 && (app.spaceHeld || app.tool === "pan"));
   if (wantsPan) {
@@ -779,6 +822,7 @@ stage.addEventListener("pointerdown", (e) => {
 
 stage.addEventListener("pointermove", (e) => {
   if (!app.photo) return;
+  if (touchMove(e)) return;
   const s = local(e);
   const p = viewer.screenToFull(s.x, s.y);
   $("cursor-pos").textContent = insidePhoto(app.photo, p.x, p.y)
@@ -834,8 +878,13 @@ function endGesture(e, cancelled) {
   }
 }
 
-stage.addEventListener("pointerup", (e) => endGesture(e, false));
-stage.addEventListener("pointercancel", (e) => endGesture(e, true));
+stage.addEventListener("pointerup", (e) => {
+  if (!touchUp(e)) endGesture(e, false);
+});
+stage.addEventListener("pointercancel", (e) => {
+  touchUp(e);
+  endGesture(e, true);
+});
 stage.addEventListener("pointerleave", () => {
   viewer.brushCursor = null;
   $("cursor-pos").textContent = "";
@@ -860,9 +909,11 @@ stage.addEventListener("auxclick", (e) => e.button === 1 && e.preventDefault());
 
 // ---------------------------------------------------------------- keyboard
 
+/** Keys go to text fields and selects; sliders and buttons leave the shortcuts working. */
 function typingInto(target) {
-  return target instanceof HTMLElement &&
-    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+  if (!(target instanceof HTMLElement)) return false;
+  if (target.isContentEditable || ["TEXTAREA", "SELECT"].includes(target.tagName)) return true;
+  return target.tagName === "INPUT" && !["range", "checkbox", "file", "button"].includes(target.type);
 }
 
 function toggleHelp(show = $("help").hidden) {
@@ -1021,7 +1072,10 @@ function bindButtons() {
     app.brushPercent = Number(e.target.value);
     updateBrushOutput();
   });
-  $("model-select").addEventListener("change", (e) => switchModel(e.target.value));
+  $("model-select").addEventListener("change", (e) => {
+    e.target.blur(); // give the keys back to the photo
+    switchModel(e.target.value);
+  });
   for (const [button, field] of [["copy-edit", "edit-link"], ["copy-view", "view-link"]]) {
     $(button).addEventListener("click", async () => {
       const ok = await copyText($(field).value);

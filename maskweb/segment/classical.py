@@ -30,6 +30,7 @@ from maskweb.segment.prompts import all_points, clamp_point, resample_stroke
 from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, Prompts
 
 WORK_SIDE = 400
+GRABCUT_SEED = 12345
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -49,9 +50,9 @@ class GrabCutSegmenter:
 
     def __init__(self, model_id: str = "grabcut", work_side: int = WORK_SIDE,
                  iterations: int = 3, prior_radius: float = 0.12, seed_radius: float = 0.012,
-                 negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 12,
+                 negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 20,
                  flood_max: float = 0.6, shift_sp: int = 6, shift_sr: int = 12,
-                 crop_margin: float = 0.3, crop_min: int = 16) -> None:
+                 crop_margin: float = 0.3, crop_min: int = 16, collapse: float = 0.15) -> None:
         self.model_id = model_id
         self.work_side = work_side
         self.iterations = iterations
@@ -71,6 +72,7 @@ class GrabCutSegmenter:
         self.shift_sp = shift_sp
         self.crop_margin = crop_margin
         self.crop_min = crop_min
+        self.collapse = collapse
         self.shift_sr = shift_sr
 
     # -- encode -----------------------------------------------------------------------------
@@ -200,11 +202,19 @@ class GrabCutSegmenter:
         fgd = np.zeros((1, 65), np.float64)
         # Too few samples for a colour model (tiny image, all-certain mask): keep the seeds.
         with contextlib.suppress(cv2.error):
+            # grabCut seeds its k-means from OpenCV's per-thread RNG: reseed so the same
+            # prompts always give the same mask, whatever ran before on this thread.
+            cv2.setRNGSeed(GRABCUT_SEED)
             # The rect is ignored with GC_INIT_WITH_MASK.
             cv2.grabCut(np.ascontiguousarray(work[y0:y1, x0:x1]), sub, (0, 0, 1, 1), bgd, fgd,
                         self.iterations, cv2.GC_INIT_WITH_MASK)
         out = np.zeros((wh, ww), bool)
         out[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+        if out.sum() < self.collapse * is_fg.sum():
+            # The colour models could not tell the object from its surroundings (a zebra
+            # among zebras) and grabCut kept next to nothing: the prompts' own region is a
+            # better answer than an empty mask.
+            return is_fg
         return out
 
     def _cut_negatives(self, fg: np.ndarray, points: list[Point]) -> np.ndarray:
@@ -264,6 +274,7 @@ def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point]
     has_bg = ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any()
     if has_fg and has_bg:
         with contextlib.suppress(cv2.error):
+            cv2.setRNGSeed(GRABCUT_SEED)
             cv2.grabCut(work, gc, (0, 0, 1, 1), np.zeros((1, 65)), np.zeros((1, 65)),
                         iterations, cv2.GC_INIT_WITH_MASK)
     fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)

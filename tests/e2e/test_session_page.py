@@ -171,7 +171,8 @@ def new_page(browser, frames: list | None = None):
 
 # ---------------------------------------------------------------- the tests
 
-def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts, gt_mask):
+def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts, gt_mask,
+                                                  tmp_path):
     context, page = new_page(browser)
     try:
         token = upload_through_page(page, live_stack.url)
@@ -253,6 +254,20 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
         assert info.value.suggested_filename == "000.jpg.xmp"
         xmp = Path(info.value.path()).read_text()
         assert "darktable:masks_history" in xmp and "Object 1" in xmp
+
+        # "Merge into my darktable sidecar": a non-XMP is refused with the server's message,
+        # a darktable sidecar is taken (here the one just downloaded).
+        junk = tmp_path / "notes.xmp"
+        junk.write_text("not a sidecar")
+        page.set_input_files("#sidecar-input", str(junk))
+        page.wait_for_selector(".toast.error", timeout=WAIT_MS)
+        assert "sidecar" in page.inner_text("#toasts").lower()
+        sidecar = tmp_path / "000.jpg.xmp"
+        sidecar.write_text(xmp)
+        page.set_input_files("#sidecar-input", str(sidecar))
+        page.wait_for_function(
+            "() => document.getElementById('sidecar-label').textContent.includes('000.jpg.xmp')",
+            timeout=WAIT_MS)
         assert page.js_errors == []
     finally:
         context.close()
@@ -425,13 +440,14 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
     try:
         token = upload_through_page(page, live_stack.url)
         fx, fy = deepest_point(gt_mask)
-        for x, y in [(fx, fy), (20.5, 20.5)]:  # the bear, then a patch of wall
+        # Two objects (the bear twice: a click that surely gives a mask, whatever the model).
+        for n in (1, 2):
             seq = mask_seq(page)
-            page.mouse.click(*to_page(page, x, y))
+            page.mouse.click(*to_page(page, fx, fy))
             wait_new_mask(page, seq)
-            page.mouse.click(*to_page(page, x, y), button="right")  # right-click applies
-            page.wait_for_function("(n) => Number(document.body.dataset.objects) === n",
-                                   arg=2 if x == 20.5 else 1, timeout=WAIT_MS)
+            page.mouse.click(*to_page(page, fx, fy), button="right")  # right-click applies
+            wait_or_explain(page, f"() => Number(document.body.dataset.objects) === {n}",
+                            live_stack)
 
         def server_objects() -> list[dict]:
             url = f"{live_stack.url}/api/v1/sessions/{token}/objects"
