@@ -371,8 +371,10 @@ def apply(access: Access, name: Any = None) -> MaskObject:
         obj.save()
         _new_object(locked)
         _bump(locked)
-        transaction.on_commit(lambda: notify.objects(session.pk))
+    # The (empty) mask of the new current object first, then the list: a page that sees the
+    # new list has already been told that the current mask is gone.
     render_current(reload(session))
+    notify.objects(session.pk)
     return obj
 
 

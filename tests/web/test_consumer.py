@@ -328,3 +328,25 @@ def test_an_idle_socket_outlives_the_channel_layers_blocking_read():
         await comm.disconnect()
 
     run(scenario())
+
+
+def test_apply_sends_the_empty_mask_before_the_new_object_list():
+    """A page that sees the new list must already know the current mask is gone (else a
+    click right after could be answered, in its eyes, by the stale empty frame)."""
+    session = make_session()
+
+    async def scenario() -> list[str]:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
+        await recv_until(comm, is_mask)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "apply"}))
+        seen: list[str] = []
+        while "objects" not in seen:
+            item = await recv(comm)
+            seen.append("empty-mask" if is_mask(item) and item[0]["empty"]
+                        else "mask" if is_mask(item) else item["type"])
+        await comm.disconnect()
+        return seen
+
+    assert run(scenario()) == ["empty-mask", "objects"]
