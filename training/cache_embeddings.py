@@ -8,6 +8,9 @@ decoder's. Writes, under ``--out``:
                                           (area-averaged, so edges stay soft)
   sizes.npy       int32   [N,2]           valid (height, width) of the resized photo inside 256
   names.txt       one photo name per line
+  done.npy        bool [N]: which embeddings are there yet (training may start early)
+Photos are encoded one per class in turn (the names sort by class), so a partial cache
+already covers every class.
 Run:  /work/.venv-train/bin/python training/cache_embeddings.py --data ../shared/datasets/COCO_MVal
 NEVER point it at DAVIS: DAVIS is the measuring set.
 """
@@ -56,29 +59,41 @@ def main(argv: list[str] | None = None) -> None:
                                     shape=(n, 256, 64, 64))
     gts = np.zeros((n, INPUT_SIZE, INPUT_SIZE), np.uint8)
     sizes = np.zeros((n, 2), np.int32)
-    done_file = out / "done.txt"
-    done = int(done_file.read_text()) if done_file.exists() else 0
-    net = load_litemedsam(str(out / "ckpt"))
-    t0 = time.time()
+    done_file = out / "done.npy"
+    done = np.load(done_file) if done_file.exists() else np.zeros(n, bool)
+    if (out / "done.txt").exists():  # an older, in-order cache: its prefix is there
+        done[: int((out / "done.txt").read_text())] = True
     for i, name in enumerate(names):
-        img = cv2.cvtColor(cv2.imread(str(Path(args.data, "img", name))), cv2.COLOR_BGR2RGB)
         gt = cv2.imread(str(Path(args.data, "gt", name[:-4] + ".png")), cv2.IMREAD_GRAYSCALE)
         h, w = gt.shape
         scale = INPUT_SIZE / max(h, w)
         sizes[i] = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
         gts[i] = gt_in_frame(gt)
-        if i < done:
-            continue
-        x, _ = preprocess(img)
-        with torch.no_grad():
-            emb[i] = net.image_encoder(torch.from_numpy(x))[0].numpy().astype(np.float16)
-        if (i + 1) % 20 == 0 or i + 1 == n:
-            emb.flush()
-            done_file.write_text(str(i + 1))
-            print(f"{i + 1}/{n} {time.time() - t0:.0f}s", flush=True)
     np.save(out / "gt256.npy", gts)
     np.save(out / "sizes.npy", sizes)
     (out / "names.txt").write_text("\n".join(names) + "\n")
+    # One photo per class in turn: k-th photo of every class, then the (k+1)-th...
+    classes = [name.rsplit("_", 1)[0].rstrip("0123456789") for name in names]
+    rank = [classes[:i].count(c) for i, c in enumerate(classes)]
+    order = sorted(range(n), key=lambda i: (rank[i], classes[i]))
+    net = load_litemedsam(str(out / "ckpt"))
+    t0 = time.time()
+    for j, i in enumerate(order):
+        if done[i]:
+            continue
+        img = cv2.cvtColor(cv2.imread(str(Path(args.data, "img", names[i]))), cv2.COLOR_BGR2RGB)
+        x, _ = preprocess(img)
+        with torch.no_grad():
+            emb[i] = net.image_encoder(torch.from_numpy(x))[0].numpy().astype(np.float16)
+        done[i] = True
+        if done.sum() % 20 == 0 or j + 1 == n:
+            emb.flush()
+            np.save(out / "done.tmp.npy", done)
+            (out / "done.tmp.npy").replace(done_file)
+            print(f"{int(done.sum())}/{n} {time.time() - t0:.0f}s", flush=True)
+    emb.flush()
+    np.save(out / "done.tmp.npy", done)
+    (out / "done.tmp.npy").replace(done_file)
     print("cached", n, "photos in", out)
 
 
