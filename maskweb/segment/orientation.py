@@ -14,7 +14,7 @@ VALID = range(1, 9)
 
 
 def _norm(orientation: int | None) -> int:
-    return orientation if orientation in VALID else 1
+    return orientation if orientation is not None and orientation in VALID else 1
 
 
 def swaps_axes(orientation: int | None) -> bool:

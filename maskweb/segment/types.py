@@ -2,13 +2,14 @@
 
 Coordinate convention: every ``x, y`` here is continuous, in pixels of the image array that
 was passed to :meth:`Segmenter.encode`: x to the right, y down, pixel (column c, row r) covers
-[c, c+1) x [r, r+1), so the centre of that pixel is (c + 0.5, r + 0.5). The web app hands the engine the
-*upright* photo (EXIF orientation applied) and converts to the stored pixel grid itself with
-:mod:`maskweb.segment.orientation`.
+[c, c+1) x [r, r+1), so the centre of that pixel is (c + 0.5, r + 0.5). The web app hands the
+engine the *upright* photo (EXIF orientation applied) and converts to the stored pixel grid
+itself with :mod:`maskweb.segment.orientation`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -113,8 +114,12 @@ class Segmenter(Protocol):
 
     model_id: str
 
-    def encode(self, image: np.ndarray) -> Embedding:
-        """``image``: uint8 RGB (H, W, 3). Heavy (seconds on CPU): run it in the worker."""
+    def encode(self, image: np.ndarray,
+               progress: Callable[[float], None] | None = None) -> Embedding:
+        """``image``: uint8 RGB (H, W, 3). Heavy (seconds on CPU): run it in the worker.
+
+        ``progress`` (optional) is called with a fraction 0..1 as the work advances.
+        """
         ...
 
     def decode(self, embedding: Embedding, prompts: Prompts,

@@ -1,0 +1,271 @@
+"""The classical engine: OpenCV grabCut seeded by the prompts. Works with no model files.
+
+"Encoding" keeps what every click reuses: the photo at a working resolution (long side
+``WORK_SIDE``, where one grabCut costs a few tens of ms) and the guide image for the
+full-resolution edge. Each decode runs grabCut at the working resolution, seeded by:
+- clicks and stroke samples: small discs of certain foreground / background;
+- a box: outside certain background, inside probable foreground;
+- the previous result (``previous.feedback``): probable foreground / background, so each click
+  corrects the last mask instead of starting over;
+- with nothing else, a disc of probable foreground around the positive clicks.
+The soft result is upsampled to full resolution, snapped to the photo's edges with a guided
+filter, thresholded and cleaned (prompted regions only, no specks or pinholes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from maskweb.segment.postprocess import (
+    clean_mask,
+    guide_image,
+    refine_guided,
+    resample,
+)
+from maskweb.segment.prompts import all_points, clamp_point, resample_stroke
+from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, Prompts
+
+WORK_SIDE = 400
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Validate and normalise an input photo to uint8 RGB (H, W, 3); grey and RGBA accepted."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, not {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] < 2 or a.shape[1] < 2:
+        raise ValueError(f"image must be (H, W, 3) RGB, not shape {a.shape}")
+    return np.ascontiguousarray(a[..., :3])
+
+
+class GrabCutSegmenter:
+    """Implements :class:`maskweb.segment.types.Segmenter` with cv2.grabCut."""
+
+    def __init__(self, model_id: str = "grabcut", work_side: int = WORK_SIDE,
+                 iterations: int = 3, prior_radius: float = 0.12, seed_radius: float = 0.012,
+                 negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 12,
+                 flood_max: float = 0.6, shift_sp: int = 6, shift_sr: int = 12,
+                 crop_margin: float = 0.3, crop_min: int = 16) -> None:
+        self.model_id = model_id
+        self.work_side = work_side
+        self.iterations = iterations
+        # Fractions of the working image's long side.
+        self.prior_radius = prior_radius
+        self.seed_radius = seed_radius
+        # A foreground pixel is given up when it is this much closer to a negative click than
+        # to every positive one: grabCut alone keeps a same-coloured region under a
+        # background click, and that is exactly what the user is correcting.
+        self.negative_cut = negative_cut
+        self.refine = refine
+        # Each click's colour region: a flood fill (within ``flood_tol`` of the clicked
+        # colour) on the mean-shift-smoothed working image, capped at ``flood_max`` of the
+        # image. It tells grabCut roughly what the click means before any colour model exists.
+        self.flood_tol = flood_tol
+        self.flood_max = flood_max
+        self.shift_sp = shift_sp
+        self.crop_margin = crop_margin
+        self.crop_min = crop_min
+        self.shift_sr = shift_sr
+
+    # -- encode -----------------------------------------------------------------------------
+    def encode(self, image: np.ndarray,
+               progress: Callable[[float], None] | None = None) -> Embedding:
+        rgb = as_rgb_uint8(image)
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.work_side / max(h, w))
+        ww, wh = max(2, round(w * scale)), max(2, round(h * scale))
+        work = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        work = np.ascontiguousarray(work)
+        if progress:
+            progress(0.2)
+        # Mean shift flattens texture inside regions while keeping their edges: the flood
+        # fills of each click run on it. It is the slow part, done once per photo.
+        smooth = cv2.pyrMeanShiftFiltering(work, self.shift_sp, self.shift_sr)
+        if progress:
+            progress(0.8)
+        guide = guide_image(rgb)
+        if progress:
+            progress(1.0)
+        return Embedding(model_id=self.model_id, image_size=(h, w),
+                         arrays={"work": work, "smooth": smooth, "guide": guide},
+                         meta={"family": "classical", "work_size": [wh, ww]})
+
+    # -- decode -----------------------------------------------------------------------------
+    def decode(self, embedding: Embedding, prompts: Prompts,
+               previous: Prediction | None = None) -> Prediction:
+        if embedding.model_id != self.model_id:
+            raise ValueError(f"embedding is for {embedding.model_id!r}, not {self.model_id!r}")
+        h, w = embedding.image_size
+        work = embedding.arrays["work"]
+        wh, ww = work.shape[:2]
+        if prompts.is_empty():
+            return Prediction([Candidate(np.zeros((h, w), bool), 0.0)], None)
+        points = [clamp_point(p, h, w) for p in all_points(prompts)]
+        sx, sy = ww / w, wh / h
+        wpoints = [Point(p.x * sx, p.y * sy, p.positive) for p in points]
+        wbox = None
+        if prompts.box is not None:
+            b = prompts.box.ordered()
+            wbox = Box(b.x0 * sx, b.y0 * sy, b.x1 * sx, b.y1 * sy)
+        prev = previous.feedback if previous is not None else None
+        if prev is not None and prev.shape != (wh, ww):
+            prev = None
+        seed_r = [max(2.0, self.seed_radius * max(wh, ww))] * len(wpoints)
+        # A stroke's samples are as wide as the brush.
+        k = len(prompts.points)
+        for stroke in prompts.strokes:
+            n = len(resample_stroke(stroke))
+            seed_r[k:k + n] = [max(seed_r[0], stroke.radius * sx)] * n
+            k += n
+        smooth = embedding.arrays.get("smooth", work)
+        fg = self._grabcut(work, wpoints, seed_r, wbox, prev, smooth)
+        fg = self._cut_negatives(fg, wpoints)
+        # Soft edge: blur the working-res decision a little, upsample it, snap it to the photo.
+        soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.8)
+        full = resample(soft, sx, sy, (h, w))
+        if self.refine == "guided":
+            full = refine_guided(full, embedding.arrays["guide"])
+        mask = clean_mask(full > 0.5, points, prompts.box)
+        feedback = cv2.resize(mask.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_AREA)
+        return Prediction([Candidate(mask, 1.0)], feedback.astype(np.uint8))
+
+    def _flood(self, smooth: np.ndarray, p: Point) -> np.ndarray:
+        wh, ww = smooth.shape[:2]
+        ff = np.zeros((wh + 2, ww + 2), np.uint8)
+        t = (self.flood_tol,) * 3
+        cv2.floodFill(smooth, ff, (min(int(p.x), ww - 1), min(int(p.y), wh - 1)), (0, 0, 0),
+                      t, t, 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+        region = ff[1:-1, 1:-1] > 0
+        if region.mean() > self.flood_max:  # a sky or a wall: not a useful hint
+            return np.zeros_like(region)
+        return region
+
+    def _grabcut(self, work: np.ndarray, points: list[Point], seed_r: list[float],
+                 box: Box | None, prev: np.ndarray | None,
+                 smooth: np.ndarray | None = None) -> np.ndarray:
+        wh, ww = work.shape[:2]
+        gc = np.full((wh, ww), cv2.GC_PR_BGD, np.uint8)
+        if prev is not None:
+            gc[prev > 0] = cv2.GC_PR_FGD
+        elif box is None:
+            r = max(3, round(self.prior_radius * max(wh, ww)))
+            for p in points:
+                if p.positive:
+                    cv2.circle(gc, (int(p.x), int(p.y)), r, cv2.GC_PR_FGD, -1)
+        if smooth is not None and self.flood_tol > 0:
+            for p in sorted(points, key=lambda q: q.positive, reverse=True):
+                if box is not None and p.positive:
+                    continue  # the box already says where the object is
+                region = self._flood(smooth, p)
+                # A colour region that holds clicks of both kinds says nothing.
+                if any(region[min(int(q.y), wh - 1), min(int(q.x), ww - 1)]
+                       for q in points if q.positive != p.positive):
+                    continue
+                gc[region] = cv2.GC_PR_FGD if p.positive else cv2.GC_PR_BGD
+        if box is not None:
+            x0, y0 = max(0, int(np.floor(box.x0))), max(0, int(np.floor(box.y0)))
+            x1, y1 = min(ww, int(np.ceil(box.x1))), min(wh, int(np.ceil(box.y1)))
+            inside = gc[y0:y1, x0:x1]
+            if prev is None:
+                inside[...] = cv2.GC_PR_FGD
+            outside = np.ones((wh, ww), bool)
+            outside[y0:y1, x0:x1] = False
+            gc[outside] = cv2.GC_BGD
+        for p, r in zip(points, seed_r, strict=True):
+            cv2.circle(gc, (int(p.x), int(p.y)), max(1, round(r)),
+                       cv2.GC_FGD if p.positive else cv2.GC_BGD, -1)
+        is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        if not is_fg.any():
+            return is_fg
+        # grabCut only where the answer can be: around what is (probably) foreground, with a
+        # margin to grow into. Outside stays background. Faster (grabCut's cost is per pixel)
+        # and the background colour model becomes local, which suits it better.
+        rows, cols = np.flatnonzero(is_fg.any(axis=1)), np.flatnonzero(is_fg.any(axis=0))
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        m = max(self.crop_min, round(self.crop_margin * max(y1 - y0, x1 - x0)))
+        y0, y1, x0, x1 = max(0, y0 - m), min(wh, y1 + m), max(0, x0 - m), min(ww, x1 + m)
+        sub = np.ascontiguousarray(gc[y0:y1, x0:x1])
+        sub_fg = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+        if sub_fg.all():
+            # grabCut needs both colour models: treat the frame as probable background.
+            sub[[0, -1], :] = np.where(sub[[0, -1], :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+            sub[:, [0, -1]] = np.where(sub[:, [0, -1]] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+        bgd = np.zeros((1, 65), np.float64)
+        fgd = np.zeros((1, 65), np.float64)
+        # Too few samples for a colour model (tiny image, all-certain mask): keep the seeds.
+        with contextlib.suppress(cv2.error):
+            # The rect is ignored with GC_INIT_WITH_MASK.
+            cv2.grabCut(np.ascontiguousarray(work[y0:y1, x0:x1]), sub, (0, 0, 1, 1), bgd, fgd,
+                        self.iterations, cv2.GC_INIT_WITH_MASK)
+        out = np.zeros((wh, ww), bool)
+        out[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+        return out
+
+    def _cut_negatives(self, fg: np.ndarray, points: list[Point]) -> np.ndarray:
+        neg = [p for p in points if not p.positive]
+        pos = [p for p in points if p.positive]
+        if not neg or not pos or not fg.any():
+            return fg
+        wh, ww = fg.shape
+
+        def distance_to(ps: list[Point]) -> np.ndarray:
+            seeds = np.ones((wh, ww), np.uint8)
+            for p in ps:
+                seeds[min(int(p.y), wh - 1), min(int(p.x), ww - 1)] = 0
+            return cv2.distanceTransform(seeds, cv2.DIST_L2, 3)
+
+        d_neg, d_pos = distance_to(neg), distance_to(pos)
+        return fg & ~(d_neg < self.negative_cut * d_pos)
+
+
+def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point],
+                        box: Box | None, work_side: int = 512, iterations: int = 2,
+                        confident: float = 0.95, band: float = 0.02) -> np.ndarray:
+    """Post-process a model's soft mask (H, W) with grabCut along its uncertain edge.
+
+    The model's confident regions become certain foreground / background (confident
+    foreground shrunk a little, background only when far from the model's edge), the rest is
+    "probable" as the model says, the clicks are certain; grabCut then moves the edge to where
+    the photo's colours change. ``band`` is the half-width of the free zone around the model's
+    edge as a fraction of the working image's long side. Returns a bool mask (H, W).
+    """
+    h, w = prob.shape
+    gh, gw = guide.shape[:2]
+    scale = min(1.0, work_side / max(gh, gw))
+    ww, wh = max(2, round(gw * scale)), max(2, round(gh * scale))
+    work = cv2.resize(guide, (ww, wh), interpolation=cv2.INTER_AREA)
+    p = cv2.resize(prob.astype(np.float32), (ww, wh), interpolation=cv2.INTER_AREA)
+    inside = (p >= 0.5).astype(np.uint8)
+    free = max(2, round(band * max(ww, wh)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * free + 1, 2 * free + 1))
+    sure_fg = cv2.erode(((p > confident) & (inside > 0)).astype(np.uint8), kernel) > 0
+    sure_bg = cv2.dilate(inside, kernel) == 0
+    sure_bg &= p < 1.0 - confident
+    gc = np.where(inside > 0, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[sure_fg] = cv2.GC_FGD
+    gc[sure_bg] = cv2.GC_BGD
+    sx, sy = ww / w, wh / h
+    if box is not None:
+        outside = np.ones((wh, ww), bool)
+        outside[max(0, int(box.y0 * sy)):int(np.ceil(box.y1 * sy)),
+                max(0, int(box.x0 * sx)):int(np.ceil(box.x1 * sx))] = False
+        gc[outside] = cv2.GC_BGD
+    r = max(1, round(0.01 * max(ww, wh)))
+    for pt in points:
+        cv2.circle(gc, (int(pt.x * sx), int(pt.y * sy)), r,
+                   cv2.GC_FGD if pt.positive else cv2.GC_BGD, -1)
+    has_fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).any()
+    has_bg = ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any()
+    if has_fg and has_bg:
+        with contextlib.suppress(cv2.error):
+            cv2.grabCut(work, gc, (0, 0, 1, 1), np.zeros((1, 65)), np.zeros((1, 65)),
+                        iterations, cv2.GC_INIT_WITH_MASK)
+    fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)
+    soft = resample(cv2.GaussianBlur(fg, (0, 0), 0.8), sx, sy, (h, w))
+    return refine_guided(soft, guide) > 0.5

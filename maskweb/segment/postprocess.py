@@ -1,0 +1,219 @@
+"""From a model's low-resolution logits to a clean full-resolution mask.
+
+Order matters: the LOGITS are upsampled (a binary mask upsampled shows staircase edges), then
+optionally refined along the photo's edges, then thresholded, then cleaned topologically
+(regions the user did not ask for, specks, pinholes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from maskweb.segment.prompts import pixel_of
+from maskweb.segment.types import Box, Point
+
+# Specks and pinholes smaller than this fraction of the image are noise, not intent.
+DEFAULT_MIN_AREA_FRACTION = 2e-4
+MIN_AREA_FLOOR = 16
+# The guide image kept in an embedding for edge refinement; larger photos are refined at this
+# size and the soft result is upsampled (memory and time stay bounded for 50 MP photos).
+GUIDE_MAX_SIDE = 2048
+
+
+def resample(values: np.ndarray, scale_x: float, scale_y: float,
+             out_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resampling where a continuous output point (x, y) reads input (x*sx, y*sy).
+
+    Works for any frame that shares its origin with the output (SAM's padded frame: padding is
+    at the bottom/right so the origin is common). Pixel centres are honoured: output pixel c
+    (centre c+0.5) reads input position (c+0.5)*sx - 0.5 in index units.
+    """
+    h, w = out_hw
+    m = np.array([[scale_x, 0.0, 0.5 * scale_x - 0.5],
+                  [0.0, scale_y, 0.5 * scale_y - 0.5]], dtype=np.float64)
+    return cv2.warpAffine(values.astype(np.float32, copy=False), m, (w, h),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))).astype(np.float32)
+
+
+def logit(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    q = np.clip(p, eps, 1.0 - eps)
+    return np.log(q / (1.0 - q)).astype(np.float32)
+
+
+def guide_image(image: np.ndarray, max_side: int = GUIDE_MAX_SIDE) -> np.ndarray:
+    """The photo as kept for edge refinement: uint8 RGB, long side at most ``max_side``."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return np.ascontiguousarray(image[..., :3])
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image[..., :3], size, interpolation=cv2.INTER_AREA)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter with a colour guide, built on cv2.boxFilter.
+
+    (opencv-contrib's ximgproc.guidedFilter is not available.) ``guide``: uint8 or float RGB
+    (H, W, 3) or grey (H, W); ``src``: float (H, W), here a probability. The output follows
+    ``src`` in flat areas and snaps its transitions to the guide's edges.
+    """
+    def box(a: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(a, cv2.CV_32F, (2 * radius + 1, 2 * radius + 1),
+                             normalize=True, borderType=cv2.BORDER_REFLECT)
+
+    p = src.astype(np.float32, copy=False)
+    g = guide.astype(np.float32) / (255.0 if guide.dtype == np.uint8 else 1.0)
+    if g.ndim == 2:
+        mean_i, mean_p = box(g), box(p)
+        cov = box(g * p) - mean_i * mean_p
+        var = box(g * g) - mean_i * mean_i
+        a = cov / (var + eps)
+        b = mean_p - a * mean_i
+        return box(a) * g + box(b)
+    # Colour guide: a per-pixel 3x3 system (Sigma + eps I) a = cov(I, p), solved in closed form.
+    chans = [g[..., i] for i in range(3)]
+    means = [box(c) for c in chans]
+    mean_p = box(p)
+    cov_ip = [box(c * p) - m * mean_p for c, m in zip(chans, means, strict=True)]
+    var = np.empty(g.shape[:2] + (3, 3), dtype=np.float32)
+    for i in range(3):
+        for j in range(i, 3):
+            v = box(chans[i] * chans[j]) - means[i] * means[j]
+            if i == j:
+                v = v + eps
+            var[..., i, j] = v
+            var[..., j, i] = v
+    a = _solve3(var, np.stack(cov_ip, axis=-1))
+    b = mean_p - (a * np.stack(means, axis=-1)).sum(axis=-1)
+    out = box(b)
+    for i in range(3):
+        out += box(np.ascontiguousarray(a[..., i])) * chans[i]
+    return out
+
+
+def _solve3(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Solve the symmetric 3x3 systems m @ x = v per pixel by cofactors (np.linalg is ~5x
+    slower on millions of tiny systems)."""
+    a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    e, f, i = m[..., 1, 1], m[..., 1, 2], m[..., 2, 2]
+    c00, c01, c02 = e * i - f * f, c * f - b * i, b * f - c * e
+    c11, c12, c22 = a * i - c * c, b * c - a * f, a * e - b * b
+    det = a * c00 + b * c01 + c * c02
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack([(c00 * x + c01 * y + c02 * z) / det,
+                     (c01 * x + c11 * y + c12 * z) / det,
+                     (c02 * x + c12 * y + c22 * z) / det], axis=-1)
+
+
+def refine_guided(prob: np.ndarray, guide: np.ndarray, radius: int | None = None,
+                  eps: float = 1e-3) -> np.ndarray:
+    """Snap a soft mask (H, W) to the photo's edges; ``guide`` may be smaller (see GUIDE_MAX_SIDE).
+
+    The radius defaults to about 1/160 of the guide's long side (3 px at 480 px) so the
+    correction stays within the band where a low-res decoder's edge is uncertain.
+    """
+    h, w = prob.shape
+    gh, gw = guide.shape[:2]
+    r = radius if radius is not None else max(2, round(max(gh, gw) / 160))
+    p = prob if (gh, gw) == (h, w) else cv2.resize(prob, (gw, gh), interpolation=cv2.INTER_AREA)
+    q = p.astype(np.float32, copy=True)
+    # Only the uncertain band can change; filter the box around it (plus the filter's
+    # two-pass support) instead of the whole photo.
+    band = (p > 0.01) & (p < 0.99)
+    if band.any():
+        rows, cols = np.flatnonzero(band.any(axis=1)), np.flatnonzero(band.any(axis=0))
+        m = 2 * r + 1
+        y0, y1 = max(0, rows[0] - m), min(gh, rows[-1] + m + 1)
+        x0, x1 = max(0, cols[0] - m), min(gw, cols[-1] + m + 1)
+        q[y0:y1, x0:x1] = np.clip(
+            guided_filter(guide[y0:y1, x0:x1], p[y0:y1, x0:x1], r, eps), 0.0, 1.0)
+    if (gh, gw) != (h, w):
+        return np.asarray(cv2.resize(q, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+    return q
+
+
+def min_area_for(shape: tuple[int, ...], fraction: float = DEFAULT_MIN_AREA_FRACTION) -> int:
+    return max(MIN_AREA_FLOOR, int(round(shape[0] * shape[1] * fraction)))
+
+
+def keep_prompted_regions(mask: np.ndarray, points: Sequence[Point],
+                          box: Box | None = None) -> np.ndarray:
+    """Keep only the connected regions the user asked for.
+
+    With positive points: the regions containing one. With only a box: the regions touching
+    the box (and nothing outside it). If no region contains a positive point (the model
+    disagreed with every click), the mask is returned unchanged rather than emptied: an empty
+    answer to a click is worse than an imperfect one.
+    """
+    h, w = mask.shape
+    m = mask.astype(np.uint8)
+    if box is not None:
+        b = box.ordered()
+        x0, y0 = max(0, int(np.floor(b.x0))), max(0, int(np.floor(b.y0)))
+        x1, y1 = min(w, int(np.ceil(b.x1))), min(h, int(np.ceil(b.y1)))
+        inside = np.zeros_like(m)
+        inside[y0:y1, x0:x1] = 1
+        m &= inside
+    positives = [p for p in points if p.positive]
+    if not positives:
+        return m.astype(bool)
+    _, labels = cv2.connectedComponents(m, connectivity=8)
+    keep = {int(labels[pixel_of(p, h, w)]) for p in positives} - {0}
+    if not keep:
+        return m.astype(bool)
+    return np.isin(labels, sorted(keep))
+
+
+def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ()) -> np.ndarray:
+    """Drop foreground specks and fill background pinholes smaller than ``min_area`` pixels.
+
+    A speck or a hole under a click is the user's intent and is kept as it is.
+    """
+    h, w = mask.shape
+    protected_fg = [pixel_of(p, h, w) for p in protect if p.positive]
+    protected_bg = [pixel_of(p, h, w) for p in protect if not p.positive]
+    out = mask.astype(bool).copy()
+    for value, protected in ((True, protected_fg), (False, protected_bg)):
+        layer = (out == value).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(layer, connectivity=8)
+        small = np.zeros(n, dtype=bool)
+        small[1:] = stats[1:, cv2.CC_STAT_AREA] < min_area
+        if not value:
+            # A background "hole" that touches the border is the outside, not a hole.
+            x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+            bw, bh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+            touches = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+            small &= ~touches
+        for rc in protected:
+            small[labels[rc]] = False
+        if small.any():
+            out[small[labels]] = not value
+    return out
+
+
+def clean_mask(mask: np.ndarray, points: Sequence[Point], box: Box | None = None,
+               min_area: int | None = None) -> np.ndarray:
+    """Prompted regions only, no specks, no pinholes."""
+    area = min_area if min_area is not None else min_area_for(mask.shape)
+    kept = keep_prompted_regions(mask, points, box)
+    return remove_small(kept, area, protect=points)
+
+
+def finish_logits(logits_full: np.ndarray, points: Sequence[Point], box: Box | None,
+                  guide: np.ndarray | None = None, refine: str = "none",
+                  threshold: float = 0.0) -> np.ndarray:
+    """Full-resolution logits -> final bool mask: optional guided refinement, threshold, clean."""
+    if refine == "guided" and guide is not None:
+        prob = refine_guided(sigmoid(logits_full), guide)
+        mask = prob > sigmoid(np.array(threshold, dtype=np.float32))
+    else:
+        mask = logits_full > threshold
+    return clean_mask(mask, points, box)

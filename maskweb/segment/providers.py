@@ -1,0 +1,69 @@
+"""onnxruntime sessions: which execution provider, how many threads.
+
+No configuration is needed: the CUDA provider is used when onnxruntime-gpu is installed and a
+GPU answers, the CPU provider otherwise. ``MASKWEB_ONNX_PROVIDER=cpu`` forces the CPU (e.g. a
+GPU shared with something else); ``MASKWEB_ONNX_THREADS`` caps the CPU threads per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(available: list[str], role: str = "encoder",
+                     forced: str | None = None) -> list[str]:
+    """Providers to ask for, best first, from ``ort.get_available_providers()``.
+
+    The encoder goes to CUDA when it is available. The decoder stays on the CPU, as darktable
+    does: it is small, and copying the embedding to the GPU for every click costs more than
+    the decode itself.
+    """
+    wanted = (forced or os.environ.get("MASKWEB_ONNX_PROVIDER", "auto")).strip().lower()
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"MASKWEB_ONNX_PROVIDER must be auto, cpu or cuda, not {wanted!r}")
+    use_cuda = CUDA in available and wanted != "cpu" and (role == "encoder" or wanted == "cuda")
+    if wanted == "cuda" and CUDA not in available:
+        log.warning("MASKWEB_ONNX_PROVIDER=cuda but onnxruntime has no CUDA provider")
+    return [CUDA, CPU] if use_cuda else [CPU]
+
+
+def thread_count(role: str) -> int:
+    """Encoder: all cores (up to 8, past which ORT scales poorly). Decoder: 2, because
+    decodes for several sockets run side by side and each is tiny."""
+    env = os.environ.get("MASKWEB_ONNX_THREADS", "").strip()
+    cores = os.cpu_count() or 1
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError as exc:
+            raise ValueError(f"MASKWEB_ONNX_THREADS must be an integer, not {env!r}") from exc
+    return min(cores, 8) if role == "encoder" else min(cores, 2)
+
+
+def make_session(path: Path, role: str) -> Any:
+    """An InferenceSession for ``path``; falls back to the CPU if the GPU one fails to start."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = thread_count(role)
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = choose_providers(list(ort.get_available_providers()), role)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception:  # noqa: BLE001 - e.g. CUDA present in the build but no usable GPU
+        if providers == [CPU]:
+            raise
+        log.warning("could not start %s on %s; using the CPU", path.name, providers[0],
+                    exc_info=True)
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
+    log.info("%s %s on %s", role, path, session.get_providers()[0])
+    return session

@@ -1,0 +1,88 @@
+import numpy as np
+
+from maskweb.segment.postprocess import (
+    clean_mask,
+    guided_filter,
+    keep_prompted_regions,
+    refine_guided,
+    remove_small,
+    resample,
+)
+from maskweb.segment.types import Box, Point
+from tests.segment.synthetic import disc_mask, iou
+
+
+def test_upsampled_logits_put_the_edge_where_the_low_res_edge_is():
+    # A disc drawn in a 64x64 "low-res" frame that covers a 256x256 image (scale 1/4):
+    # upsampling the logits must keep its centre and radius in full-res pixels.
+    low = disc_mask(20.0, 40.0, 10.0, 64, 64).astype(np.float32) * 2 - 1
+    full = resample(low, 0.25, 0.25, (256, 256)) > 0
+    assert iou(full, disc_mask(80.0, 160.0, 40.0, 256, 256)) > 0.95
+
+
+def test_upsampled_logits_are_smoother_than_an_upsampled_binary_mask():
+    low = np.linspace(-3, 3, 16, dtype=np.float32)[None, :].repeat(4, 0)
+    up = resample(low, 0.25, 0.25, (16, 64))
+    # The zero crossing (edge) lands between input samples 7 and 8, i.e. at x ~ 32 full-res.
+    crossing = np.argmax(up[0] > 0)
+    assert 31 <= crossing <= 33
+    assert len(np.unique(np.round(up[0], 3))) > 16  # interpolated, not blocky
+
+
+def test_keep_prompted_regions_drops_unclicked_blobs():
+    a = disc_mask(50, 50, 20, 120, 200)
+    b = disc_mask(150, 60, 20, 120, 200)
+    kept = keep_prompted_regions(a | b, [Point(50, 50)])
+    assert kept[a].all() and not kept[b].any()
+
+
+def test_keep_prompted_regions_without_a_hit_keeps_the_mask():
+    a = disc_mask(50, 50, 20, 120, 200)
+    kept = keep_prompted_regions(a, [Point(190, 110)])
+    assert (kept == a).all()
+
+
+def test_box_crops_the_mask_to_the_box():
+    a = disc_mask(50, 50, 30, 120, 200)
+    kept = keep_prompted_regions(a, [], Box(40, 0, 200, 120))
+    assert not kept[:, :40].any() and kept[:, 40:].sum() == a[:, 40:].sum()
+
+
+def test_specks_dropped_and_pinholes_filled_but_border_background_kept():
+    m = disc_mask(100, 60, 40, 120, 200)
+    m[60:62, 100:102] = False  # pinhole
+    m[5:7, 5:7] = True  # speck
+    out = remove_small(m, min_area=16)
+    assert out[60:62, 100:102].all()
+    assert not out[5:7, 5:7].any()
+    assert not out[0, :].any()  # the outside is not a hole
+
+
+def test_clicked_speck_is_kept():
+    m = np.zeros((50, 50), bool)
+    m[10:12, 10:12] = True
+    out = clean_mask(m, [Point(10.5, 10.5)], min_area=16)
+    assert out[10:12, 10:12].all()
+
+
+def test_guided_filter_snaps_a_blurry_edge_to_the_photo_edge():
+    h, w = 80, 120
+    truth = np.zeros((h, w), bool)
+    truth[:, 60:] = True
+    guide = np.where(truth[..., None], 200, 40).astype(np.uint8).repeat(3, axis=2)
+    # A soft mask whose 0.5 crossing is 4 px off (at x = 56) and blurred.
+    x = np.arange(w, dtype=np.float32)
+    prob = np.clip((x - 56) / 8 + 0.5, 0, 1)[None, :].repeat(h, 0)
+    before = iou(prob > 0.5, truth)
+    after = iou(refine_guided(prob, guide, radius=6, eps=1e-3) > 0.5, truth)
+    assert before < 0.96 and after > before and after > 0.98
+
+
+def test_colour_and_grey_guided_filters_agree_on_a_grey_guide():
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 255, (30, 40)).astype(np.uint8)
+    p = rng.random((30, 40)).astype(np.float32)
+    grey = guided_filter(g, p, 2, 1e-2)
+    colour = guided_filter(np.repeat(g[..., None], 3, axis=2), p, 2, 3e-2)
+    # A colour guide of three identical channels is a grey guide with 3x the variance.
+    assert np.allclose(grey, colour, atol=2e-2)
