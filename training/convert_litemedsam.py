@@ -165,7 +165,8 @@ MODEL_CARD = """# LiteMedSAM (as shipped)
   the recipe the model was trained with.)
 - **Good at**: a box around an object (mean IoU 0.70 on 40 COCO_MVal photos, box prompt only).
 - **Bad at**: point clicks on photos. It was trained on medical images with boxes only and
-  answers clicks with empty masks (DAVIS: NoC@90 20, mIoU after 5 clicks 0.08). Low-res
+  answers clicks with empty masks (DAVIS, engine bench, 100 photos: NoC@90 19.89, mIoU@5
+  0.05, box IoU 0.56). Low-res
   (256) masks: edges are blocky at photo resolution. Use `litemedsam-photo` for clicks.
 - **Verification** (ONNX vs torch, max abs diff, deterministic test image):
 {diffs}

@@ -84,7 +84,7 @@ def test_there_is_a_bundled_litemedsam() -> None:
 @pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
 def test_descriptor_names_existing_files_and_a_licence(desc_path: Path) -> None:
     desc = json.loads(desc_path.read_text())
-    assert REQUIRED <= desc.keys()
+    assert desc.keys() >= REQUIRED
     assert desc["id"] == desc_path.parent.name
     assert desc["family"] == "sam"
     assert desc["licence"] == "Apache-2.0"
