@@ -72,13 +72,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One Redis for everything: Celery broker and results, the channel layer, the embedding cache.
 REDIS_URL = env_str("REDIS_URL", "")  # empty: `manage.py serve` starts an embedded one
-CHANNEL_LAYERS = {
-    "default": {
+
+
+
+def channel_layer_config(url: str) -> dict[str, object]:
+    # socket_timeout above channels_redis's 5 s blocking BZPOPMIN: redis-py 8 defaults to a
+    # 5 s read timeout, which races the server's empty reply and kills the consumer.
+    return {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL or "redis://127.0.0.1:6379/0"], "capacity": 500,
-                   "expiry": 30},
+        "CONFIG": {"hosts": [{"address": url, "socket_timeout": 30,
+                              "socket_connect_timeout": 10}],
+                   "capacity": 500, "expiry": 30},
     }
-}
+
+
+CHANNEL_LAYERS = {"default": channel_layer_config(REDIS_URL or "redis://127.0.0.1:6379/0")}
 
 CELERY_BROKER_URL = REDIS_URL or "redis://127.0.0.1:6379/0"
 CELERY_RESULT_BACKEND = None  # the database holds every result the app needs

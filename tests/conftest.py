@@ -29,7 +29,8 @@ def redis_server() -> Iterator[str]:
     """The URL of a private redis-server, stopped after the test session."""
     directory = Path(tempfile.mkdtemp(prefix="maskweb-redis-"))
     port = runner.free_port()
-    process = runner.spawn(runner.redis_command(port, directory, "256mb"), {}, directory)
+    process = runner.spawn(runner.redis_command(port, directory, "256mb"), {}, directory,
+                           directory / "redis.log")
     url = f"redis://127.0.0.1:{port}/0"
     try:
         runner.wait_for_redis(url, process=process)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import math
 import struct
 import time
@@ -24,9 +25,11 @@ from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
 import defusedxml.ElementTree as SafeET
+import numpy as np
 from defusedxml import DefusedXmlException
 
 from maskweb.export import MaskObject, NothingToExport, check_objects, iop_order
+from maskweb.segment.orientation import stored_to_upright_xy
 from maskweb.segment.vectorize import BezierPath, Region, VectorizeOptions, vectorize
 
 __all__ = [
@@ -67,6 +70,13 @@ MASK_PATH = 2
 MASK_GROUP = 4
 STATE_USE, STATE_SHOW, STATE_UNION, STATE_DIFFERENCE = 1, 2, 8, 32
 MASK_VERSION = 6
+#: darktable's fill leans half a pixel towards -x/-y of the image *as its pipeline sees it*
+#: (after the flip module, so upright): paths are moved back by this, in upright pixels.
+DT_FILL_SHIFT = (0.5, 0.5)
+#: With a 90-degree orientation, darktable's flip lands one pixel further along the axis it
+#: mirrors (measured with darktable-cli 4.2 on orientations 6 and 8; 3 has no such offset).
+DT_TURN_SHIFT = {5: (0.0, 0.0), 6: (1.0, 0.0), 7: (1.0, 1.0), 8: (0.0, 1.0)}
+DT_GROW = -1.0
 PATH_STATE_USER = 2  # handles set by the user: darktable must not recompute them
 EXPOSURE_MODVERSION = 6
 BLENDOP_VERSION = 11  # darktable 4.2 reads <= 11 only; newer versions upgrade 11 themselves
@@ -119,18 +129,28 @@ def decode_blob(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def _path_points(path: BezierPath, width: int, height: int, border: float) -> bytes:
-    """36 bytes a node: corner, ctrl1 (incoming), ctrl2 (outgoing), border, state."""
-    scale = (float(width), float(height))
+def _path_points(path: BezierPath, width: int, height: int, border: float,
+                 shift: np.ndarray) -> bytes:
+    """36 bytes a node: corner, ctrl1 (incoming), ctrl2 (outgoing), border, state.
+
+    ``shift`` (stored pixels) is added before normalizing against the stored grid.
+    """
+    pts = (path.points + shift) / np.array([float(width), float(height)])
     out = bytearray()
-    for corner, ctrl_in, ctrl_out in path.points:
-        out += struct.pack(
-            "<8fi",
-            corner[0] / scale[0], corner[1] / scale[1],
-            ctrl_in[0] / scale[0], ctrl_in[1] / scale[1],
-            ctrl_out[0] / scale[0], ctrl_out[1] / scale[1],
-            border, border, PATH_STATE_USER)
+    for corner, ctrl_in, ctrl_out in pts:
+        out += struct.pack("<8fi", corner[0], corner[1], ctrl_in[0], ctrl_in[1],
+                           ctrl_out[0], ctrl_out[1], border, border, PATH_STATE_USER)
     return bytes(out)
+
+
+def _fill_shift(width: int, height: int, orientation: int) -> np.ndarray:
+    """DT_FILL_SHIFT undone, as a stored-grid vector (the orientation map is affine)."""
+    o = np.array(stored_to_upright_xy(0.0, 0.0, width, height, orientation))
+    ex = np.array(stored_to_upright_xy(1.0, 0.0, width, height, orientation)) - o
+    ey = np.array(stored_to_upright_xy(0.0, 1.0, width, height, orientation)) - o
+    linear = np.stack([ex, ey], axis=1)  # upright = o + linear @ stored
+    wanted = -(np.array(DT_FILL_SHIFT) + np.array(DT_TURN_SHIFT.get(orientation, (0.0, 0.0))))
+    return np.linalg.solve(linear, wanted)
 
 
 def _group_points(members: Sequence[tuple[int, int]], group_id: int) -> bytes:
@@ -324,7 +344,7 @@ def _li(parent: ET.Element, attrs: dict[str, str]) -> ET.Element:
 def darktable_sidecar(objects: Sequence[MaskObject], stored_width: int, stored_height: int, *,
                       existing: bytes | None = None, exposure_ev: float = 0.0,
                       feather: float = 0.0, options: VectorizeOptions | None = None,
-                      photo_name: str | None = None) -> bytes:
+                      photo_name: str | None = None, orientation: int = 1) -> bytes:
     """Write (or merge into ``existing``) a darktable sidecar carrying the objects as masks.
 
     - ``objects``: masks in the stored pixel grid, ``stored_height`` x ``stored_width``;
@@ -340,13 +360,19 @@ def darktable_sidecar(objects: Sequence[MaskObject], stored_width: int, stored_h
       :class:`SidecarError` when it cannot be merged into (see :func:`validate_sidecar`).
     - ``photo_name``: only used for a fresh sidecar, to pick darktable's default pipeline
       order for raw files or for JPEG/PNG/TIFF.
+    - ``orientation``: the photo's EXIF orientation. Coordinates stay in the stored grid;
+      it only steers a sub-pixel correction: darktable's path fill is biased towards the
+      top-left of the picture as it displays it (one pixel off on a 300x200 test image).
     """
     check_objects(objects, stored_width, stored_height)
     if not math.isfinite(exposure_ev) or abs(exposure_ev) > 18:
         raise ValueError(f"exposure_ev must be within -18..18 EV, got {exposure_ev}")
     if not math.isfinite(feather) or feather < 0:
         raise ValueError(f"feather must be >= 0 pixels, got {feather}")
-    shapes = [(obj, vectorize(obj.mask, options)) for obj in objects]
+    # darktable's path fill takes in about a pixel more than the path encloses (it marks
+    # the outline and its -x/-y neighbours, measured with darktable-cli): shrink by that.
+    opts = dataclasses.replace(options or VectorizeOptions(), grow=DT_GROW)
+    shapes = [(obj, vectorize(obj.mask, opts)) for obj in objects]
     shapes = [(obj, regions) for obj, regions in shapes if regions]
     if not shapes:
         raise NothingToExport("every mask is empty: there is nothing to put in a sidecar")
@@ -357,14 +383,15 @@ def darktable_sidecar(objects: Sequence[MaskObject], stored_width: int, stored_h
     else:
         side = _parse(existing)
     border = feather / min(stored_width, stored_height)
-    _merge(side, shapes, stored_width, stored_height, exposure_ev, border)
+    shift = _fill_shift(stored_width, stored_height, orientation)
+    _merge(side, shapes, stored_width, stored_height, exposure_ev, border, shift)
     ET.indent(side.root, space=" ")
     body = ET.tostring(side.root, encoding="unicode")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
 
 
 def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width: int,
-           height: int, ev: float, border: float) -> None:
+           height: int, ev: float, border: float, shift: np.ndarray) -> None:
     desc = side.description
     items = side.history_seq.findall(_q(NS_RDF, "li"))
     end_text = _prop(desc, "history_end")
@@ -423,7 +450,7 @@ def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width:
                     label = f"{obj.name} path {r + 1}"
                 members.append((fid, state))
                 snapshot.append(_form_row(fid, MASK_PATH, label,
-                                          _path_points(path, width, height, border),
+                                          _path_points(path, width, height, border, shift),
                                           path.node_count))
         snapshot.append(_form_row(group_id, MASK_GROUP, f"grp {obj.name}",
                                   _group_points(members, group_id), len(members)))
@@ -439,7 +466,7 @@ def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width:
             "enabled": "1",
             "modversion": str(EXPOSURE_MODVERSION),
             "params": encode_blob(_exposure_params(ev)),
-            "multi_name": obj.name[:60],
+            "multi_name": _instance_name(obj.name),
             "multi_priority": str(next_priority + k),
             "blendop_version": str(BLENDOP_VERSION),
             "blendop_params": encode_blob(_blendop_params(group_id)),
@@ -475,6 +502,11 @@ def _add_exposure_instances(desc: ET.Element, existing: list[int], new: list[int
     except ValueError as exc:
         raise SidecarError(f"darktable:iop_order_list: {exc}") from None
     _set_prop(desc, "iop_order_list", iop_order.serialize(entries))
+
+
+def _instance_name(name: str) -> str:
+    """darktable keeps an instance name in 128 bytes: cut at a character boundary."""
+    return name.encode("utf-8")[:120].decode("utf-8", errors="ignore")
 
 
 def _form_row(form_id: int, mask_type: int, name: str, points: bytes, count: int

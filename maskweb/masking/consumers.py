@@ -126,6 +126,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def _mutate_and_render(self, mutation: Any, request_id: Any, *args: Any) -> None:
         def work() -> services.Rendered:
             assert self.access is not None
+            if mutation is services.add_prompt:
+                return services.add_prompt_and_render(self.access, args[0], request_id)
             mutation(self.access, *args)
             return services.render_current(self.access.session, request_id)
 

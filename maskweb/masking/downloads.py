@@ -18,7 +18,9 @@ from maskweb.export.svg import objects_svg
 from maskweb.export.xmp import SidecarError, darktable_sidecar, sidecar_name, validate_sidecar
 from maskweb.masking import render
 from maskweb.masking.models import MaskSession
+from maskweb.masking.prompts import ProtocolError
 from maskweb.photos.models import Photo
+from maskweb.segment.vectorize import VectorizeOptions
 
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 
@@ -45,23 +47,62 @@ def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list
     return [MaskObject(obj.name, render.stored_full_mask(photo, mask)) for obj, mask in items]
 
 
-def svg(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> str:
+# The vectorization settings a download may carry (?turdsize=&alphamax=, XMP also &feather=):
+# name -> (default, minimum, maximum, whole number). The session state advertises the
+# defaults as ``vectorize`` so the page shows its sliders only for a server that takes them.
+VECTOR_PARAMS: dict[str, tuple[float, float, float, bool]] = {
+    "turdsize": (VectorizeOptions.turdsize, 0, 100_000, True),
+    "alphamax": (VectorizeOptions.alphamax, 0.0, 4.0 / 3.0, False),
+    "feather": (0.0, 0.0, 1000.0, False),
+}
+
+
+def vector_defaults() -> dict[str, float]:
+    return {name: spec[0] for name, spec in VECTOR_PARAMS.items()}
+
+
+def vector_settings(query: Any) -> tuple[VectorizeOptions, float]:
+    """(options, feather) from a download's query string; ProtocolError for a bad value."""
+    values: dict[str, float] = {}
+    for name, (default, low, high, whole) in VECTOR_PARAMS.items():
+        raw = query.get(name)
+        if raw in (None, ""):
+            values[name] = default
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ProtocolError("bad_field", f"'{name}' must be a number") from None
+        if not (low <= value <= high + 1e-9) or (whole and value != int(value)):
+            raise ProtocolError("bad_field", f"'{name}' must be "
+                                f"{'a whole number ' if whole else ''}within {low:g}..{high:g}")
+        values[name] = value
+    options = VectorizeOptions(turdsize=int(values["turdsize"]),
+                               alphamax=min(values["alphamax"], 4.0 / 3.0))
+    return options, values["feather"]
+
+
+def svg(photo: Photo, items: Sequence[tuple[Any, np.ndarray]],
+        options: VectorizeOptions | None = None) -> str:
     return objects_svg(_mask_objects(photo, items), photo.stored_width, photo.stored_height,
-                       orientation=photo.orientation)
+                       orientation=photo.orientation, options=options)
 
 
-def xmp(session: MaskSession, items: Sequence[tuple[Any, np.ndarray]]) -> tuple[bytes, str]:
+def xmp(session: MaskSession, items: Sequence[tuple[Any, np.ndarray]],
+        options: VectorizeOptions | None = None, feather: float = 0.0) -> tuple[bytes, str]:
     photo = session.photo
     existing = bytes(session.sidecar) if session.sidecar else None
     try:
         data = darktable_sidecar(_mask_objects(photo, items), photo.stored_width,
-                                 photo.stored_height, existing=existing, photo_name=photo.name)
+                                 photo.stored_height, existing=existing,
+                                 photo_name=session.photo_name, options=options,
+                                 feather=feather)
     except NothingToExport as exc:
         raise DownloadError(409, "empty", str(exc)) from None
     except SidecarError as exc:
         raise DownloadError(409, "invalid_sidecar", "The uploaded sidecar cannot be merged "
                             f"into: {exc}. Upload another one.") from None
-    return data, sidecar_name(photo.name)
+    return data, sidecar_name(session.photo_name)
 
 
 def store_sidecar(session: MaskSession, data: bytes) -> None:

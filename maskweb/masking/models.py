@@ -27,6 +27,9 @@ class MaskSession(models.Model):
     photo = models.ForeignKey(Photo, on_delete=models.PROTECT, related_name="sessions")
     edit_token = models.CharField(max_length=64, unique=True, default=new_token)
     view_token = models.CharField(max_length=64, unique=True, default=new_token)
+    # The file name this uploader used (the Photo row is shared by everyone who uploaded the
+    # same bytes): downloads and the XMP sidecar are named after it.
+    photo_name = models.CharField(max_length=255, default="photo")
     model_id = models.CharField(max_length=128)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ENCODING)
     progress = models.FloatField(default=0.0)

@@ -35,6 +35,18 @@ def _file(media: str, description: str) -> dict[str, Any]:
             "content": {media: {"schema": {"type": "string", "format": "binary"}}}}
 
 
+VECTOR = [
+    {"name": "turdsize", "in": "query", "required": False,
+     "description": "potrace turdsize: drop regions and holes of at most this many pixels",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 100000, "default": 4}},
+    {"name": "alphamax", "in": "query", "required": False,
+     "description": "potrace alphamax: 0 = polygon corners, 4/3 = no corners",
+     "schema": {"type": "number", "minimum": 0, "maximum": 1.3334, "default": 1.0}},
+]
+FEATHER = {"name": "feather", "in": "query", "required": False,
+           "description": "feather (darktable path border) in stored pixels, 0 = hard edge",
+           "schema": {"type": "number", "minimum": 0, "maximum": 1000, "default": 0}}
+
 NOT_FOUND = _error("No session has this token (`not_found`), or no such object.")
 FORBIDDEN = _error("A view token cannot change the session (`forbidden`).")
 BAD = _error("Bad input: `bad_json`, `bad_field`, `out_of_bounds`, `too_many_points`.")
@@ -82,7 +94,8 @@ SCHEMAS: dict[str, Any] = {
         "png_url": {"type": "string"}, "svg_url": {"type": "string"}}},
     "SessionState": {"type": "object", "required": [
         "role", "view_url", "view_token", "photo", "model", "models", "status", "progress",
-        "message", "revision", "current", "objects", "downloads", "limits"], "properties": {
+        "message", "revision", "current", "objects", "downloads", "vectorize", "limits"],
+        "properties": {
         "role": {"enum": ["edit", "view"]},
         "edit_url": {"type": "string", "description": "only for the edit role"},
         "edit_token": {"type": "string", "description": "only for the edit role"},
@@ -111,6 +124,11 @@ SCHEMAS: dict[str, Any] = {
         "objects": {"type": "array", "items": _ref("Object")},
         "downloads": {"type": "object", "required": ["png", "svg", "xmp"], "properties": {
             "png": {"type": "string"}, "svg": {"type": "string"}, "xmp": {"type": "string"}}},
+        "vectorize": {"type": "object", "description": "defaults of the SVG/XMP download "
+                      "query parameters", "required": ["turdsize", "alphamax", "feather"],
+                      "properties": {"turdsize": {"type": "number"},
+                                     "alphamax": {"type": "number"},
+                                     "feather": {"type": "number"}}},
         "limits": {"type": "object"}}},
     "MaskResult": {"type": "object", "required": [
         "type", "seq", "object_id", "width", "height", "candidate", "scores", "bbox",
@@ -207,28 +225,31 @@ PATHS: dict[str, Any] = {
         "responses": {"200": _json(_ref("SessionState"), "The new state."),
                       "403": FORBIDDEN, "404": NOT_FOUND}}},
     f"{API}/objects/{{number}}/mask.png": {"get": {
-        "summary": "One object's mask, stored grid, full resolution",
+        "summary": "One object's mask, upright, full resolution",
         "parameters": [TOKEN, NUMBER, {"name": "soft", "in": "query", "required": False,
                                        "schema": {"enum": ["0", "1"]},
                                        "description": "1: anti-aliased edges"}],
         "responses": {"200": _file("image/png", "8-bit greyscale mask."), "404": NOT_FOUND,
                       "409": _error("`empty`: the object has no mask.")}}},
     f"{API}/objects/{{number}}/mask.svg": {"get": {
-        "summary": "One object as SVG paths (stored grid)", "parameters": [TOKEN, NUMBER],
+        "summary": "One object as SVG paths (upright)", "parameters": [TOKEN, NUMBER, *VECTOR],
         "responses": {"200": _file("image/svg+xml", "Bezier paths."), "404": NOT_FOUND,
+                      "400": _error("`bad_field`: a vectorization parameter out of range."),
                       "409": _error("`empty`.")}}},
     f"{API}/mask.png": {"get": {
         "summary": "All visible objects in one mask", "parameters": [TOKEN],
         "responses": {"200": _file("image/png", "8-bit greyscale mask."), "404": NOT_FOUND,
                       "409": _error("`empty`: nothing to download.")}}},
     f"{API}/masks.svg": {"get": {
-        "summary": "All visible objects as SVG", "parameters": [TOKEN],
-        "responses": {"200": _file("image/svg+xml", "One path group per object."),
+        "summary": "All visible objects as SVG", "parameters": [TOKEN, *VECTOR],
+        "responses": {"200": _file("image/svg+xml", "One path per object."),
+                      "400": _error("`bad_field`: a vectorization parameter out of range."),
                       "404": NOT_FOUND, "409": _error("`empty`.")}}},
     f"{API}/sidecar.xmp": {"get": {
         "summary": "darktable XMP sidecar with the visible objects as drawn masks",
-        "parameters": [TOKEN],
+        "parameters": [TOKEN, *VECTOR, FEATHER],
         "responses": {"200": _file("application/rdf+xml", "Named `<photo name>.xmp`."),
+                      "400": _error("`bad_field`: a vectorization parameter out of range."),
                       "404": NOT_FOUND, "409": _error("`empty`.")}}},
     f"{API}/sidecar": {"post": {
         "summary": "Upload the photo's existing XMP; later XMP downloads merge into it",

@@ -13,10 +13,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from maskweb.masking import embeddings, engine, notify, render
+from maskweb.masking import downloads, embeddings, engine, notify, render
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import ProtocolError, parse_upright, to_stored, to_upright
 from maskweb.masking.redis_client import get_redis
+from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,12 @@ def request_encode(session: MaskSession, *, lost: bool = False) -> None:
     transaction.on_commit(enqueue)
 
 
-def create_session(photo: Photo, model_id: str | None = None) -> MaskSession:
+def create_session(photo: Photo, model_id: str | None = None,
+                   photo_name: str | None = None) -> MaskSession:
     model_id = check_model(model_id) if model_id else engine.default_model()
     with transaction.atomic():
-        session = MaskSession.objects.create(photo=photo, model_id=model_id)
+        session = MaskSession.objects.create(photo=photo, model_id=model_id,
+                                             photo_name=safe_name(photo_name or photo.name))
         first = MaskObject.objects.create(session=session, number=1, name="Object 1")
         session.current = first
         session.save(update_fields=["current"])
@@ -159,7 +162,7 @@ def session_state(access: Access, *, scores: list[float] | None = None) -> dict[
         "role": access.role,
         "view_url": f"/s/{session.view_token}/",
         "view_token": session.view_token,
-        "photo": {"name": photo.name, "width": photo.upright_width,
+        "photo": {"name": session.photo_name, "width": photo.upright_width,
                   "height": photo.upright_height, "stored_width": photo.stored_width,
                   "stored_height": photo.stored_height, "orientation": photo.orientation,
                   "preview_url": f"{api}/photo", "preview_width": photo.work_width,
@@ -179,6 +182,7 @@ def session_state(access: Access, *, scores: list[float] | None = None) -> dict[
         "objects": objects_list(session, token),
         "downloads": {"png": f"{api}/mask.png", "svg": f"{api}/masks.svg",
                       "xmp": f"{api}/sidecar.xmp"},
+        "vectorize": downloads.vector_defaults(),
         "limits": {"max_stroke_points": settings.WS_MAX_STROKE_POINTS,
                    "max_prompts": settings.WS_MAX_PROMPTS,
                    "max_message_bytes": settings.WS_MAX_MESSAGE_BYTES},
@@ -320,6 +324,20 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     return Rendered(session, current, header, frame, sent, latest != session.revision)
 
 
+def add_prompt_and_render(access: Access, prompt: Any,
+                          request_id: str | None = None) -> Rendered:
+    """A prompt and its mask. When the model fails on it, the prompt is undone again (it
+    stays redo-able), so one bad decode cannot leave the session stuck on a broken log."""
+    add_prompt(access, prompt)
+    try:
+        return render_current(access.session, request_id)
+    except Exception as exc:
+        log.exception("decoding a prompt of session %s failed", access.session.pk)
+        undo(access)
+        raise ProtocolError("internal", f"The model failed on this prompt ({exc}); it was "
+                            "undone.") from exc
+
+
 # --- objects -------------------------------------------------------------------------------
 
 def apply(access: Access, name: Any = None) -> MaskObject:
@@ -353,8 +371,10 @@ def apply(access: Access, name: Any = None) -> MaskObject:
         obj.save()
         _new_object(locked)
         _bump(locked)
-        transaction.on_commit(lambda: notify.objects(session.pk))
+    # The (empty) mask of the new current object first, then the list: a page that sees the
+    # new list has already been told that the current mask is gone.
     render_current(reload(session))
+    notify.objects(session.pk)
     return obj
 
 

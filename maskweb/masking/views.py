@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -27,9 +30,9 @@ from maskweb.photos.ingest import UploadError, ingest
 
 log = logging.getLogger(__name__)
 
-STATUS_OF = {"bad_field": 400, "bad_json": 400, "out_of_bounds": 400, "too_many_points": 400,
-             "not_found": 404, "empty": 409, "not_ready": 409, "forbidden": 403,
-             "unknown_type": 400, "too_large": 413}
+STATUS_OF = {"internal": 500, "bad_field": 400, "bad_json": 400, "out_of_bounds": 400,
+             "too_many_points": 400, "not_found": 404, "empty": 409, "not_ready": 409,
+             "forbidden": 403, "unknown_type": 400, "too_large": 413}
 
 
 def error(status: int, code: str, message: str) -> JsonResponse:
@@ -39,13 +42,15 @@ def error(status: int, code: str, message: str) -> JsonResponse:
 View = Callable[..., HttpResponseBase]
 
 
-def api(methods: list[str]) -> Callable[[View], View]:
-    """Method check, token resolution (``token`` kwarg -> ``access``) and error mapping."""
+def api(methods: list[str]) -> Callable[[View], Callable[..., Any]]:
+    """Method check, token resolution (``token`` kwarg -> ``access``) and error mapping.
 
-    def wrap(view: View) -> View:
-        @csrf_exempt
-        @require_http_methods(methods)
-        @functools.wraps(view)
+    The view runs in a worker thread of its own (``thread_sensitive=False``): Django would run
+    every sync view on one shared thread, so one slow decode or 50 MP vectorization would hold
+    up every other request (page loads, uploads, downloads) behind it.
+    """
+
+    def wrap(view: View) -> Callable[..., Any]:
         def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             try:
                 if "token" in kwargs:
@@ -61,8 +66,22 @@ def api(methods: list[str]) -> Callable[[View], View]:
                 return error(exc.status, exc.code, exc.message)
             except downloads.DownloadError as exc:
                 return error(exc.status, exc.code, exc.message)
+            except RequestDataTooBig:
+                return error(413, "too_large", "The request body is too large.")
+            except redis.RedisError:
+                log.exception("Redis is unreachable")
+                return error(503, "unavailable", "The server's Redis is unreachable; try again "
+                             "in a moment.")
 
-        return inner
+        @csrf_exempt
+        @require_http_methods(methods)
+        @functools.wraps(view)
+        async def in_thread(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            response: HttpResponseBase = await database_sync_to_async(
+                inner, thread_sensitive=False)(request, *args, **kwargs)
+            return response
+
+        return in_thread
 
     return wrap
 
@@ -135,7 +154,7 @@ def create_session(request: HttpRequest) -> HttpResponseBase:
     if model is not None:
         services.check_model(model)
     photo = ingest(upload, upload.name, upload.size)
-    session = services.create_session(photo, model)
+    session = services.create_session(photo, model, upload.name)
     state = services.session_state(services.Access(services.reload(session), services.EDIT))
     return JsonResponse(state, status=201)
 
@@ -166,7 +185,7 @@ def _mask_answer(access: services.Access, request_id: str | None = None) -> Http
 
 @api(["POST"])
 def prompts(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.add_prompt(access, json_body(request))
+    services.add_prompt_and_render(access, json_body(request))
     return _mask_answer(access)
 
 
@@ -249,7 +268,7 @@ def _attachment(data: bytes | str, content_type: str, filename: str) -> HttpResp
 
 
 def _stem(access: services.Access) -> str:
-    return Path(access.session.photo.name).stem or "photo"
+    return Path(access.session.photo_name).stem or "photo"
 
 
 @api(["GET"])
@@ -264,8 +283,10 @@ def object_png(request: HttpRequest, access: services.Access, number: int) -> Ht
 @api(["GET"])
 def object_svg(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
     obj = services.get_object(access.session, number)
+    options, _ = downloads.vector_settings(request.GET)
     mask = _object_mask(access, obj)
-    return _attachment(downloads.svg(access.session.photo, [(obj, mask)]), "image/svg+xml",
+    return _attachment(downloads.svg(access.session.photo, [(obj, mask)], options),
+                       "image/svg+xml",
                        f"{_stem(access)}-{obj.number}.svg")
 
 
@@ -293,14 +314,17 @@ def all_png(request: HttpRequest, access: services.Access) -> HttpResponseBase:
 
 @api(["GET"])
 def all_svg(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    return _attachment(downloads.svg(access.session.photo, _all(access)), "image/svg+xml",
+    options, _ = downloads.vector_settings(request.GET)
+    return _attachment(downloads.svg(access.session.photo, _all(access), options),
+                       "image/svg+xml",
                        f"{_stem(access)}-masks.svg")
 
 
 @api(["GET"])
 def sidecar_xmp(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     session = services.reload(access.session)
-    data, filename = downloads.xmp(session, _all(access))
+    options, feather = downloads.vector_settings(request.GET)
+    data, filename = downloads.xmp(session, _all(access), options, feather)
     return _attachment(data, "application/rdf+xml", filename)
 
 

@@ -61,14 +61,15 @@ def inspect_header(path: Path) -> Inspected:
         raise UploadError(400, "invalid_image", "The file is empty (0 bytes).")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Below PIL's hard limit the size check just after gives the clearer message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 fmt = img.format or ""
                 width, height = img.size
                 orientation = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UploadError(413, "too_large", "The image has too many pixels "
-                          f"(at most {settings.MAX_IMAGE_PIXELS:,}).") from None
+    except Image.DecompressionBombError:
+        raise UploadError(413, "too_large", "The image has far too many pixels; at most "
+                          f"{settings.MAX_IMAGE_PIXELS / 1e6:.1f} MP are accepted.") from None
     except UnidentifiedImageError:
         raise UploadError(415, "unsupported_type",
                           "Not an image this app reads (JPEG, PNG, WebP or TIFF).") from None

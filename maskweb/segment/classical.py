@@ -30,6 +30,7 @@ from maskweb.segment.prompts import all_points, clamp_point, resample_stroke
 from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, Prompts
 
 WORK_SIDE = 400
+GRABCUT_SEED = 12345
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -49,7 +50,9 @@ class GrabCutSegmenter:
 
     def __init__(self, model_id: str = "grabcut", work_side: int = WORK_SIDE,
                  iterations: int = 3, prior_radius: float = 0.12, seed_radius: float = 0.012,
-                 negative_cut: float = 0.6, refine: str = "guided") -> None:
+                 negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 20,
+                 flood_max: float = 0.6, shift_sp: int = 6, shift_sr: int = 12,
+                 crop_margin: float = 0.3, crop_min: int = 16, collapse: float = 0.15) -> None:
         self.model_id = model_id
         self.work_side = work_side
         self.iterations = iterations
@@ -61,6 +64,16 @@ class GrabCutSegmenter:
         # background click, and that is exactly what the user is correcting.
         self.negative_cut = negative_cut
         self.refine = refine
+        # Each click's colour region: a flood fill (within ``flood_tol`` of the clicked
+        # colour) on the mean-shift-smoothed working image, capped at ``flood_max`` of the
+        # image. It tells grabCut roughly what the click means before any colour model exists.
+        self.flood_tol = flood_tol
+        self.flood_max = flood_max
+        self.shift_sp = shift_sp
+        self.crop_margin = crop_margin
+        self.crop_min = crop_min
+        self.collapse = collapse
+        self.shift_sr = shift_sr
 
     # -- encode -----------------------------------------------------------------------------
     def encode(self, image: np.ndarray,
@@ -70,13 +83,19 @@ class GrabCutSegmenter:
         scale = min(1.0, self.work_side / max(h, w))
         ww, wh = max(2, round(w * scale)), max(2, round(h * scale))
         work = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        work = np.ascontiguousarray(work)
         if progress:
-            progress(0.5)
+            progress(0.2)
+        # Mean shift flattens texture inside regions while keeping their edges: the flood
+        # fills of each click run on it. It is the slow part, done once per photo.
+        smooth = cv2.pyrMeanShiftFiltering(work, self.shift_sp, self.shift_sr)
+        if progress:
+            progress(0.8)
         guide = guide_image(rgb)
         if progress:
             progress(1.0)
         return Embedding(model_id=self.model_id, image_size=(h, w),
-                         arrays={"work": np.ascontiguousarray(work), "guide": guide},
+                         arrays={"work": work, "smooth": smooth, "guide": guide},
                          meta={"family": "classical", "work_size": [wh, ww]})
 
     # -- decode -----------------------------------------------------------------------------
@@ -106,7 +125,8 @@ class GrabCutSegmenter:
             n = len(resample_stroke(stroke))
             seed_r[k:k + n] = [max(seed_r[0], stroke.radius * sx)] * n
             k += n
-        fg = self._grabcut(work, wpoints, seed_r, wbox, prev)
+        smooth = embedding.arrays.get("smooth", work)
+        fg = self._grabcut(work, wpoints, seed_r, wbox, prev, smooth)
         fg = self._cut_negatives(fg, wpoints)
         # Soft edge: blur the working-res decision a little, upsample it, snap it to the photo.
         soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.8)
@@ -117,8 +137,20 @@ class GrabCutSegmenter:
         feedback = cv2.resize(mask.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_AREA)
         return Prediction([Candidate(mask, 1.0)], feedback.astype(np.uint8))
 
+    def _flood(self, smooth: np.ndarray, p: Point) -> np.ndarray:
+        wh, ww = smooth.shape[:2]
+        ff = np.zeros((wh + 2, ww + 2), np.uint8)
+        t = (self.flood_tol,) * 3
+        cv2.floodFill(smooth, ff, (min(int(p.x), ww - 1), min(int(p.y), wh - 1)), (0, 0, 0),
+                      t, t, 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+        region = ff[1:-1, 1:-1] > 0
+        if region.mean() > self.flood_max:  # a sky or a wall: not a useful hint
+            return np.zeros_like(region)
+        return region
+
     def _grabcut(self, work: np.ndarray, points: list[Point], seed_r: list[float],
-                 box: Box | None, prev: np.ndarray | None) -> np.ndarray:
+                 box: Box | None, prev: np.ndarray | None,
+                 smooth: np.ndarray | None = None) -> np.ndarray:
         wh, ww = work.shape[:2]
         gc = np.full((wh, ww), cv2.GC_PR_BGD, np.uint8)
         if prev is not None:
@@ -128,6 +160,16 @@ class GrabCutSegmenter:
             for p in points:
                 if p.positive:
                     cv2.circle(gc, (int(p.x), int(p.y)), r, cv2.GC_PR_FGD, -1)
+        if smooth is not None and self.flood_tol > 0:
+            for p in sorted(points, key=lambda q: q.positive, reverse=True):
+                if box is not None and p.positive:
+                    continue  # the box already says where the object is
+                region = self._flood(smooth, p)
+                # A colour region that holds clicks of both kinds says nothing.
+                if any(region[min(int(q.y), wh - 1), min(int(q.x), ww - 1)]
+                       for q in points if q.positive != p.positive):
+                    continue
+                gc[region] = cv2.GC_PR_FGD if p.positive else cv2.GC_PR_BGD
         if box is not None:
             x0, y0 = max(0, int(np.floor(box.x0))), max(0, int(np.floor(box.y0)))
             x1, y1 = min(ww, int(np.ceil(box.x1))), min(wh, int(np.ceil(box.y1)))
@@ -143,18 +185,37 @@ class GrabCutSegmenter:
         is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
         if not is_fg.any():
             return is_fg
-        if is_fg.all():
+        # grabCut only where the answer can be: around what is (probably) foreground, with a
+        # margin to grow into. Outside stays background. Faster (grabCut's cost is per pixel)
+        # and the background colour model becomes local, which suits it better.
+        rows, cols = np.flatnonzero(is_fg.any(axis=1)), np.flatnonzero(is_fg.any(axis=0))
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        m = max(self.crop_min, round(self.crop_margin * max(y1 - y0, x1 - x0)))
+        y0, y1, x0, x1 = max(0, y0 - m), min(wh, y1 + m), max(0, x0 - m), min(ww, x1 + m)
+        sub = np.ascontiguousarray(gc[y0:y1, x0:x1])
+        sub_fg = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+        if sub_fg.all():
             # grabCut needs both colour models: treat the frame as probable background.
-            gc[[0, -1], :] = np.where(gc[[0, -1], :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
-            gc[:, [0, -1]] = np.where(gc[:, [0, -1]] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+            sub[[0, -1], :] = np.where(sub[[0, -1], :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+            sub[:, [0, -1]] = np.where(sub[:, [0, -1]] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
         bgd = np.zeros((1, 65), np.float64)
         fgd = np.zeros((1, 65), np.float64)
         # Too few samples for a colour model (tiny image, all-certain mask): keep the seeds.
         with contextlib.suppress(cv2.error):
+            # grabCut seeds its k-means from OpenCV's per-thread RNG: reseed so the same
+            # prompts always give the same mask, whatever ran before on this thread.
+            cv2.setRNGSeed(GRABCUT_SEED)
             # The rect is ignored with GC_INIT_WITH_MASK.
-            cv2.grabCut(work, gc, (0, 0, 1, 1), bgd, fgd, self.iterations,
-                        cv2.GC_INIT_WITH_MASK)
-        return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+            cv2.grabCut(np.ascontiguousarray(work[y0:y1, x0:x1]), sub, (0, 0, 1, 1), bgd, fgd,
+                        self.iterations, cv2.GC_INIT_WITH_MASK)
+        out = np.zeros((wh, ww), bool)
+        out[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+        if out.sum() < self.collapse * is_fg.sum():
+            # The colour models could not tell the object from its surroundings (a zebra
+            # among zebras) and grabCut kept next to nothing: the prompts' own region is a
+            # better answer than an empty mask.
+            return is_fg
+        return out
 
     def _cut_negatives(self, fg: np.ndarray, points: list[Point]) -> np.ndarray:
         neg = [p for p in points if not p.positive]
@@ -213,6 +274,7 @@ def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point]
     has_bg = ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any()
     if has_fg and has_bg:
         with contextlib.suppress(cv2.error):
+            cv2.setRNGSeed(GRABCUT_SEED)
             cv2.grabCut(work, gc, (0, 0, 1, 1), np.zeros((1, 65)), np.zeros((1, 65)),
                         iterations, cv2.GC_INIT_WITH_MASK)
     fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)

@@ -5,16 +5,17 @@ OpenCV (Apache-2.0) instead of libpotrace (GPL) so the tracing itself runs in C 
 
 1. ``cv2.findContours(RETR_CCOMP)`` traces every region's outer boundary and its holes as
    8-connected chains of boundary *pixel centres*.
-2. Each chain is pushed half a pixel outwards from the foreground, so it runs along the pixel
-   edges the way the mask's area does (without this every shape is ~0.5 px too small).
+2. Each chain is pushed half a pixel outwards from the foreground (miter joins, so pixel
+   corners stay corners), so it runs along the pixel edges and encloses exactly the
+   mask's area (without this every shape is ~0.5 px too small). ``grow`` adds to that.
 3. Regions and holes whose area is at most ``turdsize`` pixels are dropped (potrace's
    cleanup of specks).
 4. Douglas-Peucker (``cv2.approxPolyDP``) turns each chain into a polygon.
 5. potrace's smoothing: every polygon vertex becomes a Bézier segment between the midpoints
    of its two edges; a vertex whose turn is too sharp (``alpha >= alphamax``) becomes a
    corner instead.
-6. Curve optimisation: runs of smooth segments that bend the same way are joined into one
-   cubic while it stays within ``opttolerance`` pixels of the original curve.
+6. Curve optimisation: runs of smooth segments are joined into one cubic while it stays
+   within ``opttolerance`` pixels of the curves it replaces.
 
 Coordinates are continuous image pixels: pixel (column c, row r) covers [c, c+1) x [r, r+1).
 """
@@ -26,7 +27,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["BezierPath", "Region", "VectorizeOptions", "rasterize", "vectorize"]
+__all__ = [
+    "BezierPath",
+    "Region",
+    "VectorizeOptions",
+    "bezier_segments",
+    "binary_mask",
+    "rasterize",
+    "vectorize",
+]
 
 
 @dataclass
@@ -90,12 +99,17 @@ class VectorizeOptions:
     - ``opttolerance``: how far (pixels) a joined curve may stray from the curves it
       replaces; 0 disables joining (more nodes, closest fit).
     - ``polygon_tolerance``: Douglas-Peucker tolerance (pixels) of the polygon stage.
+    - ``grow``: pixels by which every path is moved out of the area it encloses (an outer
+      boundary away from its region, a hole boundary into the region): 0 keeps paths on
+      the pixel edges, which is exact for SVG and any coverage-based renderer; darktable's
+      path fill takes in about one pixel more than a path encloses, so its sidecars use -1.
     """
 
     turdsize: int = 4
     alphamax: float = 1.0
-    opttolerance: float = 0.4
+    opttolerance: float = 0.2
     polygon_tolerance: float = 0.5
+    grow: float = 0.0
 
     def __post_init__(self) -> None:
         if self.turdsize < 0:
@@ -104,6 +118,8 @@ class VectorizeOptions:
             raise ValueError(f"alphamax must be within 0..4/3, got {self.alphamax}")
         if self.opttolerance < 0:
             raise ValueError(f"opttolerance must be >= 0, got {self.opttolerance}")
+        if not -1.0 <= self.grow <= 1.0:
+            raise ValueError(f"grow must be within -1..1 pixels, got {self.grow}")
         if self.polygon_tolerance <= 0:
             raise ValueError(f"polygon_tolerance must be > 0, got {self.polygon_tolerance}")
 
@@ -230,10 +246,21 @@ def bezier_segments(path: BezierPath) -> np.ndarray:
 
 def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> BezierPath | None:
     pts = contour[:, 0, :].astype(np.float64) + 0.5  # boundary pixel centres
-    edge = _offset_to_pixel_edges(pts)
-    area = abs(_shoelace(edge))
+    # The offset is counted away from the fill: a hole grows by moving into the fill.
+    half = 0.5 + (-opts.grow if is_hole else opts.grow)
+    exact = _offset_to_pixel_edges(pts)
+    signed = _shoelace(exact)
+    area = abs(signed)  # cleanup counts pixels: always measured on the pixel edges
     if area <= opts.turdsize or area < 0.5:
         return None
+    edge = exact
+    if half != 0.5:
+        # Shrinking a thin shape can fold its outline over itself (a 2-pixel line has no
+        # inside left): then shrink less, down to no change, rather than lose the shape.
+        for h in (half, 0.5 * (half + 0.5), 0.5):
+            edge = _offset_to_pixel_edges(pts, h)
+            if _shoelace(edge) * np.sign(signed) >= 0.25 * area:
+                break
     poly = cv2.approxPolyDP(edge.astype(np.float32)[:, None, :],
                             opts.polygon_tolerance, True)[:, 0, :].astype(np.float64)
     if len(poly) < 3:
@@ -241,10 +268,73 @@ def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> Bez
         if len(hull) < 3:
             return None
         poly = hull
+    else:
+        poly = _adjust_vertices(edge, poly)
     segs, corner = _smooth(poly, opts.alphamax)
     if opts.opttolerance > 0:
         segs, corner = _join(segs, corner, poly, opts.opttolerance)
     return BezierPath(points=_segments_to_nodes(segs, corner), is_hole=is_hole)
+
+
+def _adjust_vertices(chain: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Move each polygon vertex to where the best-fit lines of its two edges meet.
+
+    Douglas-Peucker keeps chain points, i.e. staircase corners alternately half a pixel
+    inside and outside the true outline; potrace fits a line to the chain under each edge
+    instead. Same here (least squares via prefix sums); a vertex whose lines are nearly
+    parallel or meet more than a pixel away stays where it was.
+    """
+    n, m = len(chain), len(poly)
+    c32 = np.ascontiguousarray(chain.astype(np.float32))
+    keys = c32.view(np.int64).ravel()
+    pkeys = np.ascontiguousarray(poly.astype(np.float32)).view(np.int64).ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    lo = np.searchsorted(sorted_keys, pkeys, side="left")
+    hi = np.searchsorted(sorted_keys, pkeys, side="right")
+    if np.any(hi <= lo):
+        return poly
+    # Douglas-Peucker may start anywhere on the loop: start at the vertex met first.
+    # (Stable sort: within equal keys the chain indices ascend, so order[lo] is the first.)
+    start = int(np.argmin(order[lo]))
+    poly = np.roll(poly, -start, axis=0)
+    lo, hi = np.roll(lo, -start), np.roll(hi, -start)
+    idx = order[lo]
+    repeated = np.flatnonzero(hi - lo > 1)  # a point the chain passes twice (a spur)
+    if repeated.size:
+        prev = -1
+        for k in range(m):  # the first occurrence after the previous vertex
+            if hi[k] - lo[k] > 1:
+                cands = order[lo[k]:hi[k]]
+                later = cands[cands > prev]
+                idx[k] = later[0] if later.size else cands[0]
+            prev = idx[k]
+    if np.any(np.diff(idx) <= 0):  # not in chain order: leave the polygon alone
+        return poly
+    # Prefix sums over the chain, doubled so the last edge can wrap past the end.
+    pts = np.concatenate([chain, chain])
+    x, y = pts[:, 0], pts[:, 1]
+    sums = np.concatenate([np.zeros((1, 5)), np.cumsum(
+        np.stack([x, y, x * x, x * y, y * y], axis=1), axis=0)])
+    a = idx
+    b = np.append(idx[1:], idx[0] + n)  # edge j covers chain points a[j]..b[j]
+    tot = sums[b + 1] - sums[a]
+    cnt = (b - a + 1).astype(np.float64)
+    cx, cy = tot[:, 0] / cnt, tot[:, 1] / cnt
+    sxx = tot[:, 2] / cnt - cx * cx
+    sxy = tot[:, 3] / cnt - cx * cy
+    syy = tot[:, 4] / cnt - cy * cy
+    theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    dx, dy = np.cos(theta), np.sin(theta)
+    # Vertex j joins edge j-1 (arriving) and edge j (leaving).
+    c1x, c1y, d1x, d1y = (np.roll(v, 1) for v in (cx, cy, dx, dy))
+    det = d1x * dy - d1y * dx
+    safe = np.where(np.abs(det) < 1e-9, 1.0, det)
+    t = ((cx - c1x) * dy - (cy - c1y) * dx) / safe
+    meet = np.stack([c1x + t * d1x, c1y + t * d1y], axis=1)
+    keep = (np.abs(det) < np.sin(np.deg2rad(10))) | (
+        np.hypot(*(meet - poly).T) > 1.0)
+    return np.where(keep[:, None], poly, meet)
 
 
 def _shoelace(p: np.ndarray) -> float:
@@ -252,34 +342,59 @@ def _shoelace(p: np.ndarray) -> float:
     return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
 
 
-def _offset_to_pixel_edges(pts: np.ndarray) -> np.ndarray:
+def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5) -> np.ndarray:
     """Move a chain of boundary pixel centres onto the pixel edges, away from the fill.
 
     OpenCV walks every boundary (outer or hole) with the foreground on the same side, so
-    the normal (-ty, tx) points away from the fill for both. The distance is
-    0.5 * max(|nx|, |ny|): exactly half a pixel on axis-aligned edges and the area-true
-    amount on slanted ones (a digitised half-plane's edge lies that far from its last row
-    of pixel centres, on average).
+    each chain step's normal (-ty, tx) points away from the fill for both. Each step is
+    shifted by half * max(|nx|, |ny|) (with half = 0.5: half a pixel for axis-aligned
+    steps, the area-true amount for diagonal ones) and each chain point goes to where the
+    shifted steps on either side meet (a miter: a convex pixel corner lands exactly on the
+    corner). Where
+    the chain turns back on itself (the tip of a one-pixel spur) the point becomes the
+    two outer corners of that pixel.
     """
     n = len(pts)
     if n == 1:
         x, y = pts[0]
-        return np.array([[x - 0.5, y - 0.5], [x - 0.5, y + 0.5],
-                         [x + 0.5, y + 0.5], [x + 0.5, y - 0.5]])
-    k = 2 if n >= 5 else 1
-    tangent = np.roll(pts, -k, axis=0) - np.roll(pts, k, axis=0)
+        r = max(half, 0.25)  # a lone pixel keeps some area at any offset
+        return np.array([[x - r, y - r], [x - r, y + r], [x + r, y + r], [x + r, y - r]])
+    step = np.roll(pts, -1, axis=0) - pts  # step k runs from point k to point k+1
+    length = np.hypot(step[:, 0], step[:, 1])
+    length[length == 0] = 1.0
+    tangent = step / length[:, None]
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
-    length = np.hypot(normal[:, 0], normal[:, 1])
-    # The tip of a one-pixel spur (the chain turns back on itself): push along the spur.
-    tip = length < 1e-9
-    if tip.any():
-        bulge = pts - 0.5 * (np.roll(pts, -1, axis=0) + np.roll(pts, 1, axis=0))
-        normal[tip] = bulge[tip]
-        length = np.hypot(normal[:, 0], normal[:, 1])
-    length[length < 1e-9] = 1.0
-    unit = normal / length[:, None]
-    dist = 0.5 * np.maximum(np.abs(unit[:, 0]), np.abs(unit[:, 1]))
-    return pts + unit * dist[:, None]
+    dist = half * np.maximum(np.abs(normal[:, 0]), np.abs(normal[:, 1]))
+    n1, d1 = np.roll(normal, 1, axis=0), np.roll(dist, 1)  # step arriving at point i
+    n2, d2 = normal, dist  # step leaving point i
+    det = n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0]
+    dot = (n1 * n2).sum(axis=1)
+    safe = np.where(np.abs(det) < 1e-9, 1.0, det)
+    vx = (d1 * n2[:, 1] - d2 * n1[:, 1]) / safe
+    vy = (n1[:, 0] * d2 - n2[:, 0] * d1) / safe
+    offset = np.stack([vx, vy], axis=1)
+    straight = (np.abs(det) < 1e-9) & (dot > 0)
+    offset[straight] = (n1 * d1[:, None])[straight]
+    # A miter never needs to go past a pixel corner (0.707 from the centre).
+    reach = np.hypot(offset[:, 0], offset[:, 1])
+    limit = abs(half) * np.sqrt(2.0)
+    too_far = reach > limit
+    offset[too_far] *= (limit / reach[too_far])[:, None]
+    out = pts + offset
+    tip = (np.abs(det) < 1e-9) & (dot <= 0)
+    if not tip.any():
+        return out
+    # Spur tip: arriving along t1, the pixel's two far corners are p + 0.5 t1 -/+ 0.5 n.
+    t1 = np.roll(tangent, 1, axis=0)
+    first = pts + half * t1 + n1 * d1[:, None]
+    second = pts + half * t1 - n1 * d1[:, None]
+    counts = np.where(tip, 2, 1)
+    idx = np.repeat(np.arange(n), counts)
+    res = out[idx]
+    starts = np.cumsum(counts) - counts
+    res[starts[tip]] = first[tip]
+    res[starts[tip] + 1] = second[tip]
+    return res
 
 
 def _smooth(poly: np.ndarray, alphamax: float) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +446,7 @@ def _segments_to_nodes(segs: np.ndarray, corner: np.ndarray) -> np.ndarray:
 
 # --- curve optimisation -----------------------------------------------------------------
 
-_T_SAMPLES = np.linspace(0.0, 1.0, 9)
+_T_SAMPLES = np.linspace(0.0, 1.0, 5)
 
 
 def _bezier(ctrl: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -341,9 +456,19 @@ def _bezier(ctrl: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.einsum("sj,...jd->...sd", b, ctrl)
 
 
+#: Run lengths (segments) tried when joining; each level only where the one before fitted.
+_JOIN_LENGTHS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
 def _join(segs: np.ndarray, corner: np.ndarray, poly: np.ndarray,
           tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedily join runs of smooth segments that bend the same way into single cubics."""
+    """Join runs of smooth segments into single cubics (potrace's opticurve idea).
+
+    A run never contains a corner and turns by at most 120 degrees net (one cubic cannot
+    follow more). Every candidate run of a given length is fitted at once (numpy over all
+    start positions), longer lengths only where the shorter one fitted within ``tol``;
+    then a greedy walk takes the longest fitting run from each position.
+    """
     m = len(segs)
     if m < 3 or corner.all():
         return segs, corner
@@ -351,100 +476,114 @@ def _join(segs: np.ndarray, corner: np.ndarray, poly: np.ndarray,
     nxt = np.roll(poly, -1, axis=0)
     d1 = poly - prev
     d2 = nxt - poly
-    turn_sign = np.sign(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0])
-    turn_angle = np.abs(np.arctan2(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0],
-                                   (d1 * d2).sum(axis=1)))
-    samples = _bezier(segs, _T_SAMPLES)  # (m, s, 2)
+    turn = np.arctan2(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0], (d1 * d2).sum(axis=1))
     # Start right after a corner when there is one, so no run wraps past it unnoticed.
     first = int(np.argmax(corner)) + 1 if corner.any() else 0
-    order = [(first + i) % m for i in range(m)]
+    order = (first + np.arange(m)) % m
+    segs_o = segs[order]
+    is_corner = corner[order]
+    corners_before = np.concatenate([[0], np.cumsum(is_corner)])
+    cum_turn = np.concatenate([[0.0], np.cumsum(turn[order])])
+    samples = _bezier(segs_o, _T_SAMPLES)  # (m, s, 2)
+
+    best_len = np.ones(m, np.int64)
+    best_ctrl = segs_o.copy()
+    candidates = np.arange(m)
+    for length in _JOIN_LENGTHS:
+        start = candidates[candidates + length <= m]
+        if start.size == 0:
+            break
+        end = start + length  # exclusive
+        allowed = ((corners_before[end] - corners_before[start]) == 0) & (
+            np.abs(cum_turn[end] - cum_turn[start]) <= np.deg2rad(120))
+        start = start[allowed]
+        if start.size == 0:
+            break
+        idx = start[:, None] + np.arange(length)[None, :]
+        ok, ctrl = _fit_runs(segs_o[idx], samples[idx], tol)
+        best_len[start[ok]] = length
+        best_ctrl[start[ok]] = ctrl[ok]
+        candidates = start[ok]
+
     out_segs: list[np.ndarray] = []
     out_corner: list[bool] = []
     i = 0
     while i < m:
-        j0 = order[i]
-        if corner[j0]:
-            out_segs.append(segs[j0])
-            out_corner.append(True)
-            i += 1
-            continue
-        best = segs[j0]
-        best_end = i
-        total = turn_angle[j0]
-        k = i + 1
-        while k < m and k - i < 48:
-            jk = order[k]
-            if corner[jk] or turn_sign[jk] != turn_sign[j0] or turn_sign[jk] == 0:
-                break
-            total += turn_angle[jk]
-            if total > np.deg2rad(179):
-                break
-            run = [order[r] for r in range(i, k + 1)]
-            fit = _fit_run(segs[run], samples[run], tol)
-            if fit is None:
-                break
-            best, best_end = fit, k
-            k += 1
-        out_segs.append(best)
-        out_corner.append(False)
-        i = best_end + 1
+        out_segs.append(best_ctrl[i])
+        out_corner.append(bool(is_corner[i]))
+        i += int(best_len[i])
     return np.array(out_segs), np.array(out_corner)
 
 
-def _fit_run(run: np.ndarray, samples: np.ndarray, tol: float) -> np.ndarray | None:
-    """One cubic for consecutive segments, keeping end points and end tangents, or None."""
-    p0 = run[0, 0]
-    p3 = run[-1, 3]
-    t0 = run[0, 1] - p0
-    t1 = run[-1, 2] - p3
-    n0 = np.hypot(*t0)
-    n1 = np.hypot(*t1)
-    if n0 < 1e-9 or n1 < 1e-9:
-        return None
-    t0 = t0 / n0
-    t1 = t1 / n1
-    q = samples.reshape(-1, 2)
-    seglen = np.hypot(*np.diff(q, axis=0).T)
-    cum = np.concatenate([[0.0], np.cumsum(seglen)])
-    if cum[-1] < 1e-9:
-        return None
-    u = cum / cum[-1]
-    for _ in range(2):  # least squares for the handle lengths, then reparametrise
+def _fit_runs(runs: np.ndarray, samples: np.ndarray, tol: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Fit one cubic to each run of segments, keeping its end points and end tangents.
+
+    ``runs`` (B, L, 4, 2), ``samples`` (B, L, S, 2) points along them. Returns ``ok`` (B,)
+    and the control points (B, 4, 2): least squares for the two handle lengths with
+    chord-length parameters, one Newton reparametrisation, least squares again; ``ok``
+    where both handles point forwards and every sample lies within ``tol`` of the cubic
+    (measured at its parameter, which overestimates the true distance: safe).
+    """
+    nb = runs.shape[0]
+    p0 = runs[:, 0, 0]
+    p3 = runs[:, -1, 3]
+    t0 = runs[:, 0, 1] - p0
+    t1 = runs[:, -1, 2] - p3
+    n0 = np.hypot(t0[:, 0], t0[:, 1])
+    n1 = np.hypot(t1[:, 0], t1[:, 1])
+    ok = (n0 > 1e-9) & (n1 > 1e-9)
+    t0 = t0 / np.where(ok, n0, 1.0)[:, None]
+    t1 = t1 / np.where(ok, n1, 1.0)[:, None]
+    q = samples.reshape(nb, -1, 2)
+    seglen = np.hypot(*np.diff(q, axis=1).transpose(2, 0, 1))
+    cum = np.concatenate([np.zeros((nb, 1)), np.cumsum(seglen, axis=1)], axis=1)
+    total = cum[:, -1:]
+    ok &= total[:, 0] > 1e-9
+    u = cum / np.where(total > 1e-9, total, 1.0)
+    ctrl = np.zeros((nb, 4, 2))
+    for attempt in range(2):
         mu = 1 - u
         b0, b1, b2, b3 = mu**3, 3 * mu**2 * u, 3 * mu * u**2, u**3
-        a1 = b1[:, None] * t0
-        a2 = b2[:, None] * t1
-        rhs = q - (p0 * (b0 + b1)[:, None] + p3 * (b2 + b3)[:, None])
-        c00 = (a1 * a1).sum()
-        c01 = (a1 * a2).sum()
-        c11 = (a2 * a2).sum()
-        x0 = (a1 * rhs).sum()
-        x1 = (a2 * rhs).sum()
+        a1 = b1[..., None] * t0[:, None, :]
+        a2 = b2[..., None] * t1[:, None, :]
+        rhs = q - (p0[:, None, :] * (b0 + b1)[..., None] + p3[:, None, :] * (b2 + b3)[..., None])
+        c00 = (a1 * a1).sum(axis=(1, 2))
+        c01 = (a1 * a2).sum(axis=(1, 2))
+        c11 = (a2 * a2).sum(axis=(1, 2))
+        x0 = (a1 * rhs).sum(axis=(1, 2))
+        x1 = (a2 * rhs).sum(axis=(1, 2))
         det = c00 * c11 - c01 * c01
-        if abs(det) < 1e-12:
-            return None
-        l1 = (x0 * c11 - x1 * c01) / det
-        l2 = (c00 * x1 - c01 * x0) / det
-        if l1 <= 0 or l2 <= 0:
-            return None
-        ctrl = np.array([p0, p0 + l1 * t0, p3 + l2 * t1, p3])
-        u = _reparametrise(ctrl, q, u)
-    err = np.hypot(*(_bezier(ctrl, u) - q).T).max()
-    return ctrl if err <= tol else None
+        good = np.abs(det) > 1e-12
+        safe = np.where(good, det, 1.0)
+        l1 = (x0 * c11 - x1 * c01) / safe
+        l2 = (c00 * x1 - c01 * x0) / safe
+        good &= (l1 > 0) & (l2 > 0)
+        ctrl = np.stack([p0, p0 + l1[:, None] * t0, p3 + l2[:, None] * t1, p3], axis=1)
+        if attempt == 0:
+            u = _reparametrise_many(ctrl, q, u)
+    fitted = np.einsum("bsj,bjd->bsd", _bernstein(u), ctrl)
+    err = np.hypot(*(fitted - q).transpose(2, 0, 1)).max(axis=1)
+    return ok & good & (err <= tol), ctrl
 
 
-def _reparametrise(ctrl: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """One Newton step towards the nearest curve parameter of each sample."""
+def _bernstein(u: np.ndarray) -> np.ndarray:
     mu = 1 - u
-    p = _bezier(ctrl, u)
-    d1 = 3 * (mu**2)[:, None] * (ctrl[1] - ctrl[0]) + 6 * (mu * u)[:, None] * (
-        ctrl[2] - ctrl[1]) + 3 * (u**2)[:, None] * (ctrl[3] - ctrl[2])
-    d2 = 6 * mu[:, None] * (ctrl[2] - 2 * ctrl[1] + ctrl[0]) + 6 * u[:, None] * (
-        ctrl[3] - 2 * ctrl[2] + ctrl[1])
+    return np.stack([mu**3, 3 * mu**2 * u, 3 * mu * u**2, u**3], axis=-1)
+
+
+def _reparametrise_many(ctrl: np.ndarray, q: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One Newton step per sample towards its nearest curve parameter (batched)."""
+    mu = (1 - u)[..., None]
+    uu = u[..., None]
+    c0, c1, c2, c3 = (ctrl[:, k][:, None, :] for k in range(4))
+    p = mu**3 * c0 + 3 * mu**2 * uu * c1 + 3 * mu * uu**2 * c2 + uu**3 * c3
+    d1 = 3 * mu**2 * (c1 - c0) + 6 * mu * uu * (c2 - c1) + 3 * uu**2 * (c3 - c2)
+    d2 = 6 * mu * (c2 - 2 * c1 + c0) + 6 * uu * (c3 - 2 * c2 + c1)
     diff = p - q
-    num = (diff * d1).sum(axis=1)
-    den = (d1 * d1).sum(axis=1) + (diff * d2).sum(axis=1)
-    step = np.where(np.abs(den) > 1e-12, num / np.where(den == 0, 1, den), 0.0)
+    num = (diff * d1).sum(axis=-1)
+    den = (d1 * d1).sum(axis=-1) + (diff * d2).sum(axis=-1)
+    step = np.where(np.abs(den) > 1e-12, num / np.where(np.abs(den) > 1e-12, den, 1.0), 0.0)
     return np.clip(u - step, 0.0, 1.0)
 
 

@@ -47,14 +47,17 @@ def encoder(path: Path, input_size: int, outputs: dict[str, list[int]]) -> Path:
     return _save(graph, path)
 
 
-def _disc_logits(nodes: list, res: int, frame: int, radii: list[float], out: str) -> None:
+def _disc_logits(nodes: list, res: int, frame: int, radii: list[float], out: str,
+                 make_grid: bool = True) -> None:
     """Append nodes computing [1, len(radii), res, res] logits = radius - distance (in input
-    frame pixels) to the nearest point labelled 1; ``res`` pixels cover ``frame`` input px."""
-    k = res / frame
-    centres = ((np.arange(res, dtype=np.float32) + 0.5) / k).astype(np.float32)
+    frame pixels) to the nearest point labelled 1; ``res`` pixels cover ``frame`` input px.
+    With ``make_grid=False`` the caller provides ``gx`` [1,1,1,w] and ``gy`` [1,1,h,1]."""
+    if make_grid:
+        k = res / frame
+        centres = ((np.arange(res, dtype=np.float32) + 0.5) / k).astype(np.float32)
+        nodes += [_const("gx", centres.reshape(1, 1, 1, res)),
+                  _const("gy", centres.reshape(1, 1, res, 1))]
     nodes += [
-        _const("gx", centres.reshape(1, 1, 1, res)),
-        _const("gy", centres.reshape(1, 1, res, 1)),
         _const("i0", np.array([0], np.int64)), _const("i1", np.array([1], np.int64)),
         _const("i2", np.array([2], np.int64)), _const("ax2", np.array([2], np.int64)),
         _const("ax23", np.array([2, 3], np.int64)),
@@ -174,3 +177,40 @@ def segnext_package(folder: Path, model_id: str = "mask-object-segnext-b2hq",
         {"id": model_id, "name": "mask segnext vitb-sax2 hq", "description": "test package",
          "task": "mask", "backend": "onnx", "version": "1.0", "tiling": False}))
     return folder
+
+
+def sam_full_size_decoder(path: Path, input_size: int, radius: float) -> Path:
+    """samexporter / SamOnnxModel style: takes ``orig_im_size`` [2] (H, W) and returns
+    ``masks`` [1, 1, H, W] at the photo's size (disc of ``radius`` input-frame px) and
+    ``iou_predictions`` [1, 1]; no low-res output."""
+    nodes: list = [
+        _const("zero", np.array(0.0, np.float32)), _const("halfpx", np.array(0.5, np.float32)),
+        _const("step", np.array(1.0, np.float32)), _const("size", np.array(float(input_size),
+                                                                         np.float32)),
+        _const("idx0", np.array(0, np.int64)), _const("idx1", np.array(1, np.int64)),
+        helper.make_node("Gather", ["orig_im_size", "idx0"], ["H"], axis=0),
+        helper.make_node("Gather", ["orig_im_size", "idx1"], ["W"], axis=0),
+        helper.make_node("Max", ["H", "W"], ["longest"]),
+        helper.make_node("Div", ["size", "longest"], ["s"]),
+        helper.make_node("Range", ["zero", "H", "step"], ["ry"]),
+        helper.make_node("Range", ["zero", "W", "step"], ["rx"]),
+        helper.make_node("Add", ["ry", "halfpx"], ["cy"]),
+        helper.make_node("Add", ["rx", "halfpx"], ["cx"]),
+        helper.make_node("Mul", ["cy", "s"], ["sy"]),
+        helper.make_node("Mul", ["cx", "s"], ["sx"]),
+        _const("shape_y", np.array([1, 1, -1, 1], np.int64)),
+        _const("shape_x", np.array([1, 1, 1, -1], np.int64)),
+        helper.make_node("Reshape", ["sy", "shape_y"], ["gy"]),
+        helper.make_node("Reshape", ["sx", "shape_x"], ["gx"]),
+    ]
+    _disc_logits(nodes, 0, input_size, [radius], "masks", make_grid=False)
+    nodes.append(_const("iou_predictions", np.array([[0.8]], np.float32)))
+    inputs = [helper.make_tensor_value_info("image_embeddings", F, [1, 256, 64, 64]),
+              helper.make_tensor_value_info("point_coords", F, [1, "num_points", 2]),
+              helper.make_tensor_value_info("point_labels", F, [1, "num_points"]),
+              helper.make_tensor_value_info("mask_input", F, [1, 1, 256, 256]),
+              helper.make_tensor_value_info("has_mask_input", F, [1]),
+              helper.make_tensor_value_info("orig_im_size", F, [2])]
+    outputs = [helper.make_tensor_value_info("masks", F, [1, 1, "H", "W"]),
+               helper.make_tensor_value_info("iou_predictions", F, [1, 1])]
+    return _save(helper.make_graph(nodes, "decoder", inputs, outputs), path)

@@ -99,3 +99,12 @@ def test_embedding_of_another_model_is_refused(engine, photo):
     emb.model_id = "other"
     with pytest.raises(ValueError):
         engine.decode(emb, Prompts(points=(Point(1, 1),)))
+
+
+def test_same_prompts_give_the_same_mask_whatever_ran_before(engine, photo):
+    emb = engine.encode(photo)
+    p = Prompts(points=(Point(120, 110),))
+    first = engine.decode(emb, p).best.mask
+    engine.decode(emb, Prompts(points=(Point(30, 30), Point(300, 200, False))))
+    cv2.randu(np.zeros((4, 4), np.float32), 0, 1)  # move OpenCV's RNG on
+    assert (engine.decode(emb, p).best.mask == first).all()

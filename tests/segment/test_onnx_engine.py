@@ -134,3 +134,14 @@ def test_wrong_model_embedding_is_refused(tmp_path):
     emb.model_id = "grabcut"
     with pytest.raises(ValueError):
         seg.decode(emb, Prompts(points=(Point(1, 1),)))
+
+
+def test_full_size_export_with_orig_im_size_is_used_as_is(tmp_path):
+    folder = fx.sam_model(tmp_path / "m", radii=(30.0,), scores=(0.8,))
+    fx.sam_full_size_decoder(folder / "decoder.onnx", 256, 30.0)
+    seg = engine_for(folder)
+    emb = seg.encode(textured_background())
+    pred = seg.decode(emb, Prompts(points=(Point(250.0, 100.0),)))
+    assert pred.best.score == pytest.approx(0.8)
+    assert iou(pred.best.mask, disc_mask(250.0, 100.0, 30 * 360 / 256)) > 0.97
+    assert pred.feedback is None  # no low-res output to feed back

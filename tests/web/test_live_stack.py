@@ -6,6 +6,7 @@ and nothing is lost when the worker dies or Redis is flushed.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -107,3 +108,31 @@ def test_pages_and_unknown_tokens(live_stack):
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
     status, body, headers = request("GET", f"{live_stack.url}/api/v1/openapi.json")
     assert status == 200 and json.loads(body)["openapi"].startswith("3.")
+
+
+def test_worker_killed_mid_encode_is_replaced_and_the_encode_finishes(live_stack):
+    """Needs an encoder slow enough to be caught mid-job: an installed ONNX model."""
+    _, body, _ = request("GET", f"{live_stack.url}/api/v1/models")
+    onnx = [m["id"] for m in json.loads(body)["models"] if m["id"] != "grabcut"]
+    if not onnx:
+        pytest.skip("no ONNX model installed (models/ or MASKWEB_MODELS_DIR)")
+    status, state = upload(live_stack.url, "slow.png", two_tone_photo(seed=6), model=onnx[0])
+    assert status == 201, state
+    sock = Socket(live_stack.ws_url, state["edit_token"])
+    try:
+        sock.next()
+        client = live_stack.redis()
+        deadline = time.monotonic() + 60
+        while not client.keys("maskweb:lock:*"):  # the worker holds the job's lock: encoding
+            assert time.monotonic() < deadline, live_stack.logs()
+            time.sleep(0.02)
+        client.close()
+        live_stack.kill_worker()
+        live_stack.start_worker()  # resumes the job once the dead worker's lock runs out
+        sock.wait_type("status", 120, status="ready")
+        sock.send(type="prompt", prompt={"kind": "box", "x0": 150, "y0": 110, "x1": 330,
+                                         "y1": 250})
+        header, mask = sock.wait_mask()
+        assert header["scores"] and mask is not None
+    finally:
+        sock.close()

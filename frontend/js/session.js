@@ -1,0 +1,1133 @@
+// Session page controller: loads the session state, keeps a websocket to the server, turns
+// pointer and keyboard input into prompts (full-resolution upright pixels), and draws what the
+// server answers. The server is the single source of truth: the page shows what frames say.
+
+import {
+  API,
+  normalizeModels,
+  request,
+  sessionPath,
+  tokenFromPath,
+  vectorQuery,
+} from "./api.js";
+import {
+  boxPrompt,
+  insidePhoto,
+  pointPrompt,
+  strokePrompt,
+} from "./geometry.js";
+import { fillIcons } from "./icons.js";
+import {
+  CURRENT_COLOUR,
+  decodeMaskPng,
+  objectColour,
+  renderableMask,
+} from "./maskrender.js";
+import { ObjectsPanel } from "./objects.js";
+import { MaskSocket, socketUrl } from "./protocol.js";
+import { rememberSession } from "./recent.js";
+import { absoluteUrl, copyText, download, toast } from "./ui.js";
+import { Viewer } from "./viewer.js";
+
+const $ = (id) => document.getElementById(id);
+const body = document.body;
+
+const CLICK_SLOP_PX = 5; // a press that moves less than this (CSS px) is a click, not a box
+const PENDING_TIMEOUT_MS = 30000; // never leave the busy cursor on forever
+const VECTOR_KEY = "maskweb.vector";
+
+const ERROR_TEXT = {
+  forbidden: "This is a view link: it cannot change the masks.",
+  not_ready: "The photo is still being encoded. Try again in a moment.",
+  rate_limited: "Too many prompts at once: slow down a little.",
+  too_many_points: "That stroke has too many points.",
+  out_of_bounds: "That prompt lies outside the photo.",
+  empty: "Nothing to apply: the current object has no mask yet.",
+  not_found: "That object no longer exists.",
+};
+
+const app = {
+  token: tokenFromPath(window.location.pathname),
+  role: null,
+  state: null,
+  photo: null,
+  photoUrl: null,
+  status: "loading",
+  progress: 0,
+  current: { prompts: [], candidate: 0, scores: [], can_undo: false, can_redo: false },
+  hasMask: false,
+  objects: [],
+  objectMasks: new Map(), // id → {key, mask | null, loading}
+  lastSeq: -1,
+  maskGeneration: 0,
+  pending: new Map(), // message id → timer
+  tool: "prompt",
+  brushPercent: 2, // brush radius as % of the photo's long side
+  spaceHeld: false,
+  gesture: null,
+  pan: null,
+  pinch: null,
+  socket: null,
+  everConnected: false,
+  models: [],
+  switchingModel: false,
+};
+
+const viewer = new Viewer($("stage"));
+const objectsPanel = new ObjectsPanel($("objects-list"), $("objects-count"), {
+  rename: (id, name) => patchObject(id, { name }),
+  toggle: (id, visible) => patchObject(id, { visible }),
+  reopen: (id) => reopenObject(id),
+  remove: (id) => deleteObject(id),
+  download: (id, format) => downloadObject(id, format),
+  hover: (id) => {
+    viewer.highlightObject = id;
+    viewer.redraw();
+  },
+}, () => canEdit());
+
+function canEdit() {
+  return app.role === "edit";
+}
+
+function sp() {
+  return sessionPath(app.token);
+}
+
+// ---------------------------------------------------------------- state from the server
+
+function applyState(state) {
+  app.state = state;
+  const role = state.role ?? state.token_role;
+  if (role) setRole(role);
+  if (Array.isArray(state.models) && state.models.length) setModels(normalizeModels(state));
+  if (state.photo) setPhoto(state.photo);
+  if (state.model) setModelValue(state.model);
+  setStatus(state.status ?? app.status, state.progress ?? 0, state.message);
+  if (state.current) {
+    // An empty current object has no mask frame to wait for: clear what is drawn now.
+    if (!state.current.prompts?.length) {
+      app.hasMask = false;
+      viewer.current = null;
+    }
+    setCurrent(state.current);
+  }
+  if (Array.isArray(state.objects)) setObjects(state.objects);
+  setShareLinks(state);
+  const vectorWas = !$("vector-settings").hidden;
+  $("vector-settings").hidden = !state.vectorize;
+  if (state.vectorize && !vectorWas) loadVectorSettings(state.vectorize);
+}
+
+function setRole(role) {
+  app.role = role;
+  body.dataset.role = role;
+  const edit = role === "edit";
+  for (const el of document.querySelectorAll(".edit-only")) el.hidden = !edit;
+  for (const el of document.querySelectorAll(".view-only")) el.hidden = edit;
+  $("role-badge").hidden = edit;
+  $("model-select").disabled = !edit || app.models.length < 2;
+  if (!edit && app.tool !== "pan") setTool("prompt");
+  objectsPanel.render(app.objects, app.photo);
+  updateHint();
+}
+
+function setPhoto(photo) {
+  const url = photo.preview_url || `${sp()}/photo`;
+  app.photo = photo;
+  const name = $("photo-name");
+  name.textContent = photo.name || "";
+  const dims = document.createElement("span");
+  dims.className = "dims";
+  dims.textContent = `${photo.width} × ${photo.height}`;
+  name.append(dims);
+  document.title = `${photo.name || "Photo"} · maskweb`;
+  updateBrushOutput();
+  if (url === app.photoUrl) return;
+  app.photoUrl = url;
+  const img = new Image();
+  img.decoding = "async";
+  img.onload = () => {
+    viewer.setPhoto(img, photo);
+    body.dataset.photo = "loaded";
+    updateZoomText();
+  };
+  img.onerror = () => toast("The photo preview could not be loaded.", "error", 8000);
+  img.src = url;
+  // Draw masks/markers against the right size even before the pixels arrive.
+  viewer.photo = photo;
+}
+
+const STATUS_TEXT = {
+  loading: "Loading…",
+  encoding: "Encoding",
+  reencoding: "Re-encoding",
+  ready: "Ready",
+  failed: "Encoding failed",
+};
+
+function setStatus(status, progress = 0, message = "") {
+  const was = app.status;
+  app.status = status;
+  app.progress = Number.isFinite(progress) ? Math.max(0, Math.min(1, progress)) : 0;
+  body.dataset.status = status;
+  const working = status === "encoding" || status === "reencoding";
+  const pct = Math.round(app.progress * 100);
+  $("status-text").textContent =
+    working && app.progress > 0 ? `${STATUS_TEXT[status]} ${pct}%` : STATUS_TEXT[status] ?? status;
+  const bar = $("progress");
+  bar.classList.toggle("indeterminate", working && app.progress === 0);
+  $("progress-bar").style.width = working ? `${pct}%` : "0%";
+
+  const box = $("stage-message");
+  box.hidden = !(working || status === "failed" || status === "loading");
+  if (!box.hidden) {
+    $("stage-message-title").innerHTML = "";
+    if (working || status === "loading") {
+      const spin = document.createElement("span");
+      spin.className = "spinner";
+      $("stage-message-title").append(spin);
+    }
+    $("stage-message-title").append(
+      document.createTextNode(
+        status === "encoding"
+          ? "Analysing the photo…"
+          : status === "reencoding"
+            ? app.switchingModel ? "Re-encoding with the new model…" : "Re-encoding the photo…"
+            : status === "failed"
+              ? "The photo could not be analysed"
+              : "Loading the session…",
+      ),
+    );
+    $("stage-meter").hidden = !working;
+    $("stage-meter-fill").style.width = `${pct}%`;
+    $("stage-message-sub").textContent =
+      message ||
+      (working
+        ? `${pct}% · you can look around meanwhile; prompts work once it is ready`
+        : status === "failed"
+          ? "Try another model or upload the photo again."
+          : "");
+  }
+  if (status === "ready" && (was === "encoding" || was === "reencoding") && app.everConnected) {
+    toast(app.switchingModel ? "Model switched: the mask was recomputed." : "Ready.", "good", 2500);
+  }
+  if (status === "ready" || status === "failed") app.switchingModel = false;
+  if (status === "failed" && was !== "failed") toast(message || "Encoding failed.", "error", 8000);
+  updateHint();
+}
+
+function setCurrent(current) {
+  app.current = {
+    prompts: Array.isArray(current.prompts) ? current.prompts : [],
+    candidate: current.candidate ?? 0,
+    scores: Array.isArray(current.scores) ? current.scores : [],
+    can_undo: Boolean(current.can_undo),
+    can_redo: Boolean(current.can_redo),
+  };
+  viewer.prompts = app.current.prompts;
+  viewer.redraw();
+  updateCurrentPanel();
+}
+
+function updateCurrentPanel() {
+  const { prompts, candidate, scores, can_undo, can_redo } = app.current;
+  const edit = canEdit();
+  $("undo-btn").disabled = !edit || !can_undo;
+  $("redo-btn").disabled = !edit || !can_redo;
+  const hasPrompts = prompts.length > 0;
+  $("clear-btn").disabled = !edit || !hasPrompts;
+  $("clear-btn-2").disabled = !edit || !hasPrompts;
+  $("apply-btn").disabled = !edit || !app.hasMask;
+  $("candidate-btn").disabled = !edit || scores.length < 2 || !app.hasMask;
+  $("prompt-count").textContent = hasPrompts
+    ? `${prompts.length} prompt${prompts.length === 1 ? "" : "s"}`
+    : "";
+  let label = "No mask yet";
+  let score = "";
+  let fill = 0;
+  if (app.hasMask) {
+    label = scores.length > 1 ? `Candidate ${candidate + 1} of ${scores.length}` : "Mask";
+    const s = scores[candidate];
+    if (Number.isFinite(s)) {
+      score = s.toFixed(2);
+      fill = Math.max(0, Math.min(1, s));
+    }
+  } else if (hasPrompts) {
+    label = "Empty mask: try another click";
+  }
+  $("candidate-label").textContent = label;
+  $("score-text").textContent = score;
+  $("score-text").title = score ? "The model's own estimate of the mask quality (0 to 1)" : "";
+  $("score-fill").style.width = `${fill * 100}%`;
+  $("view-candidate-label").textContent = label;
+  $("view-score-text").textContent = score;
+  updateHint();
+}
+
+function setObjects(objects) {
+  app.objects = objects;
+  body.dataset.objects = String(objects.length);
+  objectsPanel.render(objects, app.photo);
+  refreshObjectMasks();
+}
+
+/** Fetch (once per version) the mask of every visible applied object, to draw it in colour. */
+function refreshObjectMasks() {
+  const ids = new Set();
+  for (const obj of app.objects) {
+    ids.add(obj.id);
+    const key = `${obj.area}:${obj.updated ?? ""}:${obj.version ?? ""}`;
+    const entry = app.objectMasks.get(obj.id);
+    if (obj.visible === false || (entry && entry.key === key)) continue;
+    const record = { key, mask: entry?.mask ?? null };
+    app.objectMasks.set(obj.id, record);
+    loadObjectMask(obj, record);
+  }
+  for (const id of [...app.objectMasks.keys()]) if (!ids.has(id)) app.objectMasks.delete(id);
+  syncViewerObjects();
+}
+
+async function loadObjectMask(obj, record, attempt = 0) {
+  try {
+    const url = obj.png_url || `${sp()}/objects/${encodeURIComponent(obj.id)}/mask.png`;
+    const res = await fetch(url);
+    if (!res.ok || !app.photo) throw new Error(`HTTP ${res.status}`);
+    // Object downloads are upright at full resolution: scaled to the preview while decoding.
+    const mask = await decodeMaskPng(await res.blob(), {
+      width: app.photo.preview_width || app.photo.width,
+      height: app.photo.preview_height || app.photo.height,
+    });
+    if (app.objectMasks.get(obj.id) !== record) return; // a newer version is on its way
+    record.mask = renderableMask(mask, [...objectColour(obj.id), 0.32]);
+    syncViewerObjects();
+  } catch {
+    // Drawing applied objects is a nicety (the list and downloads work without it), but a
+    // passing failure (a server restart, say) should not leave the object undrawn for good.
+    if (attempt < 3 && app.objectMasks.get(obj.id) === record) {
+      setTimeout(() => loadObjectMask(obj, record, attempt + 1), 1000 * 2 ** attempt);
+    }
+  }
+}
+
+function syncViewerObjects() {
+  viewer.objects = app.objects.map((o) => ({
+    id: o.id,
+    visible: o.visible !== false,
+    mask: app.objectMasks.get(o.id)?.mask ?? null,
+  }));
+  viewer.redraw();
+}
+
+function setShareLinks(state) {
+  const edit = state.edit_url ? absoluteUrl(state.edit_url) : "";
+  const view = state.view_url ? absoluteUrl(state.view_url) : "";
+  $("edit-link").value = edit;
+  $("edit-link-row").hidden = !edit;
+  $("view-link").value = view || window.location.href;
+  if (edit && app.photo) rememberSession({ url: state.edit_url, name: app.photo.name });
+}
+
+// ---------------------------------------------------------------- the websocket
+
+function connect() {
+  app.socket = new MaskSocket(socketUrl(app.token), {
+    onOpen() {
+      body.dataset.connection = "online";
+      body.dataset.connects = String(Number(body.dataset.connects || 0) + 1);
+      $("conn-text").textContent = "Live";
+      if (app.everConnected) toast("Reconnected.", "good", 2500);
+      app.everConnected = true;
+    },
+    onClose(willRetry, event) {
+      if (event?.code === 4404) {
+        fatal("Session not found", "The link is wrong or the session was deleted.");
+        return;
+      }
+      body.dataset.connection = willRetry ? "connecting" : "offline";
+      $("conn-text").textContent = willRetry ? "Reconnecting…" : "Offline";
+      clearPending();
+      if (app.everConnected) {
+        toast(willRetry ? "Connection lost: reconnecting…" : "Disconnected.", "warn", 3000);
+      }
+    },
+    onJson: handleMessage,
+    onMask: handleMaskFrame,
+    onBadFrame: () => toast("The server sent a message this page does not understand.", "warn"),
+    onDropped: (id) => {
+      settle(id);
+      toast("The connection was down: that action was not sent. Try again.", "warn");
+    },
+  });
+  app.socket.connect();
+}
+
+function handleMessage(msg) {
+  switch (msg.type) {
+    case "hello":
+      // A fresh connection (first or after a drop): the state in hello replaces ours.
+      app.lastSeq = -1;
+      if (msg.role) setRole(msg.role);
+      if (msg.state) applyState(msg.state);
+      break;
+    case "state":
+      if (msg.state) applyState(msg.state);
+      break;
+    case "status":
+      setStatus(msg.status, msg.progress ?? 0, msg.message ?? "");
+      if (msg.model) setModelValue(msg.model);
+      break;
+    case "objects":
+      if (Array.isArray(msg.objects)) setObjects(msg.objects);
+      break;
+    case "error":
+      handleError(msg);
+      break;
+    case "pong":
+      break;
+    default:
+      break;
+  }
+}
+
+function handleError(msg) {
+  if (msg.id) settle(msg.id);
+  else clearPending();
+  const text = ERROR_TEXT[msg.code] ?? msg.message ?? `Error: ${msg.code}`;
+  toast(text, msg.code === "internal" ? "error" : "warn");
+  // The optimistic marker of a refused prompt must go: show the server's prompts again.
+  viewer.prompts = app.current.prompts;
+  viewer.redraw();
+}
+
+async function handleMaskFrame({ header, png }) {
+  if (Number.isFinite(header.seq)) {
+    if (header.seq < app.lastSeq) return; // an older answer overtaken by a newer one
+    app.lastSeq = header.seq;
+  }
+  if (header.id && app.pending.has(header.id)) settle(header.id);
+  else if (!header.id) clearPending();
+  const generation = ++app.maskGeneration;
+  let mask = null;
+  if (png && png.length) {
+    try {
+      mask = await decodeMaskPng(png);
+    } catch {
+      toast("A mask could not be decoded.", "warn");
+      return;
+    }
+  }
+  if (generation !== app.maskGeneration) return;
+  app.hasMask = Boolean(mask && mask.area);
+  viewer.current = mask ? renderableMask(mask, [...CURRENT_COLOUR, 0.38]) : null;
+  setCurrent({
+    prompts: header.prompts ?? app.current.prompts,
+    candidate: header.candidate ?? 0,
+    scores: header.scores ?? [],
+    can_undo: header.can_undo ?? app.current.can_undo,
+    can_redo: header.can_redo ?? app.current.can_redo,
+  });
+  viewer.drawNow();
+  body.dataset.maskSeq = String(header.seq ?? app.maskGeneration);
+  body.dataset.maskArea = String(mask ? mask.area : 0);
+}
+
+// ---------------------------------------------------------------- sending
+
+function markPending(id) {
+  const timer = setTimeout(() => settle(id), PENDING_TIMEOUT_MS);
+  app.pending.set(id, timer);
+  updateBusy();
+}
+
+function settle(id) {
+  clearTimeout(app.pending.get(id));
+  app.pending.delete(id);
+  updateBusy();
+}
+
+function clearPending() {
+  for (const t of app.pending.values()) clearTimeout(t);
+  app.pending.clear();
+  updateBusy();
+}
+
+let busyTimer = 0;
+function updateBusy() {
+  const busy = app.pending.size > 0;
+  body.classList.toggle("busy", busy);
+  body.dataset.busy = busy ? "1" : "0";
+  clearTimeout(busyTimer);
+  // The label only after a short wait, so quick masks do not flicker it; the cursor at once.
+  if (busy) busyTimer = setTimeout(() => ($("mask-busy").hidden = false), 250);
+  else $("mask-busy").hidden = true;
+}
+
+function ensureCanSend() {
+  if (!canEdit()) {
+    toast("This is a view link: it cannot change the masks.", "warn");
+    return false;
+  }
+  if (!app.socket?.connected && !app.socket?.reconnecting) {
+    toast("Not connected to the server: reload the page.", "warn");
+    return false;
+  }
+  return true;
+}
+
+function send(message) {
+  if (!ensureCanSend()) return null;
+  const id = app.socket.send(message);
+  if (id) markPending(id);
+  return id;
+}
+
+function sendPrompt(prompt) {
+  // While encoding the server keeps prompts and answers once ready, so they are sent anyway.
+  if (app.status === "failed" || app.status === "loading") {
+    toast(app.status === "failed" ? "The photo could not be analysed." : "Still loading…", "warn");
+    return;
+  }
+  if (send({ type: "prompt", prompt })) {
+    // Show the marker at once; the mask frame's prompt list replaces it.
+    viewer.prompts = [...viewer.prompts, prompt];
+    viewer.redraw();
+  }
+}
+
+function undo() {
+  if (canEdit() && app.current.can_undo) send({ type: "undo" });
+}
+function redo() {
+  if (canEdit() && app.current.can_redo) send({ type: "redo" });
+}
+function clearCurrent() {
+  if (canEdit() && app.current.prompts.length) send({ type: "clear" });
+}
+function applyObject() {
+  if (!canEdit()) return;
+  if (!app.hasMask) {
+    toast("Nothing to apply yet: click the object first.", "info", 2500);
+    return;
+  }
+  send({ type: "apply" });
+}
+function cycleCandidate(step) {
+  if (!canEdit() || !app.hasMask) return;
+  const n = app.current.scores.length;
+  if (n < 2) {
+    toast("This model gives one candidate for these prompts.", "info", 2500);
+    return;
+  }
+  send({ type: "candidate", index: (((app.current.candidate + step) % n) + n) % n });
+}
+
+function reopenObject(id) {
+  // The server applies the current object first when it has prompts: nothing is lost.
+  if (canEdit()) send({ type: "reopen", object_id: id });
+}
+
+async function patchObject(id, fields) {
+  try {
+    const answer = await request("PATCH", `${sp()}/objects/${encodeURIComponent(id)}`, { json: fields });
+    // The socket broadcasts the new list; apply the answer too in case this tab is offline.
+    if (answer && Array.isArray(answer.objects)) setObjects(answer.objects);
+    else if (answer && answer.id !== undefined) {
+      setObjects(app.objects.map((o) => (o.id === answer.id ? { ...o, ...answer } : o)));
+    }
+  } catch (e) {
+    toast(e.message, "error");
+  }
+}
+
+async function deleteObject(id) {
+  try {
+    await request("DELETE", `${sp()}/objects/${encodeURIComponent(id)}`);
+    setObjects(app.objects.filter((o) => o.id !== id));
+  } catch (e) {
+    toast(e.message, "error");
+  }
+}
+
+// ---------------------------------------------------------------- downloads
+
+const VECTOR_FIELDS = ["turdsize", "alphamax", "feather"];
+
+function vectorSettings() {
+  return Object.fromEntries(VECTOR_FIELDS.map((n) => [n, Number($(n).value)]));
+}
+
+function downloadQuery(kind) {
+  return vectorQuery(vectorSettings(), app.state?.vectorize, kind);
+}
+
+function baseName() {
+  const name = app.photo?.name || "photo";
+  return name.replace(/\.[^.]+$/, "");
+}
+
+async function runDownload(url, fallback) {
+  try {
+    const name = await download(url, fallback);
+    toast(`Downloaded ${name}`, "good", 2500);
+  } catch (e) {
+    const msg = e.status === 404 ? `Not available yet on this server (${e.message})` : e.message;
+    toast(msg, "error", 6000);
+  }
+}
+
+function downloadAll(format) {
+  const urls = app.state?.downloads ?? {};
+  if (format === "png") runDownload(urls.png || `${sp()}/mask.png`, `${baseName()}-mask.png`);
+  else if (format === "svg") {
+    runDownload(`${urls.svg || `${sp()}/masks.svg`}${downloadQuery("svg")}`, `${baseName()}-masks.svg`);
+  } else {
+    runDownload(`${urls.xmp || `${sp()}/sidecar.xmp`}${downloadQuery("xmp")}`, `${app.photo?.name || "photo"}.xmp`);
+  }
+}
+
+function downloadObject(id, format) {
+  const obj = app.objects.find((o) => o.id === id);
+  const safe = (obj?.name || `object-${id}`).replace(/[^\w.-]+/g, "_");
+  const base = `${sp()}/objects/${encodeURIComponent(id)}`;
+  if (format === "png") runDownload(obj?.png_url || `${base}/mask.png`, `${baseName()}-${safe}.png`);
+  else if (format === "soft-png") {
+    runDownload(`${obj?.png_url || `${base}/mask.png`}?soft=1`, `${baseName()}-${safe}-soft.png`);
+  }
+  else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
+}
+
+async function uploadSidecar(file) {
+  if (!file) return;
+  const form = new FormData();
+  form.append("sidecar", file, file.name);
+  try {
+    await request("POST", `${sp()}/sidecar`, { body: form });
+    $("sidecar-label").textContent = `Merging into ${file.name}`;
+    toast(`XMP downloads will now add the masks to ${file.name}.`, "good");
+  } catch (e) {
+    toast(e.message, "error", 6000);
+  }
+}
+
+/** Saved settings win; otherwise the server's defaults (state.vectorize) fill the sliders. */
+function loadVectorSettings(defaults = {}) {
+  let saved = {};
+  try {
+    saved = JSON.parse(window.localStorage.getItem(VECTOR_KEY) || "{}");
+  } catch {
+    saved = {};
+  }
+  for (const n of VECTOR_FIELDS) {
+    const v = Number.isFinite(saved[n]) ? saved[n] : defaults[n];
+    if (Number.isFinite(v)) $(n).value = String(v);
+  }
+  updateVectorOutputs(false);
+}
+
+function updateVectorOutputs(save = true) {
+  const v = vectorSettings();
+  $("turdsize-out").textContent = `${v.turdsize} px`;
+  $("alphamax-out").textContent = v.alphamax.toFixed(2);
+  $("feather-out").textContent = `${v.feather} px`;
+  if (!save) return;
+  try {
+    window.localStorage.setItem(VECTOR_KEY, JSON.stringify(v));
+  } catch {
+    // not important
+  }
+}
+
+// ---------------------------------------------------------------- models
+
+async function loadModels() {
+  if (app.models.length) return;
+  try {
+    setModels(normalizeModels(await request("GET", `${API}/models`)));
+  } catch {
+    // Without the list the picker just shows the session's model.
+  }
+}
+
+function setModels({ models, defaultId }) {
+  app.models = models;
+  const select = $("model-select");
+  select.innerHTML = "";
+  for (const m of models) {
+    const opt = document.createElement("option");
+    opt.value = m.id;
+    opt.textContent = m.label;
+    opt.title = [m.description, m.id === defaultId ? "the default model" : ""].filter(Boolean).join(" · ");
+    if (m.available === false) opt.disabled = true;
+    select.append(opt);
+  }
+  const model = app.state?.model;
+  if (model) setModelValue(model);
+  select.disabled = !canEdit() || models.length < 2;
+}
+
+function setModelValue(model) {
+  const select = $("model-select");
+  if (![...select.options].some((o) => o.value === model)) {
+    const opt = document.createElement("option");
+    opt.value = model;
+    opt.textContent = model;
+    select.append(opt);
+  }
+  select.value = model;
+  select.dataset.current = model;
+}
+
+async function switchModel(model) {
+  const select = $("model-select");
+  const before = select.dataset.current;
+  if (!canEdit() || model === before) return;
+  try {
+    await request("PUT", `${sp()}/model`, { json: { model } });
+    select.dataset.current = model;
+    app.switchingModel = true;
+    const label = select.selectedOptions[0]?.textContent ?? model;
+    toast(`Switching to ${label}: re-encoding the photo and replaying your prompts…`, "info");
+    if (app.status === "ready") setStatus("reencoding", 0);
+  } catch (e) {
+    select.value = before;
+    toast(e.message, "error", 6000);
+  }
+}
+
+// ---------------------------------------------------------------- tools and hints
+
+function setTool(tool) {
+  app.tool = tool;
+  body.dataset.tool = tool;
+  $("tool-prompt").setAttribute("aria-pressed", String(tool === "prompt"));
+  $("tool-brush").setAttribute("aria-pressed", String(tool === "brush"));
+  $("tool-pan").setAttribute("aria-pressed", String(tool === "pan"));
+  $("brush-row").hidden = tool !== "brush";
+  $("tool-text").textContent =
+    tool === "brush" ? "Brush" : tool === "pan" ? "Pan" : canEdit() ? "Click / box" : "";
+  if (tool !== "brush") viewer.brushCursor = null;
+  viewer.redraw();
+  updateHint();
+}
+
+function brushRadius() {
+  if (!app.photo) return 10;
+  return (app.brushPercent / 100) * Math.max(app.photo.width, app.photo.height);
+}
+
+function updateBrushOutput() {
+  $("brush-size").value = String(app.brushPercent);
+  $("brush-size-out").textContent = app.photo ? `${Math.round(brushRadius())} px` : "";
+}
+
+function updateHint() {
+  let hint = "";
+  if (app.role === "view") hint = "View only: you see the masks live as the editor works.";
+  else if (app.status !== "ready") hint = "";
+  else if (app.tool === "brush") hint = "Paint over the object · Shift: paint background · [ ] brush size · V: click mode";
+  else if (app.tool === "pan") hint = "Drag to pan · wheel to zoom · V: back to prompts";
+  else if (!app.hasMask) hint = "Click the object · Shift+click: not the object · Drag: box · B: brush";
+  else {
+    hint = "Shift+click to remove a part · Enter or right-click: apply object";
+    if (app.current.scores.length > 1) hint += " · Tab: other candidates";
+  }
+  $("stage-hint").textContent = hint;
+  $("stage-hint").hidden = !hint;
+}
+
+function updateZoomText() {
+  $("zoom-text").textContent = `${Math.round(viewer.zoomPercent())}%`;
+}
+viewer.onViewChange = updateZoomText;
+
+// ---------------------------------------------------------------- pointer input
+
+const stage = $("stage");
+
+function local(e) {
+  const r = stage.getBoundingClientRect();
+  return { x: e.clientX - r.left, y: e.clientY - r.top };
+}
+
+// Two fingers on a touch screen pinch-zoom and pan; a prompt started by the first finger is
+// cancelled when the second lands, so zooming never drops a stray click.
+const touches = new Map(); // pointerId → {x, y}
+
+function pinchState() {
+  const [a, b] = [...touches.values()];
+  return { dist: Math.hypot(a.x - b.x, a.y - b.y), mid: { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 } };
+}
+
+function touchDown(e) {
+  if (e.pointerType !== "touch") return false;
+  touches.set(e.pointerId, local(e));
+  if (touches.size < 2) return false;
+  app.gesture = null;
+  viewer.gesture = null;
+  app.pinch = pinchState();
+  stage.setPointerCapture(e.pointerId);
+  viewer.redraw();
+  return true;
+}
+
+function touchMove(e) {
+  if (e.pointerType !== "touch" || !touches.has(e.pointerId)) return false;
+  touches.set(e.pointerId, local(e));
+  if (!app.pinch || touches.size < 2) return false;
+  const now = pinchState();
+  if (app.pinch.dist > 0) viewer.zoomBy(now.dist / app.pinch.dist, now.mid.x, now.mid.y);
+  viewer.panBy(now.mid.x - app.pinch.mid.x, now.mid.y - app.pinch.mid.y);
+  app.pinch = now;
+  return true;
+}
+
+function touchUp(e) {
+  if (e.pointerType !== "touch") return false;
+  touches.delete(e.pointerId);
+  if (!app.pinch) return false;
+  if (touches.size < 2) app.pinch = null;
+  app.gesture = null; // the finger left over must not end in a click
+  return true;
+}
+
+stage.addEventListener("pointerdown", (e) => {
+  if (!app.photo) return;
+  if (touchDown(e) || app.pinch) return;
+  const s = local(e);
+  const wantsPan = e.button === 1 || (e.button === 0 && (app.spaceHeld || app.tool === "pan"));
+  if (wantsPan) {
+    e.preventDefault();
+    app.pan = { x: s.x, y: s.y, pointer: e.pointerId };
+    stage.classList.add("panning", "dragging");
+    stage.setPointerCapture(e.pointerId);
+    return;
+  }
+  if (e.button !== 0) return;
+  if (!canEdit()) {
+    toast("View only: this link cannot add prompts.", "info", 2500);
+    return;
+  }
+  const p = viewer.screenToFull(s.x, s.y);
+  if (app.tool === "brush") {
+    if (!insidePhoto(app.photo, p.x, p.y)) return;
+    app.gesture = { kind: "stroke", points: [[p.x, p.y]], radius: brushRadius(), positive: !e.shiftKey, last: s };
+    viewer.gesture = app.gesture;
+  } else {
+    app.gesture = { kind: "press", start: p, startScreen: s, shift: e.shiftKey };
+  }
+  stage.setPointerCapture(e.pointerId);
+  viewer.redraw();
+});
+
+stage.addEventListener("pointermove", (e) => {
+  if (!app.photo) return;
+  if (touchMove(e)) return;
+  const s = local(e);
+  const p = viewer.screenToFull(s.x, s.y);
+  $("cursor-pos").textContent = insidePhoto(app.photo, p.x, p.y)
+    ? `x ${Math.floor(p.x)}  y ${Math.floor(p.y)}`
+    : "";
+  if (app.pan) {
+    viewer.panBy(s.x - app.pan.x, s.y - app.pan.y);
+    app.pan.x = s.x;
+    app.pan.y = s.y;
+    return;
+  }
+  if (app.tool === "brush" && canEdit()) {
+    viewer.brushCursor = { x: p.x, y: p.y, radius: brushRadius(), positive: !e.shiftKey };
+  }
+  const g = app.gesture;
+  if (g?.kind === "press") {
+    if (Math.hypot(s.x - g.startScreen.x, s.y - g.startScreen.y) > CLICK_SLOP_PX) {
+      app.gesture = { kind: "box", a: g.start, b: p };
+      viewer.gesture = app.gesture;
+    }
+  } else if (g?.kind === "box") {
+    g.b = p;
+  } else if (g?.kind === "stroke") {
+    if (Math.hypot(s.x - g.last.x, s.y - g.last.y) >= 2) {
+      g.points.push([p.x, p.y]);
+      g.last = s;
+    }
+  }
+  viewer.redraw();
+});
+
+function endGesture(e, cancelled) {
+  if (app.pan && (!e || e.pointerId === app.pan.pointer)) {
+    app.pan = null;
+    stage.classList.remove("dragging");
+    if (!app.spaceHeld && app.tool !== "pan") stage.classList.remove("panning");
+    return;
+  }
+  const g = app.gesture;
+  app.gesture = null;
+  viewer.gesture = null;
+  viewer.redraw();
+  if (!g || cancelled) return;
+  if (g.kind === "press") {
+    if (insidePhoto(app.photo, g.start.x, g.start.y)) {
+      sendPrompt(pointPrompt(g.start.x, g.start.y, !(g.shift || e?.shiftKey)));
+    }
+  } else if (g.kind === "box") {
+    const box = boxPrompt(app.photo, g.a, g.b);
+    if (box.x1 - box.x0 >= 2 && box.y1 - box.y0 >= 2) sendPrompt(box);
+  } else if (g.kind === "stroke") {
+    sendPrompt(strokePrompt(app.photo, g.points, g.radius, g.positive));
+  }
+}
+
+stage.addEventListener("pointerup", (e) => {
+  if (!touchUp(e)) endGesture(e, false);
+});
+stage.addEventListener("pointercancel", (e) => {
+  touchUp(e);
+  endGesture(e, true);
+});
+stage.addEventListener("pointerleave", () => {
+  viewer.brushCursor = null;
+  $("cursor-pos").textContent = "";
+  viewer.redraw();
+});
+stage.addEventListener("contextmenu", (e) => {
+  // Right-click applies the object, as in darktable's object mask tool.
+  e.preventDefault();
+  if (canEdit()) applyObject();
+});
+stage.addEventListener(
+  "wheel",
+  (e) => {
+    e.preventDefault();
+    const s = local(e);
+    const lines = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? 400 : 1;
+    viewer.zoomBy(Math.exp(-e.deltaY * lines * 0.0015), s.x, s.y);
+  },
+  { passive: false },
+);
+stage.addEventListener("auxclick", (e) => e.button === 1 && e.preventDefault());
+
+// ---------------------------------------------------------------- keyboard
+
+/** Keys go to text fields and selects; sliders and buttons leave the shortcuts working. */
+function typingInto(target) {
+  if (!(target instanceof HTMLElement)) return false;
+  if (target.isContentEditable || ["TEXTAREA", "SELECT"].includes(target.tagName)) return true;
+  return target.tagName === "INPUT" && !["range", "checkbox", "file", "button"].includes(target.type);
+}
+
+function toggleHelp(show = $("help").hidden) {
+  $("help").hidden = !show;
+  if (show) $("help-close").focus();
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") {
+    if (!$("help").hidden) toggleHelp(false);
+    else if (app.gesture) endGesture(null, true);
+    objectsPanel.closeMenu();
+    return;
+  }
+  if (typingInto(e.target)) return;
+  if (!$("help").hidden) {
+    if (e.key === "?") toggleHelp(false);
+    return;
+  }
+  const ctrl = e.ctrlKey || e.metaKey;
+  const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  if (ctrl && key === "z") {
+    e.preventDefault();
+    if (e.shiftKey) redo();
+    else undo();
+    return;
+  }
+  if (ctrl && key === "y") {
+    e.preventDefault();
+    redo();
+    return;
+  }
+  if (ctrl || e.altKey) return;
+  switch (key) {
+    case "?":
+    case "F1":
+      e.preventDefault();
+      toggleHelp(true);
+      break;
+    case "Enter":
+      // On a focused button Enter means "press the button"; elsewhere it applies.
+      if (e.target instanceof HTMLButtonElement) return;
+      e.preventDefault();
+      applyObject();
+      break;
+    case "Tab":
+      // Tab keeps moving the focus between controls; on the photo it cycles candidates.
+      if (e.target !== document.body && !stage.contains(e.target)) return;
+      e.preventDefault();
+      cycleCandidate(e.shiftKey ? -1 : 1);
+      break;
+    case "c":
+      cycleCandidate(1);
+      break;
+    case "b":
+      if (canEdit()) setTool(app.tool === "brush" ? "prompt" : "brush");
+      break;
+    case "v":
+      setTool("prompt");
+      break;
+    case "h":
+      setTool(app.tool === "pan" ? "prompt" : "pan");
+      break;
+    case "[":
+      app.brushPercent = Math.max(0.2, +(app.brushPercent / 1.2).toFixed(2));
+      updateBrushOutput();
+      refreshBrushCursor();
+      break;
+    case "]":
+      app.brushPercent = Math.min(12, +(app.brushPercent * 1.2).toFixed(2));
+      updateBrushOutput();
+      refreshBrushCursor();
+      break;
+    case "Delete":
+    case "Backspace":
+      e.preventDefault();
+      clearCurrent();
+      break;
+    case "m":
+      toggleMasks();
+      break;
+    case "f":
+    case "0":
+      viewer.fit();
+      break;
+    case "1":
+      viewer.zoomTo(1);
+      break;
+    case "+":
+    case "=":
+      viewer.zoomBy(1.25);
+      break;
+    case "-":
+    case "_":
+      viewer.zoomBy(0.8);
+      break;
+    case " ":
+      e.preventDefault();
+      if (!app.spaceHeld) {
+        app.spaceHeld = true;
+        stage.classList.add("panning");
+      }
+      break;
+    default:
+      break;
+  }
+});
+
+document.addEventListener("keyup", (e) => {
+  if (e.key === " ") {
+    app.spaceHeld = false;
+    if (!app.pan && app.tool !== "pan") stage.classList.remove("panning");
+  }
+});
+
+function refreshBrushCursor() {
+  if (viewer.brushCursor) {
+    viewer.brushCursor = { ...viewer.brushCursor, radius: brushRadius() };
+    viewer.redraw();
+  }
+}
+
+function toggleMasks() {
+  viewer.showMasks = !viewer.showMasks;
+  $("masks-btn").setAttribute("aria-pressed", String(viewer.showMasks));
+  viewer.redraw();
+}
+
+// ---------------------------------------------------------------- buttons
+
+function bindButtons() {
+  $("tool-prompt").addEventListener("click", () => setTool("prompt"));
+  $("tool-brush").addEventListener("click", () => setTool(app.tool === "brush" ? "prompt" : "brush"));
+  $("tool-pan").addEventListener("click", () => setTool(app.tool === "pan" ? "prompt" : "pan"));
+  $("undo-btn").addEventListener("click", undo);
+  $("redo-btn").addEventListener("click", redo);
+  $("clear-btn").addEventListener("click", clearCurrent);
+  $("clear-btn-2").addEventListener("click", clearCurrent);
+  $("apply-btn").addEventListener("click", applyObject);
+  $("candidate-btn").addEventListener("click", () => cycleCandidate(1));
+  $("fit-btn").addEventListener("click", () => viewer.fit());
+  $("zoom100-btn").addEventListener("click", () => viewer.zoomTo(1));
+  $("masks-btn").addEventListener("click", toggleMasks);
+  $("help-btn").addEventListener("click", () => toggleHelp(true));
+  $("help-close").addEventListener("click", () => toggleHelp(false));
+  $("help").addEventListener("click", (e) => e.target === $("help") && toggleHelp(false));
+  $("dl-png").addEventListener("click", () => downloadAll("png"));
+  $("dl-svg").addEventListener("click", () => downloadAll("svg"));
+  $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
+  for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
+  $("sidecar-input").addEventListener("change", (e) => {
+    uploadSidecar(e.target.files[0]);
+    e.target.value = "";
+  });
+  $("brush-size").addEventListener("input", (e) => {
+    app.brushPercent = Number(e.target.value);
+    updateBrushOutput();
+  });
+  $("model-select").addEventListener("change", (e) => {
+    e.target.blur(); // give the keys back to the photo
+    switchModel(e.target.value);
+  });
+  for (const [button, field] of [["copy-edit", "edit-link"], ["copy-view", "view-link"]]) {
+    $(button).addEventListener("click", async () => {
+      const ok = await copyText($(field).value);
+      toast(ok ? "Link copied." : "Copy failed: select the link and copy it by hand.", ok ? "good" : "warn", 2000);
+    });
+  }
+  for (const field of ["edit-link", "view-link"]) {
+    $(field).addEventListener("focus", (e) => e.target.select());
+  }
+  // Buttons keep no focus after a mouse click, so Space/Enter/Tab go to the photo tools.
+  for (const b of document.querySelectorAll(".tool, .btn, .icon-btn")) {
+    b.addEventListener("mouseup", () => b.blur());
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+function fatal(title, message) {
+  const box = document.createElement("div");
+  box.className = "fatal";
+  box.innerHTML = `<div class="dialog"><h2 style="justify-content:center"></h2><p class="muted"></p>
+    <p><a class="btn primary" href="/">Upload a photo</a></p></div>`;
+  box.querySelector("h2").textContent = title;
+  box.querySelector("p").textContent = message;
+  document.body.append(box);
+  body.dataset.status = "fatal";
+}
+
+async function start() {
+  fillIcons();
+  bindButtons();
+  loadVectorSettings();
+  setTool("prompt");
+  setStatus("loading");
+  if (!app.token) {
+    fatal("Not a session link", "This address does not name a maskweb session.");
+    return;
+  }
+  try {
+    applyState(await request("GET", sp()));
+  } catch (e) {
+    if (e.status === 404) {
+      fatal("Session not found", "The link is wrong or the session was deleted.");
+      return;
+    }
+    toast(e.message, "error", 8000);
+  }
+  loadModels();
+  connect();
+}
+
+// A handle for the browser console and the end-to-end tests (view transform, state).
+window.maskweb = { app, viewer };
+
+start();

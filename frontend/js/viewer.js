@@ -1,0 +1,311 @@
+// The picture area: two stacked canvases sized to the stage at device resolution.
+//   #photo-canvas   the preview photo and the applied objects (each in its own colour)
+//   #overlay-canvas the current object's mask (tint + outline), prompt markers, and what the
+//                   pointer is doing (box being dragged, brush stroke, brush cursor)
+// Everything is drawn in preview pixels through one view transform (geometry.js).
+
+import {
+  fitView,
+  fullToPreview,
+  MAX_SCREEN_PER_FULL_PIXEL,
+  MIN_SCALE_FACTOR,
+  photoScale,
+  previewToFull,
+  screenToPreview,
+  zoomAt,
+} from "./geometry.js";
+import { CURRENT_COLOUR, objectColour } from "./maskrender.js";
+
+const rgb = ([r, g, b], a = 1) => `rgba(${r}, ${g}, ${b}, ${a})`;
+
+export class Viewer {
+  constructor(stage) {
+    this.stage = stage;
+    this.photoCanvas = stage.querySelector("#photo-canvas");
+    this.overlayCanvas = stage.querySelector("#overlay-canvas");
+    this.photoCtx = this.photoCanvas.getContext("2d");
+    this.overlayCtx = this.overlayCanvas.getContext("2d");
+    this.image = null; // HTMLImageElement of the preview
+    this.photo = null; // session state's photo
+    this.view = { scale: 1, tx: 0, ty: 0 };
+    this.fitted = true; // keep fitting on resize until the user zooms or pans
+    this.current = null; // renderable mask of the current object
+    this.objects = []; // [{id, visible, mask: renderable}]
+    this.prompts = [];
+    this.gesture = null; // {kind: "box", a, b} | {kind: "stroke", points, radius, positive}
+    this.brushCursor = null; // {x, y, radius} in full-res pixels
+    this.showMasks = true;
+    this.highlightObject = null;
+    this.cssW = 0;
+    this.cssH = 0;
+    this.dpr = 1;
+    this.frame = 0;
+    this.onViewChange = null;
+    new ResizeObserver(() => this.resize()).observe(stage);
+    this.resize();
+  }
+
+  resize() {
+    const rect = this.stage.getBoundingClientRect();
+    this.cssW = Math.max(1, rect.width);
+    this.cssH = Math.max(1, rect.height);
+    this.dpr = window.devicePixelRatio || 1;
+    for (const c of [this.photoCanvas, this.overlayCanvas]) {
+      c.width = Math.round(this.cssW * this.dpr);
+      c.height = Math.round(this.cssH * this.dpr);
+    }
+    if (this.fitted) this.fit();
+    else this.redraw();
+  }
+
+  setPhoto(image, photo) {
+    this.image = image;
+    this.photo = photo;
+    this.fit();
+  }
+
+  get previewSize() {
+    if (!this.photo) return { w: 1, h: 1 };
+    return {
+      w: this.photo.preview_width || this.image?.naturalWidth || this.photo.width,
+      h: this.photo.preview_height || this.image?.naturalHeight || this.photo.height,
+    };
+  }
+
+  fitScale() {
+    const { w, h } = this.previewSize;
+    return fitView(this.cssW, this.cssH, w, h).scale;
+  }
+
+  fit() {
+    const { w, h } = this.previewSize;
+    this.view = fitView(this.cssW, this.cssH, w, h);
+    this.fitted = true;
+    this.viewChanged();
+  }
+
+  /** Zoom so one full-resolution pixel is `cssPerPixel` CSS pixels, centred on a screen point. */
+  zoomTo(cssPerPixel, sx = this.cssW / 2, sy = this.cssH / 2) {
+    const target = cssPerPixel * photoScale(this.photo).sx;
+    this.zoomBy(target / this.view.scale, sx, sy);
+  }
+
+  zoomBy(factor, sx = this.cssW / 2, sy = this.cssH / 2) {
+    if (!this.photo) return;
+    const minScale = this.fitScale() * MIN_SCALE_FACTOR;
+    const maxScale = MAX_SCREEN_PER_FULL_PIXEL * photoScale(this.photo).sx;
+    this.view = zoomAt(this.view, factor, sx, sy, minScale, maxScale);
+    this.fitted = false;
+    this.viewChanged();
+  }
+
+  panBy(dx, dy) {
+    this.view = { ...this.view, tx: this.view.tx + dx, ty: this.view.ty + dy };
+    this.fitted = false;
+    this.viewChanged();
+  }
+
+  /** Percentage of full-resolution pixels per CSS pixel (100% = one photo pixel per CSS px). */
+  zoomPercent() {
+    if (!this.photo) return 100;
+    return (100 * this.view.scale) / photoScale(this.photo).sx;
+  }
+
+  viewChanged() {
+    this.redraw();
+    this.onViewChange?.();
+  }
+
+  /** Screen (CSS px relative to the stage) → full-resolution upright photo pixels. */
+  screenToFull(sx, sy) {
+    const p = screenToPreview(this.view, sx, sy);
+    return previewToFull(this.photo, p.x, p.y);
+  }
+
+  redraw() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.drawPhoto();
+      this.drawOverlay();
+    });
+  }
+
+  /** Draw now (tests and screenshots want the canvas settled, not a frame later). */
+  drawNow() {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.drawPhoto();
+    this.drawOverlay();
+  }
+
+  applyTransform(ctx) {
+    const { scale, tx, ty } = this.view;
+    const d = this.dpr;
+    ctx.setTransform(d * scale, 0, 0, d * scale, d * tx, d * ty);
+  }
+
+  /** Line width in preview pixels for a wanted width in CSS pixels. */
+  px(css) {
+    return css / this.view.scale;
+  }
+
+  drawPhoto() {
+    const ctx = this.photoCtx;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.photoCanvas.width, this.photoCanvas.height);
+    if (!this.image || !this.photo) return;
+    const { w, h } = this.previewSize;
+    this.applyTransform(ctx);
+    // Crisp pixels once zoomed past 1:1 on the preview, smooth when zoomed out.
+    ctx.imageSmoothingEnabled = this.view.scale * this.dpr < 2;
+    ctx.imageSmoothingQuality = "high";
+    ctx.shadowColor = "rgba(0,0,0,0.6)";
+    ctx.shadowBlur = 24 * this.dpr;
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, w, h);
+    ctx.shadowBlur = 0;
+    ctx.drawImage(this.image, 0, 0, w, h);
+    if (!this.showMasks) return;
+    for (const obj of this.objects) {
+      if (!obj.visible || !obj.mask || !obj.mask.area) continue;
+      const colour = objectColour(obj.id);
+      const strong = this.highlightObject === obj.id;
+      ctx.globalAlpha = strong ? 1 : 0.75;
+      ctx.drawImage(obj.mask.tint, 0, 0, w, h);
+      ctx.globalAlpha = 1;
+      this.strokeOutline(ctx, obj.mask, rgb(colour, strong ? 1 : 0.85), strong ? 2.5 : 1.25);
+    }
+  }
+
+  strokeOutline(ctx, mask, colour, cssWidth) {
+    if (!mask.outline) return;
+    const { w, h } = this.previewSize;
+    ctx.save();
+    // Masks may come at another size than the preview (a full-res download): scale them.
+    ctx.scale(w / mask.width, h / mask.height);
+    ctx.lineWidth = this.px(cssWidth) * (mask.width / w);
+    ctx.strokeStyle = colour;
+    ctx.lineCap = "square";
+    ctx.stroke(mask.outline);
+    ctx.restore();
+  }
+
+  drawOverlay() {
+    const ctx = this.overlayCtx;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.overlayCanvas.width, this.overlayCanvas.height);
+    if (!this.photo) return;
+    const { w, h } = this.previewSize;
+    this.applyTransform(ctx);
+    if (this.showMasks && this.current && this.current.area) {
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(this.current.tint, 0, 0, w, h);
+      // A dark halo under the bright line keeps the outline visible on light and dark photos.
+      this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 3.5);
+      this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 1.75);
+    }
+    this.drawPrompts(ctx);
+    this.drawGesture(ctx);
+    this.drawBrushCursor(ctx);
+  }
+
+  toPreview(x, y) {
+    return fullToPreview(this.photo, x, y);
+  }
+
+  drawPrompts(ctx) {
+    for (const p of this.prompts) {
+      if (p.kind === "point") this.drawPoint(ctx, p);
+      else if (p.kind === "box") this.drawBox(ctx, p, false);
+      else if (p.kind === "stroke") this.drawStroke(ctx, p, 0.35);
+    }
+  }
+
+  drawPoint(ctx, p) {
+    const c = this.toPreview(p.x, p.y);
+    const r = this.px(7);
+    ctx.beginPath();
+    ctx.arc(c.x, c.y, r, 0, 2 * Math.PI);
+    ctx.fillStyle = p.positive === false ? "#e5484d" : "#30a46c";
+    ctx.fill();
+    ctx.lineWidth = this.px(2);
+    ctx.strokeStyle = "#fff";
+    ctx.stroke();
+    // + for foreground, − for background: readable without colour vision.
+    ctx.beginPath();
+    const k = r * 0.5;
+    ctx.moveTo(c.x - k, c.y);
+    ctx.lineTo(c.x + k, c.y);
+    if (p.positive !== false) {
+      ctx.moveTo(c.x, c.y - k);
+      ctx.lineTo(c.x, c.y + k);
+    }
+    ctx.lineWidth = this.px(1.75);
+    ctx.stroke();
+  }
+
+  drawBox(ctx, b, live) {
+    const a = this.toPreview(b.x0, b.y0);
+    const z = this.toPreview(b.x1, b.y1);
+    ctx.save();
+    ctx.lineWidth = this.px(live ? 1.5 : 2);
+    ctx.strokeStyle = "rgba(0,0,0,0.6)";
+    ctx.strokeRect(a.x, a.y, z.x - a.x, z.y - a.y);
+    ctx.setLineDash([this.px(6), this.px(4)]);
+    ctx.strokeStyle = live ? "#ffd166" : "#f5f5f5";
+    ctx.strokeRect(a.x, a.y, z.x - a.x, z.y - a.y);
+    ctx.restore();
+  }
+
+  drawStroke(ctx, s, alpha) {
+    if (!s.points || !s.points.length) return;
+    const pts = s.points.map(([x, y]) => this.toPreview(x, y));
+    const radius = fullToPreview(this.photo, s.radius, 0).x;
+    ctx.save();
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = Math.max(this.px(2), 2 * radius);
+    ctx.strokeStyle = s.positive === false ? `rgba(229,72,77,${alpha})` : `rgba(48,164,108,${alpha})`;
+    ctx.beginPath();
+    ctx.moveTo(pts[0].x, pts[0].y);
+    for (const p of pts.slice(1)) ctx.lineTo(p.x, p.y);
+    if (pts.length === 1) ctx.lineTo(pts[0].x + 0.01, pts[0].y);
+    ctx.stroke();
+    ctx.restore();
+  }
+
+  drawGesture(ctx) {
+    const g = this.gesture;
+    if (!g) return;
+    if (g.kind === "box") {
+      this.drawBox(
+        ctx,
+        {
+          x0: Math.min(g.a.x, g.b.x),
+          y0: Math.min(g.a.y, g.b.y),
+          x1: Math.max(g.a.x, g.b.x),
+          y1: Math.max(g.a.y, g.b.y),
+        },
+        true,
+      );
+    } else if (g.kind === "stroke") {
+      this.drawStroke(ctx, g, 0.55);
+    }
+  }
+
+  drawBrushCursor(ctx) {
+    const b = this.brushCursor;
+    if (!b) return;
+    const c = this.toPreview(b.x, b.y);
+    const r = fullToPreview(this.photo, b.radius, 0).x;
+    ctx.beginPath();
+    ctx.arc(c.x, c.y, r, 0, 2 * Math.PI);
+    ctx.lineWidth = this.px(3);
+    ctx.strokeStyle = "rgba(0,0,0,0.5)";
+    ctx.stroke();
+    ctx.lineWidth = this.px(1.25);
+    ctx.strokeStyle = b.positive === false ? "#ff8a8d" : "#fff";
+    ctx.stroke();
+  }
+}

@@ -1,0 +1,484 @@
+"""The whole path a photographer walks, in the real page on the real stack.
+
+Debian's Chromium (Playwright) drives the pages served by Daphne, with a real Celery worker
+encoding and a real Redis (the ``live_stack`` fixture). The masks are checked where the user
+sees them: the pixels of the page's overlay canvas, and the downloaded PNG.
+Screenshots go to test-artifacts/ (gitignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskweb.segment import orientation as orient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+DAVIS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "DAVIS"
+PHOTO = DAVIS / "img" / "000.jpg"
+GT = DAVIS / "gt" / "000.png"
+VIEWPORT = {"width": 1280, "height": 800}
+WAIT_MS = 60_000  # a mask, a download, a reconnect
+ENCODE_WAIT_MS = 180_000  # the first encode also waits for the worker to start, on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def gt_mask() -> np.ndarray:
+    if not PHOTO.exists() or not GT.exists():
+        pytest.skip("DAVIS data not found beside the repository (../shared/datasets)")
+    return np.asarray(Image.open(GT)) > 0
+
+
+def deepest_point(region: np.ndarray) -> tuple[float, float]:
+    """The pixel centre deepest inside a region (as RITM's click simulation picks clicks)."""
+    padded = np.pad(region.astype(np.uint8), 1)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(x) + 0.5, float(y) + 0.5
+
+
+# ---------------------------------------------------------------- in-page helpers
+
+def to_page(page, x: float, y: float) -> tuple[float, float]:
+    """Full-resolution photo pixel → page (CSS) coordinates, through the viewer's transform."""
+    return tuple(page.evaluate("""([x, y]) => {
+        const v = window.maskweb.viewer;
+        const r = v.stage.getBoundingClientRect();
+        const p = v.toPreview(x, y);
+        return [r.left + p.x * v.view.scale + v.view.tx, r.top + p.y * v.view.scale + v.view.ty];
+    }""", [x, y]))
+
+
+def overlay_pixels(page) -> int:
+    """How many device pixels of the overlay canvas (current mask + markers) are painted."""
+    return page.evaluate("""() => {
+        const v = window.maskweb.viewer;
+        v.drawNow();
+        const c = v.overlayCanvas;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n += 1;
+        return n;
+    }""")
+
+
+def tinted_share(page, points: list[tuple[float, float]]) -> float:
+    """Share of the given full-res points where the overlay canvas shows the mask's tint."""
+    return page.evaluate("""(pts) => {
+        const v = window.maskweb.viewer;
+        v.drawNow();
+        const c = v.overlayCanvas;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let hit = 0;
+        for (const [x, y] of pts) {
+          const p = v.toPreview(x, y);
+          const sx = Math.floor((p.x * v.view.scale + v.view.tx) * v.dpr);
+          const sy = Math.floor((p.y * v.view.scale + v.view.ty) * v.dpr);
+          if (sx < 0 || sy < 0 || sx >= c.width || sy >= c.height) continue;
+          const i = 4 * (sy * c.width + sx);
+          // The current object's tint is blue: more blue than red where the mask is.
+          if (d[i + 3] > 0 && d[i + 2] > d[i]) hit += 1;
+        }
+        return hit / pts.length;
+    }""", [list(p) for p in points])
+
+
+def wait_or_explain(page, predicate: str, stack=None, timeout: int = WAIT_MS) -> None:
+    """wait_for_function, but a timeout says what the page knew (and the stack's logs)."""
+    try:
+        page.wait_for_function(predicate, timeout=timeout)
+    except Exception as exc:
+        state = page.evaluate("""() => JSON.stringify({
+            data: {...document.body.dataset},
+            objects: window.maskweb.app.objects,
+            drawn: [...window.maskweb.app.objectMasks.entries()].map(
+                ([id, r]) => [id, r.key, r.mask && r.mask.area]),
+            toasts: document.getElementById('toasts').innerText})""")
+        logs = stack.logs() if stack is not None else ""
+        raise AssertionError(f"{exc}\npage: {state}\n{logs}") from None
+
+
+def mask_seq(page) -> int:
+    return int(page.evaluate("document.body.dataset.maskSeq || '-1'"))
+
+
+def wait_new_mask(page, after_seq: int) -> None:
+    page.wait_for_function(
+        "(s) => Number(document.body.dataset.maskSeq || -1) > s"
+        " && document.body.dataset.busy !== '1'",
+        arg=after_seq, timeout=WAIT_MS)
+
+
+def sample(region: np.ndarray, n: int = 300, seed: int = 0) -> list[tuple[float, float]]:
+    ys, xs = np.nonzero(region)
+    idx = np.random.default_rng(seed).choice(len(xs), size=min(n, len(xs)), replace=False)
+    return [(float(xs[i]) + 0.5, float(ys[i]) + 0.5) for i in idx]
+
+
+def upload_through_page(page, base: str, photo: Path = PHOTO) -> str:
+    """Upload with the page's file picker; returns the edit token from the session URL."""
+    page.goto(base + "/")
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_url("**/s/*/", timeout=WAIT_MS)
+    page.wait_for_selector("body[data-status=ready][data-connection=online]",
+                           timeout=ENCODE_WAIT_MS)
+    page.wait_for_function("window.maskweb && window.maskweb.viewer.image !== null")
+    return page.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def current_mask(base: str, token: str) -> np.ndarray:
+    with urllib.request.urlopen(f"{base}/api/v1/sessions/{token}/current", timeout=60) as r:
+        body = json.loads(r.read())
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(body["png_base64"])))) > 127
+
+
+def post_photo(base: str, path: Path) -> tuple[int, dict]:
+    """The same upload by script, to compare the page's message with the API's."""
+    boundary = "maskwebtestboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; "
+            f"filename=\"{path.name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+    body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{base}/api/v1/sessions", data=body, method="POST", headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())["error"]
+
+
+def new_page(browser, frames: list | None = None):
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    if frames is not None:
+        page.on("websocket", lambda ws: ws.on("framesent", lambda f: frames.append(f)))
+    page.js_errors = errors  # type: ignore[attr-defined]
+    return context, page
+
+
+# ---------------------------------------------------------------- the tests
+
+def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts, gt_mask,
+                                                  tmp_path):
+    context, page = new_page(browser)
+    try:
+        token = upload_through_page(page, live_stack.url)
+        assert page.inner_text("#status-text") == "Ready"
+        assert overlay_pixels(page) == 0  # nothing drawn before the first click
+
+        # Click on the object: a mask comes back and is drawn over the object.
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        one_click = overlay_pixels(page)
+        assert one_click > 1000
+        inside = tinted_share(page, sample(gt_mask))
+        assert inside > 0.7, f"only {inside:.0%} of the object is tinted"
+        assert page.text_content("#prompt-count") == "1 prompt"
+        page.screenshot(path=str(artifacts / "session-edit-mask.png"))
+
+        # Shift+click where the mask spills over the background: the mask changes.
+        mask = current_mask(live_stack.url, token)
+        spill = mask & ~gt_mask
+        bx, by = deepest_point(spill) if spill.sum() > 50 else deepest_point(~gt_mask)
+        seq = mask_seq(page)
+        page.keyboard.down("Shift")
+        page.mouse.click(*to_page(page, bx, by))
+        page.keyboard.up("Shift")
+        wait_new_mask(page, seq)
+        refined = overlay_pixels(page)
+        assert refined != one_click
+        assert page.text_content("#prompt-count") == "2 prompts"
+        prompts = page.evaluate("window.maskweb.app.current.prompts")
+        assert prompts[-1]["positive"] is False
+        assert prompts[-1]["x"] == pytest.approx(bx, abs=1.5)
+        assert prompts[-1]["y"] == pytest.approx(by, abs=1.5)
+
+        # Undo: exactly the one-click picture again (mask and markers).
+        seq = mask_seq(page)
+        page.keyboard.press("Control+z")
+        wait_new_mask(page, seq)
+        assert overlay_pixels(page) == one_click
+        assert not page.is_disabled("#redo-btn")
+
+        # Apply (Enter): the object is listed and the current object starts empty.
+        seq = mask_seq(page)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#objects-list .object", timeout=WAIT_MS)
+        wait_new_mask(page, seq)
+        assert page.inner_text("#objects-list .object .name") == "Object 1"
+        assert overlay_pixels(page) == 0
+        page.wait_for_timeout(500)  # the applied object's own mask is fetched and drawn
+        page.screenshot(path=str(artifacts / "session-edit-applied.png"))
+
+        # Download all objects as PNG: full size, the object's pixels set.
+        with page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-png")
+        png = Image.open(info.value.path())
+        assert png.format == "PNG"
+        assert png.size == Image.open(PHOTO).size
+        got = np.asarray(png.convert("L")) > 127
+        assert got[int(fy), int(fx)]
+        recall = (got & gt_mask).sum() / gt_mask.sum()
+        assert recall > 0.8, f"the downloaded mask covers {recall:.0%} of the object"
+        assert got.sum() < got.size * 0.6  # not simply everything
+
+        # SVG and darktable XMP, with the panel's vector settings in the request.
+        page.click("#vector-settings summary")
+        page.locator("#turdsize").fill("50")
+        with page.expect_request(lambda r: "masks.svg" in r.url) as request, \
+                page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-svg")
+        assert "turdsize=50" in request.value.url
+        svg = ET.parse(info.value.path()).getroot()
+        assert svg.tag.endswith("svg")
+        assert (svg.get("width"), svg.get("height")) == ("854", "480")
+        paths = [e for e in svg.iter() if e.tag.endswith("path") and e.get("d")]
+        assert len(paths) == 1  # one object, one path (holes are subpaths)
+        with page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-xmp")
+        assert info.value.suggested_filename == "000.jpg.xmp"
+        xmp = Path(info.value.path()).read_text()
+        assert "darktable:masks_history" in xmp and "Object 1" in xmp
+
+        # "Merge into my darktable sidecar": a non-XMP is refused with the server's message,
+        # a darktable sidecar is taken (here the one just downloaded).
+        junk = tmp_path / "notes.xmp"
+        junk.write_text("not a sidecar")
+        page.set_input_files("#sidecar-input", str(junk))
+        page.wait_for_selector(".toast.error", timeout=WAIT_MS)
+        assert "sidecar" in page.inner_text("#toasts").lower()
+        sidecar = tmp_path / "000.jpg.xmp"
+        sidecar.write_text(xmp)
+        page.set_input_files("#sidecar-input", str(sidecar))
+        page.wait_for_function(
+            "() => document.getElementById('sidecar-label').textContent.includes('000.jpg.xmp')",
+            timeout=WAIT_MS)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_view_link_follows_live_and_cannot_prompt(live_stack, browser, artifacts, gt_mask):
+    editor_ctx, editor = new_page(browser)
+    viewer_frames: list = []
+    viewer_ctx, viewer = new_page(browser, viewer_frames)
+    try:
+        upload_through_page(editor, live_stack.url)
+        view_url = editor.input_value("#view-link")
+        assert "/s/" in view_url and view_url != editor.url
+        assert editor.input_value("#edit-link").rstrip("/") == editor.url.rstrip("/")
+
+        viewer.goto(view_url)
+        viewer.wait_for_selector("body[data-role=view][data-connection=online]", timeout=WAIT_MS)
+        assert viewer.is_visible("#role-badge")
+        assert "read-only" in viewer.inner_text("#role-badge")
+        assert viewer.is_hidden("#edit-link-row")  # a view link never shows the edit link
+        assert viewer.is_hidden("#apply-btn")
+
+        # The editor clicks; the viewer's page draws the same mask without sending anything.
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(viewer)
+        editor.mouse.click(*to_page(editor, fx, fy))
+        wait_new_mask(editor, -1)
+        viewer.wait_for_function("(s) => Number(document.body.dataset.maskSeq || -1) > s",
+                                 arg=seq, timeout=WAIT_MS)
+        assert tinted_share(viewer, sample(gt_mask)) > 0.7
+        assert viewer.evaluate("document.body.dataset.maskArea") == \
+            editor.evaluate("document.body.dataset.maskArea")
+
+        # The viewer clicks and shift-clicks: nothing is sent, the page says it is read-only.
+        before = overlay_pixels(viewer)
+        viewer.mouse.click(*to_page(viewer, 30.5, 30.5))
+        viewer.keyboard.press("Enter")
+        viewer.keyboard.press("Control+z")
+        viewer.wait_for_selector(".toast", timeout=5000)
+        assert "View only" in viewer.inner_text("#toasts")
+        viewer.wait_for_timeout(500)
+        sent = [json.loads(f) for f in viewer_frames if isinstance(f, str)]
+        assert [m["type"] for m in sent if m["type"] != "ping"] == []
+        assert overlay_pixels(viewer) == before
+
+        # Applying in the editor shows up in the viewer's objects list, live.
+        editor.keyboard.press("Enter")
+        viewer.wait_for_selector("#objects-list .object", timeout=WAIT_MS)
+        assert viewer.is_hidden("#objects-list .object .reopen")  # no write actions
+        viewer.wait_for_timeout(500)
+        viewer.screenshot(path=str(artifacts / "session-view.png"))
+        assert viewer.js_errors == [] and editor.js_errors == []
+    finally:
+        viewer_ctx.close()
+        editor_ctx.close()
+
+
+def test_upload_of_a_non_image_shows_the_servers_message(live_stack, browser, artifacts,
+                                                         tmp_path):
+    context, page = new_page(browser)
+    try:
+        fake = tmp_path / "holiday.jpg"
+        fake.write_bytes(b"this is not a photo at all\n" * 40)
+        page.goto(live_stack.url + "/")
+        page.set_input_files("#file-input", str(fake))
+        page.wait_for_selector("#upload-error:not([hidden])", timeout=WAIT_MS)
+        text = page.inner_text("#upload-error")
+        # The page shows the server's own explanation (the API's JSON error), not a status code.
+        status, error = post_photo(live_stack.url, fake)
+        assert status in (400, 415)
+        assert text == f"Upload failed: {error['message']}"
+        assert page.get_attribute("#upload-error", "data-code") == error["code"]
+        assert page.url.rstrip("/") == live_stack.url.rstrip("/")  # stayed on the upload page
+        page.screenshot(path=str(artifacts / "upload-error.png"))
+    finally:
+        context.close()
+
+
+def test_page_reconnects_after_daphne_restart_and_resyncs(live_stack, browser, gt_mask):
+    context, page = new_page(browser)
+    try:
+        upload_through_page(page, live_stack.url)
+        fx, fy = deepest_point(gt_mask)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, -1)
+        drawn = overlay_pixels(page)
+        area = page.evaluate("document.body.dataset.maskArea")
+
+        opened = int(page.evaluate("document.body.dataset.connects"))
+        live_stack.restart_daphne()
+        page.wait_for_function(
+            "(n) => Number(document.body.dataset.connects) > n"
+            " && document.body.dataset.connection === 'online'",
+            arg=opened, timeout=WAIT_MS)
+        # After hello the server sends the current mask again: the same picture as before.
+        page.wait_for_function("(a) => document.body.dataset.maskArea === a", arg=area,
+                               timeout=WAIT_MS)
+        assert overlay_pixels(page) == drawn
+
+        # And the page keeps working on the new connection.
+        seq = mask_seq(page)
+        page.keyboard.press("Delete")
+        wait_new_mask(page, seq)
+        assert overlay_pixels(page) == 0
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_rotated_photo_is_shown_upright_and_masks_stay_in_place(live_stack, browser, tmp_path,
+                                                                gt_mask):
+    """A camera JPEG stored sideways (EXIF orientation 6): the page shows it upright, clicks are
+    upright, the applied object is drawn back in place and the PNG download is upright."""
+    upright = np.asarray(Image.open(PHOTO).convert("RGB"))
+    stored = orient.to_stored(upright, 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = tmp_path / "sideways.jpg"
+    Image.fromarray(stored).save(rotated, quality=95, exif=exif)
+
+    context, page = new_page(browser)
+    try:
+        upload_through_page(page, live_stack.url, rotated)
+        photo = page.evaluate("window.maskweb.app.photo")
+        assert (photo["width"], photo["height"]) == (upright.shape[1], upright.shape[0])
+        assert photo["orientation"] == 6
+
+        fx, fy = deepest_point(gt_mask)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, -1)
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        before = tint_bits(page, "window.maskweb.viewer.current")
+
+        page.keyboard.press("Enter")
+        wait_or_explain(page, """() => {
+            const {app} = window.maskweb;
+            const o = app.objects.length && app.objectMasks.get(app.objects[0].id);
+            return o && o.mask && o.mask.area > 0;
+        }""", live_stack)
+        after = tint_bits(page, "(({app}) => app.objectMasks.get(app.objects[0].id).mask)"
+                                "(window.maskweb)")
+        iou = (before & after).sum() / (before | after).sum()
+        assert iou > 0.95, f"the applied object is drawn elsewhere (IoU {iou:.2f})"
+
+        with page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-png")
+        png = np.asarray(Image.open(info.value.path()).convert("L")) > 127
+        assert png.shape == upright.shape[:2]  # the PNG is upright, as viewers show the photo
+        assert (png & gt_mask).sum() / gt_mask.sum() > 0.8
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def tint_bits(page, expression: str) -> np.ndarray:
+    """The painted pixels of a renderable mask's tint canvas (preview size) as a bool array."""
+    out = page.evaluate(f"""() => {{
+        const m = {expression};
+        const d = m.tint.getContext('2d').getImageData(0, 0, m.width, m.height).data;
+        const bits = new Array(m.width * m.height);
+        for (let i = 0; i < bits.length; i += 1) bits[i] = d[4 * i + 3] > 0 ? 1 : 0;
+        return {{w: m.width, h: m.height, bits}};
+    }}""")
+    return np.array(out["bits"], bool).reshape(out["h"], out["w"])
+
+
+def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt_mask):
+    context, page = new_page(browser)
+    page.on("dialog", lambda d: d.accept())  # the delete confirmation
+    try:
+        token = upload_through_page(page, live_stack.url)
+        fx, fy = deepest_point(gt_mask)
+        # Two objects (the bear twice: a click that surely gives a mask, whatever the model).
+        for n in (1, 2):
+            seq = mask_seq(page)
+            page.mouse.click(*to_page(page, fx, fy))
+            wait_new_mask(page, seq)
+            page.mouse.click(*to_page(page, fx, fy), button="right")  # right-click applies
+            wait_or_explain(page, f"() => Number(document.body.dataset.objects) === {n}",
+                            live_stack)
+
+        def server_objects() -> list[dict]:
+            url = f"{live_stack.url}/api/v1/sessions/{token}/objects"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return json.loads(r.read())["objects"]
+
+        rows = page.locator("#objects-list .object")
+        rows.nth(0).locator(".name").dblclick()
+        page.keyboard.press("Control+a")
+        page.keyboard.type("Bear")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => window.maskweb.app.objects[0].name === 'Bear'",
+                               timeout=WAIT_MS)
+        assert server_objects()[0]["name"] == "Bear"
+
+        rows.nth(1).locator(".toggle-visible").click()
+        page.wait_for_selector("#objects-list .object.hidden-object", timeout=WAIT_MS)
+        assert [o["visible"] for o in server_objects()] == [True, False]
+
+        # Reopen the bear: it becomes the current object again, with its mask and prompts.
+        seq = mask_seq(page)
+        page.locator("#objects-list .object", has_text="Bear").locator(".reopen").click()
+        wait_new_mask(page, seq)
+        assert page.text_content("#prompt-count") == "1 prompt"
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        assert [o["name"] for o in server_objects()] == ["Object 2"]
+
+        page.locator("#objects-list .object .more").first.click()
+        page.click(".menu .delete-object")
+        page.wait_for_function("() => window.maskweb.app.objects.length === 0", timeout=WAIT_MS)
+        assert server_objects() == []
+        assert page.js_errors == []
+    finally:
+        context.close()

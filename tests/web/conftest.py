@@ -1,0 +1,66 @@
+"""Web tests run against a real redis-server (channel layer, embedding cache, Celery broker),
+with photos in a temporary MEDIA_ROOT. Encoding is called directly (what the worker's task
+does) where a test needs a ready session; tests/web/test_live_stack.py runs the real worker.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from maskweb.masking import embeddings, encoding, render, services
+from maskweb.masking.models import MaskSession
+from maskweb.photos.ingest import ingest
+from tests.web.client import two_tone_photo
+
+
+@pytest.fixture(autouse=True)
+def web_settings(settings: Any, redis_server: str, tmp_path: Any) -> Iterator[None]:
+    from maskweb.celery import app
+
+    settings.REDIS_URL = redis_server
+    settings.CELERY_BROKER_URL = redis_server
+    from maskweb.settings import channel_layer_config
+
+    settings.CHANNEL_LAYERS = {"default": channel_layer_config(redis_server)}
+    settings.MEDIA_ROOT = tmp_path / "photos"
+    settings.DEFAULT_MODEL = "grabcut"
+    app.conf.broker_url = redis_server
+    client = redis_lib.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    embeddings.local_cache.clear()
+    render.predictions.clear()
+    yield
+
+
+def make_session(content: bytes | None = None, name: str = "photo.png",
+                 ready: bool = True) -> MaskSession:
+    data = content if content is not None else two_tone_photo()
+    photo = ingest(io.BytesIO(data), name, len(data))
+    session = services.create_session(photo, "grabcut", name)
+    if ready:
+        encoding.encode_photo(photo.pk, "grabcut")
+    return services.reload(session)
+
+
+@pytest.fixture
+def ready_session() -> Callable[..., MaskSession]:
+    return make_session
+
+
+def edit(session: MaskSession) -> services.Access:
+    return services.Access(services.reload(session), services.EDIT)
+
+
+def view(session: MaskSession) -> services.Access:
+    return services.Access(services.reload(session), services.VIEW)
+
+
+def uploaded(content: bytes, name: str = "photo.png") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, content, content_type="application/octet-stream")

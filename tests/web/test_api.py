@@ -1,0 +1,281 @@
+"""The HTTP API as a script uses it, each answer validated against the OpenAPI document the app
+serves; and the document covers every route."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from PIL import Image
+
+from maskweb.masking import embeddings, render, services
+from maskweb.masking.openapi import openapi_document
+from tests.web.conftest import make_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+INSIDE = {"kind": "point", "x": 240, "y": 180}
+DOC = openapi_document()
+
+
+def schema_for(path: str, method: str, status: int) -> dict[str, Any]:
+    response = DOC["paths"][path][method]["responses"][str(status)]
+    return response["content"]["application/json"]["schema"]  # type: ignore[no-any-return]
+
+
+def check(response: Any, path: str, method: str = "get") -> Any:
+    """The response's status is documented, and its JSON body fits the documented schema."""
+    documented = DOC["paths"][path][method]["responses"]
+    assert str(response.status_code) in documented, (path, method, response.status_code)
+    if response["Content-Type"].startswith("application/json"):
+        body = response.json()
+        schema = {**schema_for(path, method, response.status_code),
+                  "components": DOC["components"]}
+        jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+        return body
+    return response
+
+
+def api_routes() -> set[str]:
+    """Every /api/ route of the URLconf, in OpenAPI's path syntax."""
+    found: set[str] = set()
+
+    def walk(patterns: list[Any], prefix: str) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, prefix + str(p.pattern))
+            elif isinstance(p, URLPattern):
+                route = prefix + str(p.pattern)
+                if route.startswith("api/"):
+                    found.add("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_openapi_document_covers_every_route_and_is_served():
+    assert api_routes() == set(DOC["paths"])
+    served = Client().get("/api/v1/openapi.json")
+    assert served.status_code == 200 and served.json() == DOC
+    # Every $ref resolves.
+    text = str(DOC)
+    for name in re.findall(r"#/components/schemas/(\w+)", text):
+        assert name in DOC["components"]["schemas"]
+    jsonschema.Draft202012Validator.check_schema({"$defs": DOC["components"]["schemas"]})
+
+
+def test_script_flow_prompt_undo_apply_download():
+    session = make_session()
+    base = f"/api/v1/sessions/{session.edit_token}"
+    path = "/api/v1/sessions/{token}"
+    client = Client()
+    state = check(client.get(base), path)
+    assert state["status"] == "ready" and state["role"] == "edit"
+
+    mask = check(client.post(f"{base}/prompts", INSIDE, content_type="application/json"),
+                 path + "/prompts", "post")
+    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(mask["png_base64"])))) >= 128
+    assert png.shape == (360, 480) and png[180, 240] and not png[5, 5]
+    assert mask["bbox"][0] <= 240 < mask["bbox"][2]
+
+    undone = check(client.post(f"{base}/undo"), path + "/undo", "post")
+    assert undone["empty"] and undone["png_base64"] == ""
+    redone = check(client.post(f"{base}/redo"), path + "/redo", "post")
+    assert not redone["empty"]
+    check(client.post(f"{base}/candidate", {"index": 0}, content_type="application/json"),
+          path + "/candidate", "post")
+    check(client.get(f"{base}/current"), path + "/current")
+
+    applied = check(client.post(f"{base}/apply", {"name": "Lemon"},
+                                content_type="application/json"), path + "/apply", "post")
+    assert applied["object"]["name"] == "Lemon"
+
+    one = client.get(applied["object"]["png_url"])
+    assert one.status_code == 200 and one["Content-Type"] == "image/png"
+    img = Image.open(io.BytesIO(one.content))
+    assert img.size == (480, 360) and img.mode == "L"
+    assert 'filename="photo-1.png"' in one["Content-Disposition"]
+    soft = np.asarray(Image.open(io.BytesIO(client.get(applied["object"]["png_url"]
+                                                       + "?soft=1").content)))
+    assert len(np.unique(soft)) > 2, "the soft mask has in-between values on its edge"
+
+    svg = client.get(applied["object"]["svg_url"])
+    assert svg.status_code == 200 and b"<path" in svg.content and b"Lemon" in svg.content
+    everything = client.get(f"{base}/mask.png")
+    assert everything.status_code == 200
+    xmp = client.get(f"{base}/sidecar.xmp")
+    assert xmp.status_code == 200 and 'filename="photo.png.xmp"' in xmp["Content-Disposition"]
+    assert b"darktable:masks_history" in xmp.content or b"masks_history" in xmp.content
+
+    renamed = check(client.patch(f"{base}/objects/1", {"visible": False},
+                                 content_type="application/json"),
+                    path + "/objects/{number}", "patch")
+    assert renamed["visible"] is False
+    nothing = client.get(f"{base}/mask.png")
+    assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "empty"
+    check(client.post(f"{base}/objects/1/reopen"), path + "/objects/{number}/reopen", "post")
+    gone = client.delete(f"{base}/objects/1")
+    assert gone.status_code == 204
+
+
+def test_view_token_reads_but_cannot_write():
+    session = make_session()
+    base = f"/api/v1/sessions/{session.view_token}"
+    client = Client()
+    state = client.get(base).json()
+    assert state["role"] == "view" and "edit_token" not in state and "edit_url" not in state
+    for method, url, body in [("post", "/prompts", INSIDE), ("post", "/undo", None),
+                              ("post", "/apply", None), ("put", "/model", {"model": "grabcut"}),
+                              ("patch", "/objects/1", {"name": "x"}),
+                              ("delete", "/objects/1", None)]:
+        response = getattr(client, method)(base + url, body, content_type="application/json")
+        assert response.status_code == 403, (method, url)
+        assert response.json()["error"]["code"] == "forbidden"
+
+
+def test_errors_are_json_with_a_code():
+    session = make_session()
+    base = f"/api/v1/sessions/{session.edit_token}"
+    client = Client()
+    missing = client.get("/api/v1/sessions/unknown-token")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    not_json = client.post(f"{base}/prompts", "{not json", content_type="application/json")
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "bad_json"
+    outside = client.post(f"{base}/prompts", {"kind": "point", "x": 1e6, "y": 1},
+                          content_type="application/json")
+    assert outside.status_code == 400 and outside.json()["error"]["code"] == "out_of_bounds"
+    nan = client.post(f"{base}/prompts", '{"kind": "point", "x": NaN, "y": 1}',
+                      content_type="application/json")
+    assert nan.status_code == 400
+    wrong_method = client.delete(f"{base}/prompts")
+    assert wrong_method.status_code == 405
+
+
+def test_prompt_while_encoding_is_kept_and_answered_202():
+    session = make_session(ready=False)
+    base = f"/api/v1/sessions/{session.edit_token}"
+    response = Client().post(f"{base}/prompts", INSIDE, content_type="application/json")
+    body = check(response, "/api/v1/sessions/{token}/prompts", "post")
+    assert response.status_code == 202 and body["status"] == "encoding"
+    assert Client().get(base).json()["current"]["prompts"] == [
+        {"kind": "point", "x": 240.0, "y": 180.0, "positive": True}]
+
+
+def test_models_endpoint_lists_the_default():
+    body = check(Client().get("/api/v1/models"), "/api/v1/models")
+    assert body["default"] in [m["id"] for m in body["models"]]
+    assert "grabcut" in [m["id"] for m in body["models"]]
+
+
+def test_session_page_is_404_for_an_unknown_token(settings, tmp_path):
+    settings.FRONTEND_DIR = tmp_path
+    (tmp_path / "session.html").write_text("<html>session</html>")
+    (tmp_path / "index.html").write_text("<html>upload</html>")
+    session = make_session()
+    client = Client()
+    assert client.get("/s/no-such-token/").status_code == 404
+    page = client.get(f"/s/{session.view_token}/")
+    assert page.status_code == 200 and b"session" in b"".join(page.streaming_content)
+    assert page["Referrer-Policy"] == "no-referrer"
+    assert b"upload" in b"".join(client.get("/").streaming_content)
+
+
+def test_existing_sidecar_is_validated_on_upload():
+    session = make_session()
+    base = f"/api/v1/sessions/{session.edit_token}"
+    bad = Client().post(f"{base}/sidecar", b"<not xmp/>", content_type="application/rdf+xml")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_sidecar"
+
+
+def test_oversized_json_body_is_a_json_413():
+    session = make_session()
+    base = f"/api/v1/sessions/{session.edit_token}"
+    huge = b"<x>" + b"a" * (3 * 1024 * 1024) + b"</x>"
+    response = Client().post(f"{base}/sidecar", huge, content_type="application/rdf+xml")
+    assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+
+
+def test_redis_down_is_a_json_503_not_a_crash(settings):
+    from maskweb import runner
+
+    session = make_session()
+    services.add_prompt(services.Access(session, services.EDIT), INSIDE)
+    embeddings.local_cache.clear()
+    render.predictions.clear()
+    settings.REDIS_URL = f"redis://127.0.0.1:{runner.free_port()}/0"  # nothing listens there
+    response = Client().get(f"/api/v1/sessions/{session.edit_token}/current")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_vector_settings_are_advertised_and_change_the_svg():
+    session = make_session()
+    access = services.Access(session, services.EDIT)
+    services.add_prompt(access, INSIDE)
+    services.apply(access)
+    base = f"/api/v1/sessions/{session.edit_token}"
+    client = Client()
+    state = check(client.get(base), "/api/v1/sessions/{token}")
+    assert state["vectorize"] == {"turdsize": 4, "alphamax": 1.0, "feather": 0.0}
+    corners = client.get(f"{base}/masks.svg?alphamax=0").content
+    smooth = client.get(f"{base}/masks.svg?alphamax=1.3333").content
+    assert corners != smooth and b"<path" in corners
+    # Dropping every region smaller than the photo leaves an empty path.
+    nothing = client.get(f"{base}/objects/1/mask.svg?turdsize=100000").content
+    assert re.search(rb' d=""', nothing)
+    feathered = client.get(f"{base}/sidecar.xmp?feather=12")
+    assert feathered.status_code == 200
+    assert feathered.content != client.get(f"{base}/sidecar.xmp").content
+    for bad in ("turdsize=-1", "turdsize=2.5", "alphamax=2", "feather=abc", "alphamax=nan"):
+        response = client.get(f"{base}/masks.svg?{bad}")
+        assert response.status_code == 400, bad
+        assert response.json()["error"]["code"] == "bad_field"
+
+
+def test_a_slow_request_does_not_hold_up_the_others(monkeypatch):
+    """Each API view runs in its own thread: a long download must not queue page loads."""
+    import asyncio
+    import threading
+
+    from django.test import AsyncClient
+
+    from maskweb.masking import downloads
+
+    session = make_session()
+    services.add_prompt(services.Access(session, services.EDIT), INSIDE)
+    release = threading.Event()
+    real_svg = downloads.svg
+
+    def slow_svg(*args: Any, **kwargs: Any) -> str:
+        assert release.wait(20), "the other request never got through"
+        return real_svg(*args, **kwargs)
+
+    monkeypatch.setattr(downloads, "svg", slow_svg)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        client = AsyncClient()
+
+        async def slow() -> None:
+            response = await client.get(f"/api/v1/sessions/{session.edit_token}/masks.svg")
+            assert response.status_code == 200
+            order.append("svg")
+
+        async def quick() -> None:
+            await asyncio.sleep(0.3)
+            response = await client.get(f"/api/v1/sessions/{session.view_token}")
+            assert response.status_code == 200
+            order.append("state")
+            release.set()  # only now may the slow one finish
+
+        await asyncio.gather(slow(), quick())
+
+    asyncio.run(scenario())
+    assert order == ["state", "svg"]

@@ -1,0 +1,352 @@
+"""The session socket through channels' WebsocketCommunicator, with the real Redis channel
+layer: every kind of bad input gets an error frame, and the connection and the session go on
+with nothing half-written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from maskweb.asgi import application
+from maskweb.masking import services
+from tests.web.client import split_frame
+from tests.web.conftest import make_session
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+INSIDE = {"kind": "point", "x": 240, "y": 180}
+
+
+def run(scenario: Any) -> Any:
+    return asyncio.run(scenario)
+
+
+async def connect(token: str) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(application, f"/ws/sessions/{token}/")
+    connected, _ = await comm.connect(timeout=10)
+    assert connected
+    return comm
+
+
+async def recv(comm: WebsocketCommunicator, timeout: float = 20) -> Any:
+    message = await comm.receive_output(timeout=timeout)
+    assert message["type"] == "websocket.send", message
+    if message.get("bytes") is not None:
+        return split_frame(message["bytes"])
+    return json.loads(message["text"])
+
+
+async def recv_until(comm: WebsocketCommunicator, predicate: Any, timeout: float = 30) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        item = await recv(comm, timeout=max(0.1, deadline - loop.time()))
+        if predicate(item):
+            return item
+
+
+def is_mask(item: Any) -> bool:
+    return isinstance(item, tuple)
+
+
+def is_error(code: str) -> Any:
+    return lambda item: isinstance(item, dict) and item.get("type") == "error" \
+        and item["code"] == code
+
+
+async def pong(comm: WebsocketCommunicator) -> None:
+    await comm.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "alive"}))
+    reply = await recv_until(comm, lambda i: isinstance(i, dict) and i.get("type") == "pong")
+    assert reply["id"] == "alive"
+
+
+def actions_of(session) -> list:
+    return services.reload(session).current.actions
+
+
+def test_hello_then_a_click_gives_a_mask_frame_to_every_socket():
+    session = make_session()
+
+    async def scenario() -> None:
+        editor, other = await connect(session.edit_token), await connect(session.view_token)
+        hello = await recv(editor)
+        assert hello["type"] == "hello" and hello["role"] == "edit"
+        assert hello["state"]["status"] == "ready"
+        assert (await recv(other))["role"] == "view"
+        await editor.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": "a", "prompt": INSIDE}))
+        header, mask = await recv_until(editor, is_mask)
+        assert header["id"] == "a" and mask[180, 240] and not mask[5, 5]
+        seen, seen_mask = await recv_until(other, is_mask)
+        assert seen["seq"] == header["seq"] and (seen_mask == mask).all()
+        # Undo empties the object: an empty frame, no PNG bytes.
+        await editor.send_to(text_data=json.dumps({"v": 1, "type": "undo"}))
+        header, mask = await recv_until(editor, is_mask)
+        assert header["empty"] and mask is None and header["can_redo"]
+        await editor.disconnect()
+        await other.disconnect()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("raw,code", [
+    ("this is not json", "bad_json"),
+    ("[1, 2, 3]", "bad_json"),
+    ('{"v": 1, "type": "teleport"}', "unknown_type"),
+    ('{"v": 1}', "unknown_type"),
+    ('{"v": 1, "type": "prompt"}', "bad_field"),
+    ('{"v": 1, "type": "prompt", "prompt": {"kind": "point", "x": 10}}', "bad_field"),
+    ('{"v": 1, "type": "prompt", "prompt": {"kind": "point", "x": 9999, "y": 10}}',
+     "out_of_bounds"),
+    ('{"v": 1, "type": "prompt", "prompt": {"kind": "point", "x": NaN, "y": 10}}', "bad_json"),
+    ('{"v": 1, "type": "prompt", "prompt": {"kind": "point", "x": Infinity, "y": 1}}',
+     "bad_json"),
+    ('{"v": 1, "type": "prompt", "prompt": {"kind": "point", "x": 1e999, "y": 1}}',
+     "bad_field"),
+    ('{"v": 1, "type": "candidate", "index": "two"}', "bad_field"),
+    ('{"v": 1, "type": "reopen", "object_id": 42}', "not_found"),
+    ('{"v": 1, "type": "apply"}', "empty"),
+    ('{"v": 1, "type": "model", "model": "no-such-model"}', "bad_field"),
+    ('{"v": 1, "type": "ping", "id": ' + json.dumps("x" * 65) + "}", "bad_field"),
+], ids=["text", "array", "unknown", "no-type", "no-prompt", "missing-y", "outside", "nan",
+        "infinity", "overflow", "candidate", "unknown-object", "empty-apply", "bad-model",
+        "long-id"])
+def test_bad_message_gets_an_error_frame_and_the_socket_goes_on(raw, code):
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        await recv(comm)  # hello
+        await comm.send_to(text_data=raw)
+        error = await recv_until(comm, lambda i: isinstance(i, dict) and i["type"] == "error")
+        assert error["code"] == code, error
+        assert error["message"]
+        await pong(comm)
+        # The session is intact and still works.
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
+        header, mask = await recv_until(comm, is_mask)
+        assert mask[180, 240]
+        await comm.disconnect()
+
+    run(scenario())
+    assert len(actions_of(session)) == 1
+
+
+def test_ten_thousand_points_in_one_stroke_are_refused_whole():
+    session = make_session()
+    stroke = {"kind": "stroke", "points": [[10 + i % 400, 10] for i in range(10_000)],
+              "radius": 4}
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        raw = json.dumps({"v": 1, "type": "prompt", "prompt": stroke})
+        await comm.send_to(text_data=raw)
+        error = await recv_until(comm, lambda i: isinstance(i, dict) and i["type"] == "error")
+        # 10 000 points are also more bytes than a message may have: either refusal is right.
+        assert error["code"] in ("too_many_points", "too_large")
+        shorter = {**stroke, "points": stroke["points"][:3000]}
+        small = json.dumps({"v": 1, "type": "prompt", "prompt": shorter})
+        await comm.send_to(text_data=small)
+        error = await recv_until(comm, lambda i: isinstance(i, dict) and i["type"] == "error")
+        assert error["code"] == "too_many_points"
+        await pong(comm)
+        await comm.disconnect()
+
+    run(scenario())
+    assert actions_of(session) == []
+
+
+def test_binary_frames_are_refused():
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        await comm.send_to(bytes_data=b"\x00\x01")
+        assert (await recv_until(comm, is_error("bad_json")))["code"] == "bad_json"
+        await pong(comm)
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_a_flood_is_rate_limited_and_nothing_is_half_written(settings):
+    settings.WS_RATE_PER_SECOND = 2.0
+    settings.WS_RATE_BURST = 4
+    session = make_session()
+    sent = 30
+
+    async def scenario() -> tuple[int, int]:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        for i in range(sent):
+            await comm.send_to(text_data=json.dumps(
+                {"v": 1, "type": "prompt", "id": f"p{i}",
+                 "prompt": {"kind": "point", "x": 200 + i, "y": 180}}))
+        masks = limited = 0
+        while masks + limited < sent:
+            item = await recv(comm, timeout=30)
+            if is_mask(item):
+                masks += 1
+            elif item.get("type") == "error":
+                assert item["code"] == "rate_limited"
+                limited += 1
+        await asyncio.sleep(1.0)  # the bucket refills: the socket works again
+        await pong(comm)
+        await comm.disconnect()
+        return masks, limited
+
+    masks, limited = run(scenario())
+    assert limited > 0 and masks >= 4
+    # Every accepted prompt is in the log, every refused one is not.
+    assert len(actions_of(session)) == masks
+
+
+def test_view_token_cannot_write_and_unknown_token_is_closed():
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.view_token)
+        assert (await recv(comm))["role"] == "view"
+        for message in ({"type": "prompt", "prompt": INSIDE}, {"type": "clear"},
+                        {"type": "apply"}, {"type": "model", "model": "grabcut"},
+                        {"type": "rename", "object_id": 1, "name": "x"}):
+            await comm.send_to(text_data=json.dumps({"v": 1, "id": "w", **message}))
+            error = await recv_until(comm, lambda i: isinstance(i, dict)
+                                     and i["type"] == "error")
+            assert error["code"] in ("forbidden", "not_found") and error["id"] == "w"
+        await comm.disconnect()
+
+        stranger = WebsocketCommunicator(application, "/ws/sessions/no-such-token/")
+        connected, _ = await stranger.connect(timeout=10)
+        assert connected  # accepted, then closed with 4404 so the page can say why
+        closed = await stranger.receive_output(timeout=10)
+        assert closed == {"type": "websocket.close", "code": 4404}
+
+    run(scenario())
+    assert actions_of(session) == []
+
+
+def test_http_changes_reach_the_sockets():
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.view_token)
+        await recv(comm)
+        access = await database_sync_to_async(services.resolve)(session.edit_token)
+        await database_sync_to_async(services.add_prompt)(access, INSIDE)
+        await database_sync_to_async(services.render_current)(access.session)
+        header, mask = await recv_until(comm, is_mask)
+        assert mask[180, 240]
+        await database_sync_to_async(services.apply)(access, "Thing")
+        objects = await recv_until(comm, lambda i: isinstance(i, dict)
+                                   and i["type"] == "objects")
+        assert [o["name"] for o in objects["objects"]] == ["Thing"]
+        assert objects["objects"][0]["png_url"].startswith(
+            f"/api/v1/sessions/{session.view_token}/")
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_encode_progress_and_ready_reach_the_page_then_waiting_prompts_get_their_mask():
+    session = make_session(ready=False)
+
+    async def scenario() -> list[dict]:
+        comm = await connect(session.edit_token)
+        hello = await recv(comm)
+        assert hello["state"]["status"] == "encoding"
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
+        kept = await recv_until(comm, lambda i: isinstance(i, dict) and i["type"] == "status")
+        assert kept["status"] == "encoding", "the prompt is kept while encoding"
+        from maskweb.masking import encoding
+
+        await database_sync_to_async(encoding.encode_photo, thread_sensitive=False)(
+            session.photo.pk, "grabcut")
+        statuses = []
+        while not statuses or statuses[-1]["status"] != "ready":
+            statuses.append(await recv_until(
+                comm, lambda i: isinstance(i, dict) and i["type"] == "status"))
+        header, mask = await recv_until(comm, is_mask)  # the worker renders the waiting prompt
+        assert mask[180, 240]
+        await comm.disconnect()
+        return statuses
+
+    statuses = run(scenario())
+    assert statuses[-1]["progress"] == 1.0
+    assert any(s["status"] == "encoding" and 0 < s["progress"] < 1 for s in statuses), statuses
+
+
+def test_a_prompt_the_model_fails_on_is_undone_and_the_socket_goes_on(monkeypatch):
+    from maskweb.masking import engine
+
+    session = make_session()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("decoder exploded")
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        with monkeypatch.context() as patch:
+            patch.setattr(engine, "decode", broken)
+            await comm.send_to(text_data=json.dumps(
+                {"v": 1, "type": "prompt", "id": "bad", "prompt": INSIDE}))
+            error = await recv_until(comm, is_error("internal"))
+            assert error["id"] == "bad" and "undone" in error["message"]
+        await pong(comm)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
+        header, mask = await recv_until(comm, is_mask)
+        assert mask[180, 240] and len(header["prompts"]) == 1
+        await comm.disconnect()
+
+    run(scenario())
+    obj = services.reload(session).current
+    assert len(obj.effective_prompts()) == 1
+
+
+def test_an_idle_socket_outlives_the_channel_layers_blocking_read():
+    """channels_redis blocks 5 s per read; a client read timeout of the same length (redis-py
+    8's default) used to kill every socket idle for a few seconds."""
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.view_token)
+        await recv(comm)
+        await asyncio.sleep(8)
+        access = await database_sync_to_async(services.resolve)(session.edit_token)
+        await database_sync_to_async(services.add_prompt_and_render)(access, INSIDE)
+        header, mask = await recv_until(comm, is_mask)
+        assert mask[180, 240]
+        await pong(comm)
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_apply_sends_the_empty_mask_before_the_new_object_list():
+    """A page that sees the new list must already know the current mask is gone (else a
+    click right after could be answered, in its eyes, by the stale empty frame)."""
+    session = make_session()
+
+    async def scenario() -> list[str]:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
+        await recv_until(comm, is_mask)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "apply"}))
+        seen: list[str] = []
+        while "objects" not in seen:
+            item = await recv(comm)
+            seen.append("empty-mask" if is_mask(item) and item[0]["empty"]
+                        else "mask" if is_mask(item) else item["type"])
+        await comm.disconnect()
+        return seen
+
+    assert run(scenario()) == ["empty-mask", "objects"]

@@ -1,0 +1,283 @@
+"""The session services without sockets: prompt log, undo/redo/clear, candidates, objects,
+model choice, the embedding cache, and coordinates in the stored grid."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskweb.masking import embeddings, encoding, render, services
+from maskweb.masking.models import MaskObject, Status
+from maskweb.masking.prompts import ProtocolError
+from maskweb.masking.redis_client import get_redis
+from tests.web.client import two_tone_photo
+from tests.web.conftest import edit, make_session, view
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+INSIDE = {"kind": "point", "x": 240, "y": 180}
+OUTSIDE_BG = {"kind": "point", "x": 30, "y": 30, "positive": False}
+
+
+def mask_of(session) -> np.ndarray | None:
+    rendered = services.render_current(session, broadcast=False)
+    return rendered.current.mask if rendered.current else None
+
+
+def test_click_inside_the_object_masks_the_object():
+    session = make_session()
+    services.add_prompt(edit(session), INSIDE)
+    mask = mask_of(session)
+    assert mask is not None and mask.shape == (360, 480)
+    assert mask[120:240, 160:320].mean() > 0.8 and mask.mean() < 0.3
+
+
+def test_prompts_are_stored_in_the_stored_grid():
+    # Stored 480x360 with EXIF 6 (upright 360x480): upright (u, v) = stored (v, 360 - u).
+    session = make_session(two_tone_photo(fmt="JPEG", exif_orientation=6), "r.jpg")
+    services.add_prompt(edit(session), {"kind": "point", "x": 100, "y": 50})
+    obj = services.reload(session).current
+    assert obj.actions[0]["prompt"] == {"kind": "point", "x": 50.0, "y": 260.0,
+                                        "positive": True}
+    state = services.session_state(edit(session))
+    assert state["current"]["prompts"][0] == {"kind": "point", "x": 100.0, "y": 50.0,
+                                              "positive": True}
+
+
+def test_mask_of_a_rotated_photo_is_upright_and_covers_the_object():
+    session = make_session(two_tone_photo(fmt="JPEG", exif_orientation=6), "r.jpg")
+    # Upright, the object (stored x 160..320, y 120..240) spans u 120..240, v 160..320.
+    services.add_prompt(edit(session), {"kind": "point", "x": 180, "y": 240})
+    mask = mask_of(session)
+    assert mask.shape == (480, 360)
+    assert mask[160:320, 120:240].mean() > 0.8 and mask.mean() < 0.3
+    # The download is in the stored grid's size, turned upright by the PNG writer.
+    png = services_png(session)
+    assert png.shape == (480, 360) and png[240, 180] and not png[10, 10]
+
+
+def services_png(session) -> np.ndarray:
+    from maskweb.masking import downloads
+
+    data = downloads.png(session.photo, [mask_of(session)])
+    return np.asarray(Image.open(io.BytesIO(data))) >= 128
+
+
+def test_undo_redo_and_clear_walk_the_log():
+    session = make_session()
+    access = edit(session)
+    services.add_prompt(access, INSIDE)
+    services.add_prompt(access, OUTSIDE_BG)
+    assert len(services.reload(session).current.effective_prompts()) == 2
+    services.undo(access)
+    obj = services.reload(session).current
+    assert obj.effective_prompts() == [obj.actions[0]["prompt"]] and obj.can_redo
+    services.redo(access)
+    assert len(services.reload(session).current.effective_prompts()) == 2
+    services.clear(access)
+    assert services.reload(session).current.effective_prompts() == []
+    assert mask_of(session) is None
+    services.undo(access)  # clear is undoable
+    assert len(services.reload(session).current.effective_prompts()) == 2
+    services.undo(access)
+    services.add_prompt(access, {"kind": "point", "x": 250, "y": 170})  # drops the redo tail
+    obj = services.reload(session).current
+    assert len(obj.actions) == 2 and not obj.can_redo
+
+
+def test_undo_with_nothing_to_undo_changes_nothing():
+    session = make_session()
+    before = services.reload(session).revision
+    services.undo(edit(session))
+    assert services.reload(session).revision == before
+
+
+def test_view_access_cannot_write():
+    session = make_session()
+    with pytest.raises(services.Forbidden):
+        services.add_prompt(view(session), INSIDE)
+    with pytest.raises(services.Forbidden):
+        services.apply(view(session))
+    assert services.reload(session).current.actions == []
+
+
+@pytest.mark.parametrize("prompt,code", [
+    ({"kind": "point", "x": 481, "y": 10}, "out_of_bounds"),
+    ({"kind": "point", "x": -1, "y": 10}, "out_of_bounds"),
+    ({"kind": "point", "x": float("nan"), "y": 10}, "bad_field"),
+    ({"kind": "point", "x": float("inf"), "y": 10}, "bad_field"),
+    ({"kind": "point", "x": True, "y": 10}, "bad_field"),
+    ({"kind": "point", "x": "10", "y": 10}, "bad_field"),
+    ({"kind": "point", "y": 10}, "bad_field"),
+    ({"kind": "box", "x0": 1, "y0": 1, "x1": 1, "y1": 50}, "bad_field"),
+    ({"kind": "stroke", "points": [[1, 1]] * 10_000, "radius": 5}, "too_many_points"),
+    ({"kind": "stroke", "points": [[1, 1], [2]], "radius": 5}, "bad_field"),
+    ({"kind": "stroke", "points": [[1, 1]], "radius": 0}, "bad_field"),
+    ({"kind": "lasso"}, "bad_field"),
+    ("point", "bad_field"),
+])
+def test_bad_prompt_is_refused_and_nothing_is_written(prompt, code):
+    session = make_session()
+    with pytest.raises(ProtocolError) as err:
+        services.add_prompt(edit(session), prompt)
+    assert err.value.code == code
+    fresh = services.reload(session)
+    assert fresh.current.actions == [] and fresh.revision == session.revision
+
+
+def test_box_and_stroke_prompts_mask_the_object():
+    session = make_session()
+    access = edit(session)
+    services.add_prompt(access, {"kind": "box", "x0": 150, "y0": 110, "x1": 330, "y1": 250})
+    assert mask_of(session)[180, 240]
+    services.clear(access)
+    services.add_prompt(access, {"kind": "stroke", "points": [[200, 160], [280, 200]],
+                                 "radius": 8})
+    mask = mask_of(session)
+    assert mask[180, 240] and not mask[10, 10]
+
+
+def test_apply_makes_an_object_and_starts_the_next():
+    session = make_session()
+    access = edit(session)
+    with pytest.raises(ProtocolError) as err:
+        services.apply(access)
+    assert err.value.code == "empty"
+    services.add_prompt(access, INSIDE)
+    obj = services.apply(access, "Lemon")
+    fresh = services.reload(session)
+    assert obj.applied and obj.name == "Lemon" and obj.mask_png
+    assert abs(obj.area - 160 * 120) < 0.2 * 160 * 120  # stored-grid pixels
+    assert fresh.current.number == 2 and fresh.current.actions == []
+    state = services.session_state(edit(session))
+    assert [o["name"] for o in state["objects"]] == ["Lemon"]
+
+
+def test_rename_hide_delete_and_reopen_objects():
+    session = make_session()
+    access = edit(session)
+    services.add_prompt(access, INSIDE)
+    services.apply(access)
+    services.add_prompt(edit(session), {"kind": "point", "x": 30, "y": 30})
+    services.apply(edit(session))
+    services.update_object(edit(session), 1, name="Sign", visible=False)
+    one = MaskObject.objects.get(session=session, number=1)
+    assert one.name == "Sign" and not one.visible
+    # Hidden objects are left out of "all objects" downloads.
+    assert [o.number for o, _ in services.visible_objects(services.reload(session))] == [2]
+    services.reopen(edit(session), 1)
+    fresh = services.reload(session)
+    assert fresh.current.number == 1 and not fresh.current.applied
+    assert len(fresh.current.effective_prompts()) == 1
+    assert not MaskObject.objects.filter(session=session, number=3).exists(), \
+        "the empty next object is dropped on reopen"
+    services.delete_object(edit(session), 2)
+    assert not MaskObject.objects.filter(session=session, number=2).exists()
+    with pytest.raises(ProtocolError) as err:
+        services.update_object(edit(session), 99, name="x")
+    assert err.value.code == "not_found"
+
+
+def test_candidate_selection_is_kept_until_the_next_prompt():
+    session = make_session()
+    access = edit(session)
+    services.add_prompt(access, INSIDE)
+    scores = services.render_current(session, broadcast=False).current.scores
+    services.select_candidate(access, len(scores) - 1)
+    assert services.reload(session).current.candidate == len(scores) - 1
+    services.add_prompt(access, OUTSIDE_BG)
+    assert services.reload(session).current.candidate == 0
+    with pytest.raises(ProtocolError):
+        services.select_candidate(access, -1)
+
+
+def test_same_photo_is_encoded_once_by_anyone():
+    first = make_session(two_tone_photo(seed=9))
+    assert first.status == Status.READY
+    key = embeddings.embedding_key(first.photo, "grabcut")
+    assert get_redis().exists(key)
+    second = make_session(two_tone_photo(seed=9), ready=False)
+    assert second.status == Status.READY, "a second upload needs no encode at all"
+    assert encoding.encode_photo(second.photo.pk, "grabcut") == encoding.ALREADY
+
+
+def test_missing_embedding_is_reencoded_and_the_prompts_replayed():
+    session = make_session()
+    services.add_prompt(edit(session), INSIDE)
+    before = mask_of(session)
+    get_redis().flushall()
+    embeddings.local_cache.clear()
+    render.predictions.clear()
+    rendered = services.render_current(session, broadcast=False)
+    assert rendered.current is None
+    assert rendered.session.status == Status.ENCODING
+    assert "again" in rendered.session.message
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+    after = mask_of(services.reload(session))
+    assert (after == before).mean() > 0.99
+
+
+def test_embedding_kept_by_a_web_process_is_written_back_after_a_flush():
+    session = make_session()
+    services.add_prompt(edit(session), INSIDE)
+    mask_of(session)
+    key = embeddings.embedding_key(session.photo, "grabcut")
+    get_redis().flushall()
+    render.predictions.clear()
+    assert mask_of(session) is not None
+    assert get_redis().exists(key), "the local copy went back to Redis for the others"
+
+
+def test_prompts_while_encoding_are_kept():
+    session = make_session(ready=False)
+    services.add_prompt(edit(session), INSIDE)
+    assert services.render_current(session, broadcast=False).current is None
+    encoding.encode_photo(session.photo.pk, "grabcut")
+    assert mask_of(services.reload(session))[180, 240]
+
+
+def test_unknown_model_is_refused_and_switching_replays():
+    session = make_session()
+    with pytest.raises(ProtocolError):
+        services.switch_model(edit(session), "no-such-model")
+    services.add_prompt(edit(session), INSIDE)
+    switched = services.switch_model(edit(session), "grabcut")
+    assert switched.status == Status.READY and switched.model_id == "grabcut"
+    assert mask_of(switched)[180, 240]
+
+
+def test_prompt_limit_per_object(settings):
+    settings.WS_MAX_PROMPTS = 3
+    session = make_session()
+    for i in range(3):
+        services.add_prompt(edit(session), {"kind": "point", "x": 200 + i, "y": 180})
+    with pytest.raises(ProtocolError) as err:
+        services.add_prompt(edit(session), INSIDE)
+    assert err.value.code == "too_many_points"
+    assert len(services.reload(session).current.actions) == 3
+
+
+def test_unknown_token_is_not_found():
+    with pytest.raises(services.NotFound):
+        services.resolve("nope")
+    session = make_session()
+    assert services.resolve(session.view_token).role == services.VIEW
+    assert services.resolve(session.edit_token).role == services.EDIT
+
+
+def test_a_dead_workers_lock_runs_out_and_the_next_worker_encodes(monkeypatch):
+    import time
+
+    monkeypatch.setattr(encoding, "LOCK_SECONDS", 1)
+    session = make_session(ready=False)
+    key = embeddings.embedding_key(session.photo, "grabcut")
+    # What a worker killed mid-encode leaves behind: its lock, and no embedding.
+    get_redis().set(f"maskweb:lock:{key}", "dead-worker", ex=1)
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.BUSY
+    time.sleep(1.2)
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+    assert services.reload(session).status == Status.READY
+    assert encoding.unfinished() == []

@@ -1,0 +1,71 @@
+"""Settings from the environment: safe defaults, a clear error naming a bad variable, and the
+secret kept outside the repository."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from maskweb import config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_django(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "MASKWEB_DATA_DIR": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-c", "import django, os;"
+                           "os.environ['DJANGO_SETTINGS_MODULE'] = 'maskweb.settings';"
+                           "django.setup(); from django.conf import settings;"
+                           "print(settings.DATABASES['default']['ENGINE'])"],
+                          cwd=REPO, env=full, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("MASKWEB_WORK_MAX_SIDE", "big", "MASKWEB_WORK_MAX_SIDE='big': expected a whole number"),
+    ("MASKWEB_WORK_MAX_SIDE", "99999", "must be at most 8192"),
+    ("MASKWEB_DEBUG", "maybe", "MASKWEB_DEBUG='maybe'"),
+    ("DATABASE_URL", "nosuchdb://x/y", "DATABASE_URL is not a database URL"),
+])
+def test_bad_value_stops_startup_naming_the_variable(tmp_path, name, value, expected):
+    done = start_django(tmp_path, **{name: value})
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and expected in done.stderr
+
+
+def test_defaults_give_sqlite_in_the_data_dir_and_a_kept_secret(tmp_path):
+    done = start_django(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "django.db.backends.sqlite3"
+    secret = tmp_path / "secret_key"
+    key = secret.read_text()
+    assert len(key) >= 50 and secret.stat().st_mode & 0o777 == 0o600
+    assert start_django(tmp_path).returncode == 0 and secret.read_text() == key, \
+        "the same key on every start (sessions and signatures stay valid)"
+    assert not list(REPO.glob("**/secret_key")), "never inside the repository"
+
+
+def test_env_helpers_parse_and_bound(monkeypatch):
+    monkeypatch.setenv("X_INT", " 12 ")
+    assert config.env_int("X_INT", 1, minimum=1, maximum=20) == 12
+    monkeypatch.setenv("X_FLOAT", "nan")
+    with pytest.raises(ImproperlyConfigured, match="X_FLOAT"):
+        config.env_float("X_FLOAT", 1.0)
+    monkeypatch.setenv("X_BOOL", "Yes")
+    assert config.env_bool("X_BOOL", False) is True
+    monkeypatch.setenv("X_LIST", "a.example, b.example,,")
+    assert config.env_list("X_LIST", []) == ["a.example", "b.example"]
+    monkeypatch.delenv("X_INT")
+    assert config.env_int("X_INT", 7) == 7
+
+
+def test_unwritable_data_dir_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("MASKWEB_DATA_DIR", str(blocker / "sub"))
+    with pytest.raises(ImproperlyConfigured, match="MASKWEB_DATA_DIR"):
+        config.data_dir()
