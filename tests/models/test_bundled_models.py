@@ -1,0 +1,132 @@
+"""The bundled offline models (models/*/model.json + ONNX) keep the "sam" family contract.
+
+Runs the real ONNX files with onnxruntime on a synthetic photo: a disc on a textured
+background, so a wrong preprocessing, a wrong coordinate frame or a broken export shows up as
+a mask that misses the disc.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+DESCRIPTORS = sorted(MODELS.glob("*/model.json"))
+REQUIRED = {"id", "name", "family", "input_size", "resize", "normalization", "encoder",
+            "decoder", "licence", "source", "description", "refine"}
+
+
+def session(path: Path) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def disc_photo() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    h, w = 360, 640
+    img = (rng.normal(0, 12, (h, w, 3)) + np.array([90, 140, 90])).clip(0, 255).astype(np.uint8)
+    cv2.rectangle(img, (0, 250), (w, h), (150, 120, 80), -1)
+    disc = np.zeros((h, w), np.uint8)
+    cv2.circle(disc, (220, 170), 90, 1, -1)
+    img[disc > 0] = (210, 40, 40)
+    return img, disc.astype(bool)
+
+
+def preprocess(img: np.ndarray, desc: dict) -> tuple[np.ndarray, float]:
+    assert desc["resize"] == "pad" and desc["normalization"] == "minmax"
+    size = desc["input_size"]
+    h, w = img.shape[:2]
+    s = size / max(h, w)
+    nh, nw = int(h * s + 0.5), int(w * s + 0.5)
+    r = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    r = (r - r.min()) / max(float(r.max() - r.min()), 1e-8)
+    out = np.zeros((size, size, 3), np.float32)
+    out[:nh, :nw] = r
+    return out.transpose(2, 0, 1)[None].copy(), s
+
+
+def load(desc_path: Path) -> tuple[dict, ort.InferenceSession, ort.InferenceSession]:
+    desc = json.loads(desc_path.read_text())
+    enc = session((desc_path.parent / desc["encoder"]).resolve())
+    dec = session((desc_path.parent / desc["decoder"]).resolve())
+    return desc, enc, dec
+
+
+def decode(dec: ort.InferenceSession, emb: np.ndarray, coords: list, labels: list,
+           mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    feeds = {"image_embeddings": emb,
+             "point_coords": np.array([coords], np.float32),
+             "point_labels": np.array([labels], np.float32),
+             "mask_input": mask if mask is not None else np.zeros((1, 1, 256, 256), np.float32),
+             "has_mask_input": np.array([0.0 if mask is None else 1.0], np.float32)}
+    masks, iou = dec.run(["masks", "iou_predictions"], feeds)
+    return masks, iou
+
+
+def iou_with(disc: np.ndarray, low_res: np.ndarray, s: float) -> float:
+    h, w = disc.shape
+    nh, nw = int(h * s + 0.5), int(w * s + 0.5)
+    m = cv2.resize(low_res[:nh, :nw], (w, h), interpolation=cv2.INTER_LINEAR) > 0
+    return float((m & disc).sum() / max((m | disc).sum(), 1))
+
+
+def test_there_is_a_bundled_litemedsam() -> None:
+    assert (MODELS / "litemedsam" / "model.json") in DESCRIPTORS
+
+
+@pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
+def test_descriptor_names_existing_files_and_a_licence(desc_path: Path) -> None:
+    desc = json.loads(desc_path.read_text())
+    assert REQUIRED <= desc.keys()
+    assert desc["id"] == desc_path.parent.name
+    assert desc["family"] == "sam"
+    assert desc["licence"] == "Apache-2.0"
+    assert desc["refine"] in {"none", "guided", "grabcut"}
+    for key in ("encoder", "decoder"):
+        assert (desc_path.parent / desc[key]).resolve().is_file()
+    assert (desc_path.parent / "MODEL_CARD.md").is_file()
+
+
+@pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
+def test_onnx_pair_takes_any_number_of_points_and_returns_low_res_logits(desc_path: Path) -> None:
+    desc, enc, dec = load(desc_path)
+    assert [i.name for i in enc.get_inputs()] == ["image"]
+    assert enc.get_inputs()[0].shape == [1, 3, 256, 256]
+    x, s = preprocess(disc_photo()[0], desc)
+    (emb,) = enc.run(["image_embeddings"], {"image": x})
+    assert emb.shape == (1, 256, 64, 64) and emb.dtype == np.float32
+    for n in (1, 2, 7):
+        coords = [[10.0 * i, 20.0] for i in range(n)]
+        masks, iou = decode(dec, emb, coords, [1] + [0] * (n - 1))
+        assert masks.shape[0] == 1 and masks.shape[2:] == (256, 256)
+        assert iou.shape == (1, masks.shape[1]) and masks.shape[1] in (1, 3)
+        assert np.isfinite(masks).all()
+
+
+@pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
+def test_box_around_the_disc_segments_the_disc(desc_path: Path) -> None:
+    desc, enc, dec = load(desc_path)
+    img, disc = disc_photo()
+    x, s = preprocess(img, desc)
+    (emb,) = enc.run(["image_embeddings"], {"image": x})
+    masks, _ = decode(dec, emb, [[125 * s, 75 * s], [315 * s, 265 * s]], [2, 3])
+    assert iou_with(disc, masks[0, 0], s) > 0.8
+
+
+@pytest.mark.parametrize("desc_path", [p for p in DESCRIPTORS if p.parent.name != "litemedsam"],
+                         ids=lambda p: p.parent.name)
+def test_photo_model_segments_the_disc_from_one_click(desc_path: Path) -> None:
+    desc, enc, dec = load(desc_path)
+    img, disc = disc_photo()
+    x, s = preprocess(img, desc)
+    (emb,) = enc.run(["image_embeddings"], {"image": x})
+    masks, iou = decode(dec, emb, [[220 * s, 170 * s]], [1])
+    best = int(np.argmax(iou[0]))
+    assert iou_with(disc, masks[0, best], s) > 0.8
