@@ -165,7 +165,7 @@ class OnnxSegmenter:
         h, w = embedding.image_size
         if prompts.is_empty():
             return Prediction([Candidate(np.zeros((h, w), bool), 0.0)], None)
-        sx, sy = float(embedding.meta["scale_x"]), float(embedding.meta["scale_y"])  # type: ignore[arg-type]
+        sx, sy = _meta_float(embedding, "scale_x"), _meta_float(embedding, "scale_y")
         points = [clamp_point(p, h, w) for p in all_points(prompts)]
         box = prompts.box.ordered() if prompts.box is not None else None
         feeds = self._feeds(embedding, points, box, previous, sx, sy)
@@ -287,6 +287,13 @@ class OnnxSegmenter:
         else:
             mask = logits_full > 0.0
         return clean_mask(mask, points, box)
+
+
+def _meta_float(embedding: Embedding, key: str) -> float:
+    value = embedding.meta.get(key)
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"embedding lacks {key!r}: not made by an ONNX model's encode")
+    return float(value)
 
 
 def _looks_like_probability(values: np.ndarray) -> bool:
