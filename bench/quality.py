@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(results)
     md = table([(name, summary)])
     header = (f"Dataset {args.dataset}, {len(results)} images "
-              f"({'all' if len(subset) == len(items) else f'--limit {args.limit}, evenly spaced'}"
+              f"({'all' if not args.limit else f'--limit {args.limit}, evenly spaced'}"
               f"{f', without --limit {args.exclude_limit}' if args.exclude_limit else ''})"
               f", embedding {args.dtype}, {args.threads} threads, "
               f"{time.strftime('%Y-%m-%d %H:%M')}")
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     stem += f"-{len(results)}"
     (RESULTS / f"{stem}.md").write_text(header + "\n\n" + md + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"summary": summary, "args": vars(args),
-                                                      "images": results}, indent=1))
+                                                      "images": results}, indent=1, default=str))
     return 0
 
 
