@@ -1,0 +1,413 @@
+"""Speed of the whole stack, against the engine's bare limits, measured in one run.
+
+    .venv/bin/python -m bench.latency [--model ID] [--quick]
+
+Prints a markdown table and writes it, with the machine's description, to
+``bench/results/latency-<model>-<timestamp>.md``. What it measures:
+
+- bare limits: the engine's own encode time per photo and decode time per prompt (same
+  process, same thread settings as the server), the yardstick for everything else;
+- click -> mask over the real socket (Daphne, Redis, Celery worker started here on free
+  ports), for 1, 4 and 16 concurrent sessions each clicking like a person refining (a click
+  every ~300 ms, with bursts): p50/p95/p99 and their ratio to the bare decoder;
+- encoder throughput through Celery with 1 and 2 worker processes, against the bare encoder,
+  and the time from upload to "ready";
+- Redis bytes per cached embedding, the web process's memory after 50 sessions;
+- dedup: the same photo uploaded again is not encoded again (encoder runs counted in the
+  worker's log);
+- a large photo (a 4000×3000 JPEG): upload, upload -> ready, and click -> mask on it.
+
+A click's latency is the time from sending the prompt to the first mask frame that includes
+it (the server may answer a burst with one frame covering several prompts). A prompt is
+"lost" when no frame ever covers it; errors are error frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+import random
+import statistics
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskweb import runner
+from tests.stack import LiveStack, start_stack
+from tests.web.client import Socket, request, upload
+
+DAVIS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "DAVIS"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def davis_items(count: int, offset: int = 0) -> list[tuple[Path, np.ndarray]]:
+    """Evenly spaced DAVIS photos with their object masks (fixed, so runs compare)."""
+    names = sorted(p.stem for p in (DAVIS / "img").glob("*.jpg"))
+    step = max(1, len(names) // max(count, 1))
+    picked = [names[(offset + i * step) % len(names)] for i in range(count)]
+    return [(DAVIS / "img" / f"{n}.jpg", np.asarray(Image.open(DAVIS / "gt" / f"{n}.png")) > 0)
+            for n in picked]
+
+
+def click_plan(gt: np.ndarray, count: int, seed: int) -> list[tuple[float, float, bool]]:
+    """A person refining: first inside the object, then mostly inside, some outside."""
+    rng = random.Random(seed)
+    inside, outside = np.argwhere(gt), np.argwhere(~gt)
+    plan = []
+    for i in range(count):
+        positive = i == 0 or rng.random() < 0.7 or len(outside) == 0
+        pool = inside if positive else outside
+        y, x = pool[rng.randrange(len(pool))]
+        plan.append((float(x) + 0.5, float(y) + 0.5, bool(positive)))
+    return plan
+
+
+def pauses(count: int, seed: int) -> list[float]:
+    """~300 ms between clicks; every sixth click is followed 60 ms later by another (a burst)."""
+    rng = random.Random(seed)
+    return [0.06 if i % 6 == 1 else rng.uniform(0.22, 0.38) for i in range(count)]
+
+
+def large_photo(width: int = 4000) -> bytes:
+    """A synthetic 12 MP JPEG with one obvious object (DAVIS photos are all small)."""
+    height = width * 3 // 4
+    pixels = np.random.default_rng(0).integers(0, 60, (height, width, 3), dtype=np.uint8)
+    pixels[height // 4: 3 * height // 4, width // 3: 2 * width // 3] = (230, 200, 40)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+# --- bare engine ----------------------------------------------------------------------------
+
+
+@dataclass
+class Bare:
+    encode_s: list[float] = field(default_factory=list)
+    decode_s: list[float] = field(default_factory=list)
+
+
+def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: int) -> Bare:
+    from maskweb.segment import registry
+    from maskweb.segment.types import Point, Prompts
+
+    model = registry.load_model(model_id)
+    bare = Bare()
+    for index, (path, gt) in enumerate(items):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        started = time.perf_counter()
+        embedding = model.encode(image)
+        bare.encode_s.append(time.perf_counter() - started)
+        points: list[Point] = []
+        previous = None
+        for x, y, positive in click_plan(gt, clicks, seed=index):
+            points.append(Point(x, y, positive))
+            started = time.perf_counter()
+            previous = model.decode(embedding, Prompts(points=tuple(points)), previous)
+            bare.decode_s.append(time.perf_counter() - started)
+    return bare
+
+
+# --- the stack ------------------------------------------------------------------------------
+
+
+def open_session(stack: LiveStack, path: Path) -> tuple[str, Socket]:
+    status, state = upload(stack.url, path.name, path.read_bytes())
+    if status != 201:
+        raise RuntimeError(f"upload failed: {status} {state}")
+    token = state["edit_token"]
+    sock = Socket(stack.ws_url, token)
+    hello = sock.wait_type("hello", 30)
+    if hello["state"]["status"] != "ready":
+        sock.wait_type("status", 300, status="ready")
+    return token, sock
+
+
+@dataclass
+class ClientResult:
+    latencies: list[float] = field(default_factory=list)
+    sent: int = 0
+    lost: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def run_client(sock: Socket, gt: np.ndarray, clicks: int, seed: int,
+               result: ClientResult) -> None:
+    """Sends the clicks on a schedule from one thread while another collects the frames."""
+    sent_at: dict[int, float] = {}  # prompt count after the click -> send time
+    answered: dict[int, float] = {}
+    done = threading.Event()
+
+    def collect() -> None:
+        covered = 0
+        while not (done.is_set() and covered >= result.sent):
+            try:
+                frame = sock.next(timeout=30)
+            except TimeoutError:
+                return
+            except Exception:  # the socket closed
+                return
+            now = time.perf_counter()
+            if isinstance(frame, tuple):
+                header = frame[0]
+                count = len(header.get("prompts") or [])
+                for n in range(covered + 1, count + 1):
+                    answered.setdefault(n, now)
+                covered = max(covered, count)
+            elif frame.get("type") == "error":
+                result.errors.append(f"{frame.get('code')}: {frame.get('message')}")
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    for n, ((x, y, positive), pause) in enumerate(
+            zip(click_plan(gt, clicks, seed), pauses(clicks, seed), strict=True), start=1):
+        sent_at[n] = time.perf_counter()
+        sock.send(type="prompt", id=uuid.uuid4().hex[:16],
+                  prompt={"kind": "point", "x": x, "y": y, "positive": positive})
+        result.sent = n
+        time.sleep(pause)
+    done.set()
+    reader.join(timeout=120)
+    for n, started in sent_at.items():
+        if n in answered:
+            result.latencies.append(answered[n] - started)
+        else:
+            result.lost += 1
+
+
+def measure_clicks(stack: LiveStack, concurrency: int, clicks: int,
+                   offset: int) -> ClientResult:
+    items = davis_items(concurrency, offset)
+    sessions = [open_session(stack, path) for path, _ in items]
+    results = [ClientResult() for _ in sessions]
+    threads = [threading.Thread(target=run_client, args=(sock, gt, clicks, i, results[i]))
+               for i, ((_, sock), (_, gt)) in enumerate(zip(sessions, items, strict=True))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _, sock in sessions:
+        sock.close()
+    merged = ClientResult()
+    for r in results:
+        merged.latencies += r.latencies
+        merged.sent += r.sent
+        merged.lost += r.lost
+        merged.errors += r.errors
+    return merged
+
+
+def encoder_runs(stack: LiveStack) -> int:
+    """How many encodes the workers really ran (each logs one line when it finishes)."""
+    return sum(p.read_text(errors="replace").count("encoded photo")
+               for p in (stack.data_dir / "logs").glob("worker*.log"))
+
+
+def wait_all_ready(stack: LiveStack, tokens: list[str], timeout: float = 900) -> dict[str, float]:
+    """Polls the HTTP state; returns when each session became ready (perf_counter)."""
+    ready: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(ready) < len(tokens) and time.monotonic() < deadline:
+        for token in tokens:
+            if token in ready:
+                continue
+            _, body, _ = request("GET", f"{stack.url}/api/v1/sessions/{token}")
+            status = json.loads(body)["status"]
+            if status == "ready":
+                ready[token] = time.perf_counter()
+            elif status == "failed":
+                raise RuntimeError(f"encoding failed for {token}")
+        time.sleep(0.05)
+    if len(ready) < len(tokens):
+        raise TimeoutError("not every photo was encoded in time")
+    return ready
+
+
+def measure_encoder(stack: LiveStack, workers: int, count: int,
+                    offset: int) -> tuple[float, list[float]]:
+    """Uploads ``count`` new photos at once; returns (photos per second, upload->ready s)."""
+    extra = [runner.spawn(runner.worker_command(f"bench{i}"), stack.env, Path.cwd(),
+                          stack.data_dir / "logs" / f"worker-extra{i}.log")
+             for i in range(workers - 1)]
+    try:
+        if extra:
+            time.sleep(8)  # let the extra workers connect before the burst
+        started = time.perf_counter()
+        uploaded: dict[str, float] = {}
+        for path, _ in davis_items(count, offset):
+            status, state = upload(stack.url, path.name, path.read_bytes())
+            if status != 201:
+                raise RuntimeError(f"upload failed: {status} {state}")
+            uploaded[state["edit_token"]] = time.perf_counter()
+        ready = wait_all_ready(stack, list(uploaded))
+        elapsed = max(ready.values()) - started
+        return count / elapsed, [ready[t] - uploaded[t] for t in uploaded]
+    finally:
+        for process in extra:
+            runner.stop(process)
+
+
+def redis_bytes_per_embedding(stack: LiveStack) -> tuple[int, float]:
+    client = stack.redis()
+    try:
+        keys = [k for k in client.scan_iter(match="maskweb:emb:*", count=1000)]
+        sizes = [client.memory_usage(k) or 0 for k in keys]
+    finally:
+        client.close()
+    return len(keys), (statistics.median(sizes) if sizes else float("nan"))
+
+
+def web_rss_mb(stack: LiveStack) -> float:
+    import psutil
+
+    assert stack.daphne is not None
+    return float(psutil.Process(stack.daphne.pid).memory_info().rss) / 2**20
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    import onnxruntime as ort
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{platform.node()} · {cpu} · {os.cpu_count()} cores · Python "
+            f"{platform.python_version()} · onnxruntime {ort.__version__} "
+            f"({', '.join(ort.get_available_providers())})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model id (default: the app's default)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer photos and clicks: a smoke run, not for reporting")
+    parser.add_argument("--only-clicks", action="store_true",
+                        help="bare limits and click latency only (profiling the hot path)")
+    args = parser.parse_args(argv)
+
+    from maskweb.segment import registry
+
+    model_id = args.model or registry.default_model_id()
+    clicks = 6 if args.quick else 12
+    encode_count = 3 if args.quick else 8
+    levels = (1, 4) if args.quick else (1, 4, 16)
+    rows: list[tuple[str, str]] = []
+
+    print(f"model {model_id}; machine: {machine()}", flush=True)
+    bare = measure_bare(model_id, davis_items(3 if args.quick else 6, offset=7), clicks)
+    bare_dec = statistics.median(bare.decode_s)
+    bare_enc = statistics.median(bare.encode_s)
+    rows += [("bare decoder per prompt (median / p95)",
+              f"{bare_dec * 1e3:.1f} ms / {percentile(bare.decode_s, 95) * 1e3:.1f} ms"),
+             ("bare encoder per photo (median)", f"{bare_enc * 1e3:.0f} ms"),
+             ("bare encoder throughput", f"{1 / bare_enc:.2f} photos/s")]
+
+    with start_stack({"MASKWEB_STACK_MODEL": model_id,
+                      "MASKWEB_DEFAULT_MODEL": model_id}) as stack:
+        offset = 100
+        for level in levels:
+            result = measure_clicks(stack, level, clicks, offset)
+            offset += level
+            lat = result.latencies
+            p50, p95, p99 = (percentile(lat, q) for q in (50, 95, 99))
+            rows.append((f"click→mask, {level} session(s): p50 / p95 / p99",
+                         f"{p50 * 1e3:.1f} / {p95 * 1e3:.1f} / {p99 * 1e3:.1f} ms"))
+            rows.append((f"  ratio to bare decoder ({level})",
+                         f"p50 {p50 / bare_dec:.2f}× (+{(p50 - bare_dec) * 1e3:.1f} ms), "
+                         f"p95 {p95 / bare_dec:.2f}×, p99 {p99 / bare_dec:.2f}×"))
+            rows.append((f"  prompts sent / lost / error frames ({level})",
+                         f"{result.sent} / {result.lost} / {len(result.errors)}"
+                         + (f" ({result.errors[0]})" if result.errors else "")))
+            print(rows[-3], rows[-2], rows[-1], sep="\n", flush=True)
+
+        for workers in () if args.only_clicks else (1, 2):
+            rate, to_ready = measure_encoder(stack, workers, encode_count, offset)
+            offset += encode_count
+            rows.append((f"encoder through Celery, {workers} worker(s)",
+                         f"{rate:.2f} photos/s = {rate * bare_enc:.0%} of the bare encoder"))
+            rows.append((f"  upload→ready ({workers} worker(s)): median / max",
+                         f"{statistics.median(to_ready):.2f} / {max(to_ready):.2f} s"))
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+
+        data = large_photo()
+        started = time.perf_counter()
+        status, state = upload(stack.url, "large.jpg", data)
+        uploaded = time.perf_counter() - started
+        token = state["edit_token"]
+        ready_at = wait_all_ready(stack, [token])[token]
+        sock = Socket(stack.ws_url, token)
+        sock.wait_type("hello", 30)
+        big = np.zeros((3000, 4000), bool)
+        big[750:2250, 1333:2666] = True
+        big_result = ClientResult()
+        run_client(sock, big, clicks, 99, big_result)
+        sock.close()
+        rows.append(("large photo 4000×3000: upload / upload→ready",
+                     f"{uploaded:.2f} / {ready_at - started:.2f} s"))
+        rows.append(("  click→mask on it: p50 / p95",
+                     f"{percentile(big_result.latencies, 50) * 1e3:.0f} / "
+                     f"{percentile(big_result.latencies, 95) * 1e3:.0f} ms"))
+        print(rows[-2], rows[-1], sep="\n", flush=True)
+
+        if args.only_clicks:
+            print("\n" + "\n".join(f"| {k} | {v} |" for k, v in rows))
+            return 0
+        before = encoder_runs(stack)
+        path, _ = davis_items(1, 100)[0]  # encoded in the click runs above
+        status, state = upload(stack.url, path.name, path.read_bytes())
+        wait_all_ready(stack, [state["edit_token"]])
+        time.sleep(1)
+        rows.append(("dedup: encoder runs for a photo uploaded again",
+                     f"{encoder_runs(stack) - before}"))
+
+        keys, per_key = redis_bytes_per_embedding(stack)
+        rows.append(("Redis bytes per cached embedding (median)",
+                     f"{per_key / 2**20:.2f} MiB over {keys} keys"))
+        rss_before = web_rss_mb(stack)
+        same = davis_items(1, 3)[0][0].read_bytes()
+        for i in range(50):
+            status, state = upload(stack.url, f"same{i}.jpg", same)
+            token = state["edit_token"]
+            wait_all_ready(stack, [token])
+            request("POST", f"{stack.url}/api/v1/sessions/{token}/prompts",
+                    {"kind": "point", "x": 400.5, "y": 240.5, "positive": True})
+        rows.append(("web process RSS: before / after 50 more sessions",
+                     f"{rss_before:.0f} / {web_rss_mb(stack):.0f} MiB"))
+
+    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    header = f"# bench.latency, model `{model_id}`, {stamp}\n\n{machine()}\n\n"
+    print("\n" + table)
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"latency-{model_id}-{stamp}.md"
+        out.write_text(header + table + "\n")
+        print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
