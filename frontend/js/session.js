@@ -405,7 +405,7 @@ async function handleMaskFrame({ header, png }) {
     if (header.seq < app.lastSeq) return; // an older answer overtaken by a newer one
     app.lastSeq = header.seq;
   }
-  if (header.id && app.pending.has(header.id)) settle(header.id);
+  if (header.id && app.pending.has(header.id)) settleUpTo(header.id);
   else if (!header.id) clearPending();
   const generation = ++app.maskGeneration;
   let mask = null;
@@ -443,6 +443,17 @@ function markPending(id) {
 function settle(id) {
   clearTimeout(app.pending.get(id));
   app.pending.delete(id);
+  updateBusy();
+}
+
+// The server coalesces prompts sent while it decodes: one frame answers its own message and
+// every one sent before it (the Map keeps the order they were sent in).
+function settleUpTo(id) {
+  for (const [pendingId, timer] of app.pending) {
+    clearTimeout(timer);
+    app.pending.delete(pendingId);
+    if (pendingId === id) break;
+  }
   updateBusy();
 }
 

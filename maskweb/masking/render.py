@@ -4,6 +4,10 @@ The decoder is fed each prompt in turn with the previous prediction (that is how
 builds on the last mask), so a log of n prompts is n decodes. Predictions are kept per prompt
 prefix in a small in-process LRU: a new click on top of the last one is a single decode, an
 undo is a cache hit.
+
+``latest_only`` is for a live socket that fell behind (prompts arrived while it decoded): the
+prompts since the last computed prediction are decoded in ONE step on top of it, instead of
+one decode each. A from-scratch replay (nothing cached) still walks the whole chain.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class _PredictionLRU:
 predictions = _PredictionLRU()
 
 
-def predict(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> Prediction | None:
+def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
+            latest_only: bool = False) -> Prediction | None:
     """The prediction for these prompts (None when there are none).
 
     Raises EmbeddingMissing when the embedding is neither here nor in Redis.
@@ -81,6 +86,8 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> Predi
     embedding = embeddings.load(key)
     if embedding is None:
         raise EmbeddingMissing(key)
+    if latest_only and start > 0:
+        start = len(prefixes) - 1
     for i in range(start, len(prefixes)):
         previous = engine.decode(session.model_id, embedding,
                                  engine_prompts(stored_prompts[: i + 1], photo), previous)
@@ -97,8 +104,9 @@ class CurrentMask:
     scores: list[float]
 
 
-def current_mask(session: MaskSession, obj: MaskObject) -> CurrentMask:
-    prediction = predict(session, obj.effective_prompts())
+def current_mask(session: MaskSession, obj: MaskObject,
+                 latest_only: bool = False) -> CurrentMask:
+    prediction = predict(session, obj.effective_prompts(), latest_only)
     if prediction is None or not prediction.candidates:
         return CurrentMask(None, 0, [])
     index = min(obj.candidate, len(prediction.candidates) - 1)

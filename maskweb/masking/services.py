@@ -292,7 +292,7 @@ class Rendered:
 
 
 def render_current(session: MaskSession, request_id: str | None = None, *,
-                   broadcast: bool = True) -> Rendered:
+                   broadcast: bool = True, latest_only: bool = False) -> Rendered:
     """Computes the current object's mask and, with ``broadcast``, sends it to every socket.
 
     When the embedding is missing it asks for an encode (telling the page) and returns
@@ -305,7 +305,7 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     if session.status != Status.READY and obj.effective_prompts():
         return Rendered(session, None, None, None)
     try:
-        current = render.current_mask(session, obj)
+        current = render.current_mask(session, obj, latest_only)
     except render.EmbeddingMissing:
         with transaction.atomic():
             request_encode(session, lost=True)
@@ -324,18 +324,25 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     return Rendered(session, current, header, frame, sent, latest != session.revision)
 
 
-def add_prompt_and_render(access: Access, prompt: Any,
-                          request_id: str | None = None) -> Rendered:
-    """A prompt and its mask. When the model fails on it, the prompt is undone again (it
-    stays redo-able), so one bad decode cannot leave the session stuck on a broken log."""
-    add_prompt(access, prompt)
+def render_prompts(access: Access, request_id: str | None = None, *,
+                   latest_only: bool = False) -> Rendered:
+    """The mask after new prompts. When the model fails on them, the newest prompt is undone
+    again (it stays redo-able), so one bad decode cannot leave the session stuck on a broken
+    log."""
     try:
-        return render_current(access.session, request_id)
+        return render_current(access.session, request_id, latest_only=latest_only)
     except Exception as exc:
         log.exception("decoding a prompt of session %s failed", access.session.pk)
         undo(access)
         raise ProtocolError("internal", f"The model failed on this prompt ({exc}); it was "
                             "undone.") from exc
+
+
+def add_prompt_and_render(access: Access, prompt: Any,
+                          request_id: str | None = None) -> Rendered:
+    """A prompt and its mask (the HTTP API's way; a socket coalesces, see consumers)."""
+    add_prompt(access, prompt)
+    return render_prompts(access, request_id)
 
 
 # --- objects -------------------------------------------------------------------------------
