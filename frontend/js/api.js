@@ -176,7 +176,7 @@ export function tokenFromPath(pathname) {
  */
 export function vectorQuery(values, advertised, kind) {
   if (!advertised || typeof advertised !== "object") return "";
-  const names = ["turdsize", "alphamax"];
+  const names = ["turdsize", "alphamax", "opttolerance"];
   if (kind === "xmp") names.push("feather");
   const parts = names
     .filter((n) => n in advertised && Number.isFinite(values[n]))

@@ -116,7 +116,7 @@ function applyState(state) {
   setShareLinks(state);
   const vectorWas = !$("vector-settings").hidden;
   $("vector-settings").hidden = !state.vectorize;
-  if (state.vectorize && !vectorWas) loadVectorSettings(state.vectorize);
+  if (state.vectorize && !vectorWas) loadVectorSettings(state.vectorize, state.vectorize_bounds);
 }
 
 function setRole(role) {
@@ -562,7 +562,7 @@ async function deleteObject(id) {
 
 // ---------------------------------------------------------------- downloads
 
-const VECTOR_FIELDS = ["turdsize", "alphamax", "feather"];
+const VECTOR_FIELDS = ["turdsize", "alphamax", "opttolerance", "feather"];
 
 function vectorSettings() {
   return Object.fromEntries(VECTOR_FIELDS.map((n) => [n, Number($(n).value)]));
@@ -621,8 +621,13 @@ async function uploadSidecar(file) {
   }
 }
 
-/** Saved settings win; otherwise the server's defaults (state.vectorize) fill the sliders. */
-function loadVectorSettings(defaults = {}) {
+/**
+ * Saved settings win; otherwise the server's defaults (state.vectorize) fill the sliders.
+ * A setting the server does not advertise gets no slider (it would not be sent anyway), and
+ * the server's ranges (state.vectorize_bounds) narrow a slider's, so that no position of it
+ * is a value the server refuses with 400.
+ */
+function loadVectorSettings(defaults = {}, bounds = {}) {
   let saved = {};
   try {
     saved = JSON.parse(window.localStorage.getItem(VECTOR_KEY) || "{}");
@@ -630,8 +635,13 @@ function loadVectorSettings(defaults = {}) {
     saved = {};
   }
   for (const n of VECTOR_FIELDS) {
+    const input = $(n);
+    input.closest(".slider-row").hidden = !(n in defaults);
+    const range = bounds?.[n];
+    if (Number.isFinite(range?.min)) input.min = String(Math.max(Number(input.min), range.min));
+    if (Number.isFinite(range?.max)) input.max = String(Math.min(Number(input.max), range.max));
     const v = Number.isFinite(saved[n]) ? saved[n] : defaults[n];
-    if (Number.isFinite(v)) $(n).value = String(v);
+    if (Number.isFinite(v)) input.value = String(v);
   }
   updateVectorOutputs(false);
 }
@@ -640,6 +650,7 @@ function updateVectorOutputs(save = true) {
   const v = vectorSettings();
   $("turdsize-out").textContent = `${v.turdsize} px`;
   $("alphamax-out").textContent = v.alphamax.toFixed(2);
+  $("opttolerance-out").textContent = `${v.opttolerance.toFixed(2)} px`;
   $("feather-out").textContent = `${v.feather} px`;
   if (!save) return;
   try {

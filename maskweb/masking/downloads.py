@@ -47,18 +47,27 @@ def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list
     return [MaskObject(obj.name, render.stored_full_mask(photo, mask)) for obj, mask in items]
 
 
-# The vectorization settings a download may carry (?turdsize=&alphamax=, XMP also &feather=):
-# name -> (default, minimum, maximum, whole number). The session state advertises the
-# defaults as ``vectorize`` so the page shows its sliders only for a server that takes them.
+# The vectorization settings a download may carry (?turdsize=&alphamax=&opttolerance=, XMP
+# also &feather=): name -> (default, minimum, maximum, whole number). The session state
+# advertises the defaults as ``vectorize`` (the page shows a slider only for a setting the
+# server takes) and the ranges as ``vectorize_bounds`` (so it never sends one that is refused).
+# opttolerance stops at 5 pixels: past about 2 the curves are already as few as a shape
+# allows (every run turning under 120 degrees joined), more only lets them stray further.
 VECTOR_PARAMS: dict[str, tuple[float, float, float, bool]] = {
     "turdsize": (VectorizeOptions.turdsize, 0, 100_000, True),
     "alphamax": (VectorizeOptions.alphamax, 0.0, 4.0 / 3.0, False),
+    "opttolerance": (VectorizeOptions.opttolerance, 0.0, 5.0, False),
     "feather": (0.0, 0.0, 1000.0, False),
 }
 
 
 def vector_defaults() -> dict[str, float]:
     return {name: spec[0] for name, spec in VECTOR_PARAMS.items()}
+
+
+def vector_bounds() -> dict[str, dict[str, float | bool]]:
+    return {name: {"min": low, "max": high, "integer": whole}
+            for name, (_, low, high, whole) in VECTOR_PARAMS.items()}
 
 
 def vector_settings(query: Any) -> tuple[VectorizeOptions, float]:
@@ -78,7 +87,8 @@ def vector_settings(query: Any) -> tuple[VectorizeOptions, float]:
                                 f"{'a whole number ' if whole else ''}within {low:g}..{high:g}")
         values[name] = value
     options = VectorizeOptions(turdsize=int(values["turdsize"]),
-                               alphamax=min(values["alphamax"], 4.0 / 3.0))
+                               alphamax=min(values["alphamax"], 4.0 / 3.0),
+                               opttolerance=values["opttolerance"])
     return options, values["feather"]
 
 

@@ -42,10 +42,16 @@ VECTOR = [
     {"name": "alphamax", "in": "query", "required": False,
      "description": "potrace alphamax: 0 = polygon corners, 4/3 = no corners",
      "schema": {"type": "number", "minimum": 0, "maximum": 1.3334, "default": 1.0}},
+    {"name": "opttolerance", "in": "query", "required": False,
+     "description": "potrace opttolerance: how far (pixels) a curve joined from several may "
+                    "stray from them; larger = fewer nodes, 0 = no joining",
+     "schema": {"type": "number", "minimum": 0, "maximum": 5, "default": 0.2}},
 ]
 FEATHER = {"name": "feather", "in": "query", "required": False,
            "description": "feather (darktable path border) in stored pixels, 0 = hard edge",
            "schema": {"type": "number", "minimum": 0, "maximum": 1000, "default": 0}}
+
+VECTOR_NAMES = ("turdsize", "alphamax", "opttolerance", "feather")
 
 NOT_FOUND = _error("No session has this token (`not_found`), or no such object.")
 FORBIDDEN = _error("A view token cannot change the session (`forbidden`).")
@@ -94,7 +100,8 @@ SCHEMAS: dict[str, Any] = {
         "png_url": {"type": "string"}, "svg_url": {"type": "string"}}},
     "SessionState": {"type": "object", "required": [
         "role", "view_url", "view_token", "photo", "model", "models", "status", "progress",
-        "message", "revision", "current", "objects", "downloads", "vectorize", "limits"],
+        "message", "revision", "current", "objects", "downloads", "vectorize",
+        "vectorize_bounds", "limits"],
         "properties": {
         "role": {"enum": ["edit", "view"]},
         "edit_url": {"type": "string", "description": "only for the edit role"},
@@ -125,10 +132,12 @@ SCHEMAS: dict[str, Any] = {
         "downloads": {"type": "object", "required": ["png", "svg", "xmp"], "properties": {
             "png": {"type": "string"}, "svg": {"type": "string"}, "xmp": {"type": "string"}}},
         "vectorize": {"type": "object", "description": "defaults of the SVG/XMP download "
-                      "query parameters", "required": ["turdsize", "alphamax", "feather"],
-                      "properties": {"turdsize": {"type": "number"},
-                                     "alphamax": {"type": "number"},
-                                     "feather": {"type": "number"}}},
+                      "query parameters", "required": list(VECTOR_NAMES),
+                      "properties": {n: {"type": "number"} for n in VECTOR_NAMES}},
+        "vectorize_bounds": {"type": "object", "description": "the range each of those "
+                             "parameters accepts (outside it: 400 `bad_field`)",
+                             "required": list(VECTOR_NAMES),
+                             "properties": {n: _ref("Bounds") for n in VECTOR_NAMES}},
         "limits": {"type": "object"}}},
     "MaskResult": {"type": "object", "required": [
         "type", "seq", "object_id", "width", "height", "candidate", "scores", "bbox",
@@ -145,6 +154,9 @@ SCHEMAS: dict[str, Any] = {
         "empty": {"type": "boolean"},
         "png_base64": {"type": "string", "description": "8-bit 0/255 PNG at the preview "
                        "size, upright; empty when the object has no mask"}}},
+    "Bounds": {"type": "object", "required": ["min", "max", "integer"], "properties": {
+        "min": {"type": "number"}, "max": {"type": "number"},
+        "integer": {"type": "boolean", "description": "whole numbers only"}}},
     "Waiting": {"type": "object", "required": ["status", "progress", "message"], "properties": {
         "status": {"enum": ["encoding", "failed"]}, "progress": {"type": "number"},
         "message": {"type": "string"}}},

@@ -183,6 +183,7 @@ def session_state(access: Access, *, scores: list[float] | None = None) -> dict[
         "downloads": {"png": f"{api}/mask.png", "svg": f"{api}/masks.svg",
                       "xmp": f"{api}/sidecar.xmp"},
         "vectorize": downloads.vector_defaults(),
+        "vectorize_bounds": downloads.vector_bounds(),
         "limits": {"max_stroke_points": settings.WS_MAX_STROKE_POINTS,
                    "max_prompts": settings.WS_MAX_PROMPTS,
                    "max_message_bytes": settings.WS_MAX_MESSAGE_BYTES},

@@ -207,13 +207,14 @@ def test_reconnect_delay_grows_and_is_capped(module_page):
 def test_vector_settings_go_into_downloads_only_when_the_server_takes_them(module_page):
     out = js(module_page, """
         const a = await imp('api.js');
-        const v = {turdsize: 10, alphamax: 0.5, feather: 3};
-        const adv = {turdsize: 4, alphamax: 1, feather: 0};
+        const v = {turdsize: 10, alphamax: 0.5, opttolerance: 0.75, feather: 3};
+        const adv = {turdsize: 4, alphamax: 1, opttolerance: 0.2, feather: 0};
         return [a.vectorQuery(v, null, 'svg'), a.vectorQuery(v, adv, 'svg'),
                 a.vectorQuery(v, adv, 'xmp'), a.vectorQuery(v, {alphamax: 1}, 'xmp')];
     """)
-    assert out == ["", "?turdsize=10&alphamax=0.5", "?turdsize=10&alphamax=0.5&feather=3",
-                   "?alphamax=0.5"]
+    # A server that does not advertise opttolerance (the last one) never gets it.
+    assert out == ["", "?turdsize=10&alphamax=0.5&opttolerance=0.75",
+                   "?turdsize=10&alphamax=0.5&opttolerance=0.75&feather=3", "?alphamax=0.5"]
 
 
 def test_socket_queues_through_a_short_drop_and_drops_stale_messages(module_page):

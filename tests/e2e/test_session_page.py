@@ -240,10 +240,12 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
         # SVG and darktable XMP, with the panel's vector settings in the request.
         page.click("#vector-settings summary")
         page.locator("#turdsize").fill("50")
+        page.locator("#opttolerance").fill("1")
+        assert page.text_content("#opttolerance-out") == "1.00 px"
         with page.expect_request(lambda r: "masks.svg" in r.url) as request, \
                 page.expect_download(timeout=WAIT_MS) as info:
             page.click("#dl-svg")
-        assert "turdsize=50" in request.value.url
+        assert "turdsize=50" in request.value.url and "opttolerance=1" in request.value.url
         svg = ET.parse(info.value.path()).getroot()
         assert svg.tag.endswith("svg")
         assert (svg.get("width"), svg.get("height")) == ("854", "480")

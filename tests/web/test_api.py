@@ -223,7 +223,8 @@ def test_vector_settings_are_advertised_and_change_the_svg():
     base = f"/api/v1/sessions/{session.edit_token}"
     client = Client()
     state = check(client.get(base), "/api/v1/sessions/{token}")
-    assert state["vectorize"] == {"turdsize": 4, "alphamax": 1.0, "feather": 0.0}
+    assert state["vectorize"] == {"turdsize": 4, "alphamax": 1.0, "opttolerance": 0.2,
+                                  "feather": 0.0}
     corners = client.get(f"{base}/masks.svg?alphamax=0").content
     smooth = client.get(f"{base}/masks.svg?alphamax=1.3333").content
     assert corners != smooth and b"<path" in corners
@@ -237,6 +238,61 @@ def test_vector_settings_are_advertised_and_change_the_svg():
         response = client.get(f"{base}/masks.svg?{bad}")
         assert response.status_code == 400, bad
         assert response.json()["error"]["code"] == "bad_field"
+
+
+def ellipse_photo(width: int = 480, height: int = 360) -> bytes:
+    """A yellow ellipse on blue: an object whose outline is all curves (the rectangle of
+    two_tone_photo has nothing for opttolerance to join)."""
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((xx - 240) / 150) ** 2 + ((yy - 180) / 100) ** 2 <= 1
+    pixels = np.where(inside[..., None], (240, 210, 40), (40, 90, 200))
+    pixels = pixels + np.random.default_rng(0).integers(-8, 8, pixels.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def path_nodes(svg: bytes) -> int:
+    """Segments (curves and lines) of every path: one per node on a closed path."""
+    return sum(len(re.findall(rb"[CL]", d)) for d in re.findall(rb' d="([^"]*)"', svg))
+
+
+def test_opttolerance_is_advertised_checked_and_joins_curves():
+    session = make_session(ellipse_photo())
+    access = services.Access(session, services.EDIT)
+    services.add_prompt(access, INSIDE)
+    services.apply(access)
+    base = f"/api/v1/sessions/{session.edit_token}"
+    client = Client()
+    state = check(client.get(base), "/api/v1/sessions/{token}")
+    assert state["vectorize"]["opttolerance"] == 0.2
+    assert state["vectorize_bounds"]["opttolerance"] == {"min": 0.0, "max": 5.0,
+                                                         "integer": False}
+    documented = {p["name"]: p["schema"] for p in
+                  DOC["paths"]["/api/v1/sessions/{token}/masks.svg"]["get"]["parameters"]}
+    assert documented["opttolerance"]["default"] == state["vectorize"]["opttolerance"]
+    assert documented["opttolerance"]["maximum"] == state["vectorize_bounds"]["opttolerance"][
+        "max"]
+
+    tight = client.get(f"{base}/objects/1/mask.svg?opttolerance=0")
+    loose = client.get(f"{base}/objects/1/mask.svg?opttolerance=2")
+    assert tight.status_code == loose.status_code == 200
+    assert 0 < path_nodes(loose.content) < path_nodes(tight.content) / 2, \
+        (path_nodes(loose.content), path_nodes(tight.content))
+    assert path_nodes(client.get(f"{base}/objects/1/mask.svg").content) \
+        == path_nodes(client.get(f"{base}/objects/1/mask.svg?opttolerance=0.2").content)
+    # The XMP takes it too: fewer nodes, a smaller sidecar.
+    assert len(client.get(f"{base}/sidecar.xmp?opttolerance=2").content) \
+        < len(client.get(f"{base}/sidecar.xmp?opttolerance=0").content)
+
+    for bad in ("-0.1", "5.5", "lots", "inf", "nan"):
+        for route, documented_route in (("masks.svg", "masks.svg"),
+                                        ("objects/1/mask.svg", "objects/{number}/mask.svg"),
+                                        ("sidecar.xmp", "sidecar.xmp")):
+            response = client.get(f"{base}/{route}?opttolerance={bad}")
+            assert response.status_code == 400, (route, bad)
+            error = check(response, f"/api/v1/sessions/{{token}}/{documented_route}")["error"]
+            assert error["code"] == "bad_field" and "'opttolerance'" in error["message"], error
 
 
 def test_a_slow_request_does_not_hold_up_the_others(monkeypatch):
