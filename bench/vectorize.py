@@ -5,11 +5,15 @@ Run from the repository root:  /work/.venv/bin/python -m bench.vectorize [--limi
 For every mask in ../shared/datasets/DAVIS/gt: vectorize with the default options, fill the
 paths back (``rasterize``) and compare with the input. Prints median and worst IoU, nodes
 per object and milliseconds per mask; then the same for a DAVIS mask scaled to 50 MP.
+Writes the figures as a markdown table, with the machine's description, to
+``bench/results/vectorize-davis-<N>.md`` (N: masks measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from PIL import Image
 from maskweb.segment.vectorize import VectorizeOptions, rasterize, vectorize
 
 DAVIS_GT = Path(__file__).resolve().parent.parent / "../shared/datasets/DAVIS/gt"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,10 +54,30 @@ def measure(masks: list[np.ndarray], options: VectorizeOptions) -> dict[str, flo
     }
 
 
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = "n/a"
+    if hasattr(os, "getloadavg"):
+        load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"{platform.node()} · {cpu} · {os.cpu_count()} cores · Python "
+            f"{platform.python_version()} · OpenCV {cv2.__version__} · numpy "
+            f"{np.__version__} · load average (1/5/15 min) at start {load}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=0, help="only the first N masks")
+    parser.add_argument("--note", default="",
+                        help="a remark for the results file (e.g. what else ran on the machine)")
     args = parser.parse_args()
+    host = machine()
     cv2.setNumThreads(1)
     files = sorted(DAVIS_GT.glob("*.png"))
     if args.limit:
@@ -69,11 +94,18 @@ def main() -> None:
     head = (f"{'options':30} {'IoU med':>8} {'IoU p5':>7} {'IoU min':>8} {'nodes med':>9} "
             f"{'p95':>5} {'max':>6} {'ms med':>7} {'ms max':>7}")
     print(head)
+    md = ["| options | IoU med | IoU p5 | IoU min | nodes med | nodes p95 | nodes max "
+          "| ms med | ms max |", "|---|---|---|---|---|---|---|---|---|"]
     for name, opts in presets.items():
         r = measure(masks, opts)
         print(f"{name:30} {r['iou_median']:8.4f} {r['iou_p5']:7.4f} {r['iou_worst']:8.4f} "
               f"{r['nodes_median']:9.0f} {r['nodes_p95']:5.0f} {r['nodes_max']:6.0f} "
               f"{r['ms_median']:7.1f} {r['ms_max']:7.1f}")
+        md.append(f"| {name} | {r['iou_median']:.4f} | {r['iou_p5']:.4f} | "
+                  f"{r['iou_worst']:.4f} | {r['nodes_median']:.0f} | {r['nodes_p95']:.0f} | "
+                  f"{r['nodes_max']:.0f} | {r['ms_median']:.1f} | {r['ms_max']:.1f} |")
+    md += ["", "| 50 MP mask (8660x5773) | ms vectorize | IoU | nodes | regions |",
+           "|---|---|---|---|---|"]
 
     # 50 MP: the largest DAVIS object scaled to 8660 x 5773, once bilinear then thresholded
     # (smooth edges, like decoder logits upscaled by the server), once nearest (a staircase
@@ -85,9 +117,20 @@ def main() -> None:
         regions = vectorize(big)
         ms = (time.perf_counter() - t) * 1000
         back = rasterize(regions, big.shape[1], big.shape[0])
+        big_iou, big_nodes = iou(back, big), sum(r.node_count for r in regions)
         print(f"50 MP mask (8660x5773, {how}): {ms:.0f} ms vectorize, "
-              f"IoU {iou(back, big):.4f}, {sum(r.node_count for r in regions)} nodes in "
-              f"{len(regions)} regions")
+              f"IoU {big_iou:.4f}, {big_nodes} nodes in {len(regions)} regions")
+        md.append(f"| {how} | {ms:.0f} | {big_iou:.4f} | {big_nodes} | {len(regions)} |")
+
+    header = (f"# bench.vectorize, DAVIS gt masks: {len(masks)}"
+              f"{f' (--limit {args.limit})' if args.limit else ''}, one thread, "
+              f"{time.strftime('%Y-%m-%d %H:%M')}\n\n{host}\n\n")
+    if args.note:
+        header += args.note + "\n\n"
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"vectorize-davis-{len(masks)}.md"
+    out.write_text(header + "\n".join(md) + "\n")
+    print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":
