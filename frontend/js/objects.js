@@ -143,6 +143,7 @@ export class ObjectsPanel {
     item("download", "Download PNG, soft edge", () => this.actions.download(obj.id, "soft-png"),
       "dl-object-soft-png");
     item("download", "Download SVG paths", () => this.actions.download(obj.id, "svg"), "dl-object-svg");
+    item("download", "Download darktable XMP", () => this.actions.download(obj.id, "xmp"), "dl-object-xmp");
     if (this.canEdit()) {
       const li = wrap.closest(".object");
       item("edit", "Rename", () => this.startRename(li, obj));

@@ -605,6 +605,10 @@ function downloadObject(id, format) {
   else if (format === "soft-png") {
     runDownload(`${obj?.png_url || `${base}/mask.png`}?soft=1`, `${baseName()}-${safe}-soft.png`);
   }
+  else if (format === "xmp") {
+    // Named like the all-objects sidecar: darktable reads <photo name>.xmp and nothing else.
+    runDownload(`${obj?.xmp_url || `${base}/sidecar.xmp`}${downloadQuery("xmp")}`, `${app.photo?.name || "photo"}.xmp`);
+  }
   else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
 }
 

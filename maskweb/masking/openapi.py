@@ -53,6 +53,8 @@ FEATHER = {"name": "feather", "in": "query", "required": False,
 
 VECTOR_NAMES = ("turdsize", "alphamax", "opttolerance", "feather")
 
+XMP_CONFLICT = _error("`empty`: nothing to download; `invalid_sidecar`: the uploaded sidecar "
+                      "cannot be merged into.")
 NOT_FOUND = _error("No session has this token (`not_found`), or no such object.")
 FORBIDDEN = _error("A view token cannot change the session (`forbidden`).")
 BAD = _error("Bad input: `bad_json`, `bad_field`, `out_of_bounds`, `too_many_points`.")
@@ -94,10 +96,11 @@ SCHEMAS: dict[str, Any] = {
     "Model": {"type": "object", "required": ["id", "name", "default"], "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "default": {"type": "boolean"}}},
     "Object": {"type": "object", "required": ["id", "name", "visible", "area", "png_url",
-                                              "svg_url"], "properties": {
+                                              "svg_url", "xmp_url"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "visible": {"type": "boolean"},
         "area": {"type": "integer", "description": "pixels in the stored grid"},
-        "png_url": {"type": "string"}, "svg_url": {"type": "string"}}},
+        "png_url": {"type": "string"}, "svg_url": {"type": "string"},
+        "xmp_url": {"type": "string"}}},
     "SessionState": {"type": "object", "required": [
         "role", "view_url", "view_token", "photo", "model", "models", "status", "progress",
         "message", "revision", "current", "objects", "downloads", "vectorize",
@@ -248,6 +251,13 @@ PATHS: dict[str, Any] = {
         "responses": {"200": _file("image/svg+xml", "Bezier paths."), "404": NOT_FOUND,
                       "400": _error("`bad_field`: a vectorization parameter out of range."),
                       "409": _error("`empty`.")}}},
+    f"{API}/objects/{{number}}/sidecar.xmp": {"get": {
+        "summary": "darktable XMP sidecar with one object as a drawn mask (stored grid)",
+        "parameters": [TOKEN, NUMBER, *VECTOR, FEATHER],
+        "responses": {"200": _file("application/rdf+xml", "Named `<photo name>.xmp`, merged "
+                                   "into the uploaded sidecar if there is one."),
+                      "400": _error("`bad_field`: a vectorization parameter out of range."),
+                      "404": NOT_FOUND, "409": XMP_CONFLICT}}},
     f"{API}/mask.png": {"get": {
         "summary": "All visible objects in one mask", "parameters": [TOKEN],
         "responses": {"200": _file("image/png", "8-bit greyscale mask."), "404": NOT_FOUND,
@@ -260,9 +270,10 @@ PATHS: dict[str, Any] = {
     f"{API}/sidecar.xmp": {"get": {
         "summary": "darktable XMP sidecar with the visible objects as drawn masks",
         "parameters": [TOKEN, *VECTOR, FEATHER],
-        "responses": {"200": _file("application/rdf+xml", "Named `<photo name>.xmp`."),
+        "responses": {"200": _file("application/rdf+xml", "Named `<photo name>.xmp`, merged "
+                                   "into the uploaded sidecar if there is one."),
                       "400": _error("`bad_field`: a vectorization parameter out of range."),
-                      "404": NOT_FOUND, "409": _error("`empty`.")}}},
+                      "404": NOT_FOUND, "409": XMP_CONFLICT}}},
     f"{API}/sidecar": {"post": {
         "summary": "Upload the photo's existing XMP; later XMP downloads merge into it",
         "parameters": [TOKEN],

@@ -139,7 +139,8 @@ def switch_model(access: Access, model_id: Any) -> MaskSession:
 def object_dict(session: MaskSession, obj: MaskObject, token: str) -> dict[str, Any]:
     base = f"/api/v1/sessions/{token}/objects/{obj.number}"
     return {"id": obj.number, "name": obj.name, "visible": obj.visible, "area": obj.area,
-            "png_url": f"{base}/mask.png", "svg_url": f"{base}/mask.svg"}
+            "png_url": f"{base}/mask.png", "svg_url": f"{base}/mask.svg",
+            "xmp_url": f"{base}/sidecar.xmp"}
 
 
 def objects_list(session: MaskSession, token: str) -> list[dict[str, Any]]:
@@ -317,26 +318,34 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     png = render.png_bytes(current.mask) if current.mask is not None else b""
     frame = render.mask_frame(header, png)
     latest = MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
-    sent = False
-    if broadcast and latest == session.revision:
-        # (When a newer change exists, it is on its way to being rendered: this frame would be
-        # stale at once.)
-        sent = notify.mask(session.pk, session.revision, frame)
-    return Rendered(session, current, header, frame, sent, latest != session.revision)
+    rendered = Rendered(session, current, header, frame, superseded=latest != session.revision)
+    if broadcast:
+        rendered.broadcast = publish(rendered)
+    return rendered
 
 
 def render_prompts(access: Access, request_id: str | None = None, *,
-                   latest_only: bool = False) -> Rendered:
+                   latest_only: bool = False, broadcast: bool = True) -> Rendered:
     """The mask after new prompts. When the model fails on them, the newest prompt is undone
     again (it stays redo-able), so one bad decode cannot leave the session stuck on a broken
     log."""
     try:
-        return render_current(access.session, request_id, latest_only=latest_only)
+        return render_current(access.session, request_id, broadcast=broadcast,
+                              latest_only=latest_only)
     except Exception as exc:
         log.exception("decoding a prompt of session %s failed", access.session.pk)
         undo(access)
         raise ProtocolError("internal", f"The model failed on this prompt ({exc}); it was "
                             "undone.") from exc
+
+
+def publish(rendered: Rendered) -> bool:
+    """Sends a rendered frame to every socket of the session, unless someone already sent
+    this revision or a newer one exists (False then: a newer change is on its way to being
+    rendered, and this frame would be stale at once)."""
+    if rendered.frame is None or rendered.superseded or rendered.header is None:
+        return False
+    return notify.mask(rendered.session.pk, rendered.header["seq"], rendered.frame)
 
 
 def add_prompt_and_render(access: Access, prompt: Any,

@@ -25,6 +25,7 @@ urlpatterns = [
     path(f"{API}/objects/<int:number>/reopen", views.reopen, name="reopen"),
     path(f"{API}/objects/<int:number>/mask.png", views.object_png, name="object-png"),
     path(f"{API}/objects/<int:number>/mask.svg", views.object_svg, name="object-svg"),
+    path(f"{API}/objects/<int:number>/sidecar.xmp", views.object_xmp, name="object-xmp"),
     path(f"{API}/mask.png", views.all_png, name="all-png"),
     path(f"{API}/masks.svg", views.all_svg, name="all-svg"),
     path(f"{API}/sidecar.xmp", views.sidecar_xmp, name="sidecar-xmp"),

@@ -290,6 +290,12 @@ def object_svg(request: HttpRequest, access: services.Access, number: int) -> Ht
                        f"{_stem(access)}-{obj.number}.svg")
 
 
+@api(["GET"])
+def object_xmp(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
+    obj = services.get_object(access.session, number)
+    return _sidecar_answer(request, access, lambda: [(obj, _object_mask(access, obj))])
+
+
 def _object_mask(access: services.Access, obj: Any) -> np.ndarray:
     mask = services.object_work_mask(access.session, obj)
     if mask is None or not mask.any():
@@ -322,9 +328,21 @@ def all_svg(request: HttpRequest, access: services.Access) -> HttpResponseBase:
 
 @api(["GET"])
 def sidecar_xmp(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+    return _sidecar_answer(request, access, lambda: _all(access))
+
+
+def _sidecar_answer(request: HttpRequest, access: services.Access,
+                    items: Callable[[], list[tuple[Any, np.ndarray]]]) -> HttpResponseBase:
+    """The XMP download of ``items()``, merged into the session's uploaded sidecar if any.
+
+    The settings are read before ``items()`` makes the masks, so a bad parameter is a 400
+    without a mask (maybe a decode) being made for nothing. The file is named as darktable
+    looks for it (``<photo name>.xmp``) for one object too: under any other name darktable
+    would not read it.
+    """
     session = services.reload(access.session)
     options, feather = downloads.vector_settings(request.GET)
-    data, filename = downloads.xmp(session, _all(access), options, feather)
+    data, filename = downloads.xmp(session, items(), options, feather)
     return _attachment(data, "application/rdf+xml", filename)
 
 

@@ -465,6 +465,16 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
                                timeout=WAIT_MS)
         assert server_objects()[0]["name"] == "Bear"
 
+        # One object's darktable sidecar, from its menu: that object's mask group only.
+        rows.nth(0).locator(".more").click()
+        with page.expect_request(lambda r: "/objects/1/sidecar.xmp" in r.url) as request, \
+                page.expect_download(timeout=WAIT_MS) as info:
+            page.click(".menu .dl-object-xmp")
+        assert "opttolerance=" in request.value.url and "feather=" in request.value.url
+        assert info.value.suggested_filename == "000.jpg.xmp"
+        xmp = Path(info.value.path()).read_text()
+        assert 'mask_name="grp Bear"' in xmp and "grp Object 2" not in xmp
+
         rows.nth(1).locator(".toggle-visible").click()
         page.wait_for_selector("#objects-list .object.hidden-object", timeout=WAIT_MS)
         assert [o["visible"] for o in server_objects()] == [True, False]

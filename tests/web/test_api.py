@@ -11,10 +11,12 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pytest
+from defusedxml.ElementTree import fromstring
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from PIL import Image
 
+from maskweb.export.xmp import MASK_GROUP, NS_DT, NS_RDF
 from maskweb.masking import embeddings, render, services
 from maskweb.masking.openapi import openapi_document
 from tests.web.conftest import make_session
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 INSIDE = {"kind": "point", "x": 240, "y": 180}
 DOC = openapi_document()
+DT, RDF = f"{{{NS_DT}}}", f"{{{NS_RDF}}}"
 
 
 def schema_for(path: str, method: str, status: int) -> dict[str, Any]:
@@ -238,6 +241,66 @@ def test_vector_settings_are_advertised_and_change_the_svg():
         response = client.get(f"{base}/masks.svg?{bad}")
         assert response.status_code == 400, bad
         assert response.json()["error"]["code"] == "bad_field"
+
+
+def sidecar_contents(xmp: bytes) -> tuple[list[str], list[str]]:
+    """(mask group names in force, exposure instance names) of a darktable sidecar.
+
+    darktable uses the mask snapshot of the latest history item that has one."""
+    desc = fromstring(xmp).find(f".//{RDF}Description")
+    rows = desc.findall(f"{DT}masks_history/{RDF}Seq/{RDF}li")
+    latest = max(int(r.get(f"{DT}mask_num")) for r in rows)
+    groups = [r.get(f"{DT}mask_name") for r in rows if int(r.get(f"{DT}mask_num")) == latest
+              and r.get(f"{DT}mask_type") == str(MASK_GROUP)]
+    instances = [h.get(f"{DT}multi_name") for h in desc.findall(f"{DT}history/{RDF}Seq/{RDF}li")
+                 if h.get(f"{DT}operation") == "exposure"]
+    return groups, instances
+
+
+def test_one_objects_sidecar_holds_that_object_only_and_merges_like_the_full_one():
+    session = make_session()
+    access = services.Access(session, services.EDIT)
+    services.add_prompt(access, INSIDE)
+    services.apply(access, "Lemon")
+    services.add_prompt(access, {"kind": "box", "x0": 20, "y0": 20, "x1": 120, "y1": 100})
+    services.apply(access, "Sky")
+    base = f"/api/v1/sessions/{session.edit_token}"
+    route = "/api/v1/sessions/{token}/objects/{number}/sidecar.xmp"
+    client = Client()
+    objects = check(client.get(f"{base}/objects"), "/api/v1/sessions/{token}/objects")
+    url = {o["name"]: o["xmp_url"] for o in objects["objects"]}
+    assert url["Lemon"] == f"{base}/objects/1/sidecar.xmp"
+
+    lemon = check(client.get(url["Lemon"]), route)
+    assert lemon.status_code == 200 and lemon["Content-Type"] == "application/rdf+xml"
+    # Named as darktable looks for it, like the all-objects sidecar.
+    assert 'filename="photo.png.xmp"' in lemon["Content-Disposition"]
+    assert sidecar_contents(lemon.content) == (["grp Lemon"], ["Lemon"])
+    sky = check(client.get(url["Sky"] + "?feather=3&turdsize=0"), route)
+    assert sidecar_contents(sky.content) == (["grp Sky"], ["Sky"])
+    view = client.get(f"/api/v1/sessions/{session.view_token}/objects/2/sidecar.xmp")
+    assert view.status_code == 200 and sidecar_contents(view.content) == (["grp Sky"], ["Sky"])
+    assert sidecar_contents(client.get(f"{base}/sidecar.xmp").content) \
+        == (["grp Lemon", "grp Sky"], ["Lemon", "Sky"])
+
+    # With the user's sidecar uploaded (here: the one holding Sky), one object's download is
+    # merged into it: the earlier edit is kept and its masks stay in force beside Lemon's.
+    assert client.post(f"{base}/sidecar", sky.content,
+                       content_type="application/rdf+xml").status_code == 200
+    merged = check(client.get(url["Lemon"]), route)
+    groups, instances = sidecar_contents(merged.content)
+    assert sorted(groups) == ["grp Lemon", "grp Sky"] and instances == ["Sky", "Lemon"]
+
+    for bad, code, status in (("objects/1/sidecar.xmp?feather=-1", "bad_field", 400),
+                              ("objects/1/sidecar.xmp?opttolerance=x", "bad_field", 400),
+                              ("objects/9/sidecar.xmp", "not_found", 404)):
+        response = client.get(f"{base}/{bad}")
+        assert response.status_code == status, bad
+        assert check(response, route)["error"]["code"] == code
+    # The current object, still empty after the apply, has nothing to download.
+    current = services.reload(session).current.number
+    empty = client.get(f"{base}/objects/{current}/sidecar.xmp")
+    assert empty.status_code == 409 and check(empty, route)["error"]["code"] == "empty"
 
 
 def ellipse_photo(width: int = 480, height: int = 360) -> bytes:
