@@ -94,6 +94,48 @@ def test_hello_then_a_click_gives_a_mask_frame_to_every_socket():
     run(scenario())
 
 
+def test_two_editors_on_one_edit_link_see_each_others_prompts_live():
+    """Two browsers on the same edit link: each one's prompt reaches the other as a mask
+    frame, and both draw the same object, built from both people's prompts."""
+    session = make_session()
+    outside = {"kind": "point", "x": 40, "y": 40, "positive": False}
+
+    def answering(request_id: str) -> Any:
+        return lambda item: is_mask(item) and item[0]["id"] == request_id
+
+    async def scenario() -> None:
+        first, second = await connect(session.edit_token), await connect(session.edit_token)
+        assert (await recv(first))["role"] == (await recv(second))["role"] == "edit"
+
+        await first.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": "from-first", "prompt": INSIDE}))
+        own, own_mask = await recv_until(first, answering("from-first"))
+        seen, seen_mask = await recv_until(second, answering("from-first"))
+        assert seen["seq"] == own["seq"] and (seen_mask == own_mask).all()
+        assert seen_mask[180, 240] and not seen_mask[5, 5]
+
+        await second.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": "from-second", "prompt": outside}))
+        own, own_mask = await recv_until(second, answering("from-second"))
+        seen, seen_mask = await recv_until(first, answering("from-second"))
+        assert seen["seq"] == own["seq"] > 0 and (seen_mask == own_mask).all()
+        # One object, both people's prompts: the second added to the first's, not a new one.
+        assert [p.get("positive", True) for p in seen["prompts"]] == [True, False]
+        assert seen["object_id"] == own["object_id"] and seen_mask[180, 240]
+
+        # Either may undo the other's prompt, and the other sees it.
+        await first.send_to(text_data=json.dumps({"v": 1, "type": "undo", "id": "undo"}))
+        undone, _ = await recv_until(second, answering("undo"))
+        assert len(undone["prompts"]) == 1 and undone["can_redo"]
+        await pong(first)
+        await pong(second)
+        await first.disconnect()
+        await second.disconnect()
+
+    run(scenario())
+    assert len(services.reload(session).current.effective_prompts()) == 1
+
+
 @pytest.mark.parametrize("raw,code", [
     ("this is not json", "bad_json"),
     ("[1, 2, 3]", "bad_json"),
