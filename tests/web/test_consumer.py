@@ -136,6 +136,30 @@ def test_two_editors_on_one_edit_link_see_each_others_prompts_live():
     assert len(services.reload(session).current.effective_prompts()) == 1
 
 
+def test_the_clicker_gets_its_mask_once_and_the_others_get_it_too():
+    """The clicking socket is answered directly (no round trip through the channel layer) and
+    skips the broadcast copy of the same revision; another editor still gets the broadcast."""
+    session = make_session()
+
+    async def scenario() -> None:
+        clicker, other = await connect(session.edit_token), await connect(session.edit_token)
+        await recv(clicker)
+        await recv(other)
+        await clicker.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": "a", "prompt": INSIDE}))
+        header, _ = await recv_until(clicker, is_mask)
+        seen, _ = await recv_until(other, is_mask)
+        assert seen["seq"] == header["seq"]
+        await asyncio.sleep(0.5)  # time for the broadcast copy to reach the clicker
+        await clicker.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "p"}))
+        later = await recv_until(clicker, lambda i: is_mask(i) or i.get("type") == "pong")
+        assert not is_mask(later), f"a second frame for seq {later[0]['seq']}"
+        await clicker.disconnect()
+        await other.disconnect()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("raw,code", [
     ("this is not json", "bad_json"),
     ("[1, 2, 3]", "bad_json"),
