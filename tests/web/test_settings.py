@@ -49,6 +49,21 @@ def test_defaults_give_sqlite_in_the_data_dir_and_a_kept_secret(tmp_path):
     assert not list(REPO.glob("**/secret_key")), "never inside the repository"
 
 
+def test_the_default_database_is_a_wal_file_without_an_fsync_per_click(tmp_path):
+    """Every click writes the prompt log: WAL with synchronous=NORMAL commits without an
+    fsync, and a crashed process still loses nothing."""
+    done = subprocess.run([sys.executable, "-c", "import django, os;"
+                           "os.environ['DJANGO_SETTINGS_MODULE'] = 'maskweb.settings';"
+                           "django.setup(); from django.db import connection;"
+                           "c = connection.cursor();"
+                           "print(c.execute('PRAGMA journal_mode').fetchone()[0],"
+                           " c.execute('PRAGMA synchronous').fetchone()[0])"],
+                          cwd=REPO, env={**os.environ, "MASKWEB_DATA_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["wal", "1"]  # 1 = NORMAL (2 = FULL, the default)
+
+
 def test_env_helpers_parse_and_bound(monkeypatch):
     monkeypatch.setenv("X_INT", " 12 ")
     assert config.env_int("X_INT", 1, minimum=1, maximum=20) == 12
