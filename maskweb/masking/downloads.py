@@ -106,7 +106,7 @@ def xmp(session: MaskSession, items: Sequence[tuple[Any, np.ndarray]],
         data = darktable_sidecar(_mask_objects(photo, items), photo.stored_width,
                                  photo.stored_height, existing=existing,
                                  photo_name=session.photo_name, options=options,
-                                 feather=feather)
+                                 feather=feather, orientation=photo.orientation)
     except NothingToExport as exc:
         raise DownloadError(409, "empty", str(exc)) from None
     except SidecarError as exc:
