@@ -9,13 +9,20 @@ OpenCV (Apache-2.0) instead of libpotrace (GPL) so the tracing itself runs in C 
    corners stay corners), so it runs along the pixel edges and encloses exactly the
    mask's area (without this every shape is ~0.5 px too small). ``grow`` adds to that.
 3. Regions and holes whose area is at most ``turdsize`` pixels are dropped (potrace's
-   cleanup of specks).
+   cleanup of specks), except line fragments: regions more than twice as long as wide.
 4. Douglas-Peucker (``cv2.approxPolyDP``) turns each chain into a polygon.
 5. potrace's smoothing: every polygon vertex becomes a Bézier segment between the midpoints
    of its two edges; a vertex whose turn is too sharp (``alpha >= alphamax``) becomes a
    corner instead.
 6. Curve optimisation: runs of smooth segments are joined into one cubic while it stays
    within ``opttolerance`` pixels of the curves it replaces.
+
+Parts of the mask less than 3 pixels wide, and gaps that narrow, are where a fraction of a
+pixel decides whether a whole pixel is in or out: along them the polygon stage uses at most
+0.35 px instead of ``polygon_tolerance``, and the smoothing rounds a vertex off by at most
+0.35 px (tighter handles, or a corner where even that is too much; only with ``grow`` 0).
+0.35 px is about the distance from a pixel centre to the outline of a one-pixel diagonal
+line.
 
 Coordinates are continuous image pixels: pixel (column c, row r) covers [c, c+1) x [r, r+1).
 """
@@ -90,15 +97,17 @@ class Region:
 
 @dataclass
 class VectorizeOptions:
-    """Tuning of :func:`vectorize`; the defaults keep IoU >= 0.98 on DAVIS-sized masks.
+    """Tuning of :func:`vectorize`; the defaults keep IoU >= 0.98 on every DAVIS mask.
 
     - ``turdsize``: regions and holes of at most this many pixels are dropped
-      (potrace's ``turdsize``; 0 keeps everything).
+      (potrace's ``turdsize``; 0 keeps everything), but not a region more than twice as
+      long as it is wide (a fragment of a line, e.g. 1x3 pixels or 3 diagonal ones).
     - ``alphamax``: corner threshold, potrace's ``alphamax``: 0 makes every vertex a sharp
       corner (a polygon), 4/3 or more makes none; 1.0 is potrace's default.
     - ``opttolerance``: how far (pixels) a joined curve may stray from the curves it
       replaces; 0 disables joining (more nodes, closest fit).
-    - ``polygon_tolerance``: Douglas-Peucker tolerance (pixels) of the polygon stage.
+    - ``polygon_tolerance``: Douglas-Peucker tolerance (pixels) of the polygon stage;
+      along parts or gaps less than 3 pixels wide at most 0.35.
     - ``grow``: pixels by which every path is moved out of the area it encloses (an outer
       boundary away from its region, a hole boundary into the region): 0 keeps paths on
       the pixel edges, which is exact for SVG and any coverage-based renderer; darktable's
@@ -160,17 +169,20 @@ def vectorize(mask: np.ndarray, options: VectorizeOptions | None = None) -> list
     if hierarchy is None:
         return []
     links = hierarchy[0]
+    # Which boundary pixels are on thin parts (or beside thin gaps): for all chains at once.
+    thin = np.split(_thin_points(binary, np.concatenate(contours)[:, 0, :]),
+                    np.cumsum([len(c) for c in contours])[:-1])
     regions: list[tuple[float, Region]] = []
     for i, contour in enumerate(contours):
         if links[i][3] != -1:  # a hole: handled with its parent
             continue
-        outer = _trace(contour, is_hole=False, opts=opts)
+        outer = _trace(contour, thin[i], is_hole=False, opts=opts)
         if outer is None:
             continue
         holes = []
         child = links[i][2]
         while child != -1:
-            hole = _trace(contours[child], is_hole=True, opts=opts)
+            hole = _trace(contours[child], thin[child], is_hole=True, opts=opts)
             if hole is not None:
                 holes.append(hole)
             child = links[child][0]
@@ -244,48 +256,177 @@ def bezier_segments(path: BezierPath) -> np.ndarray:
 
 # --- tracing ------------------------------------------------------------------------------
 
-def _trace(contour: np.ndarray, *, is_hole: bool, opts: VectorizeOptions) -> BezierPath | None:
-    pts = contour[:, 0, :].astype(np.float64) + 0.5  # boundary pixel centres
+def _trace(contour: np.ndarray, thin: np.ndarray, *, is_hole: bool,
+           opts: VectorizeOptions) -> BezierPath | None:
+    """One chain -> a path (None when cleanup drops it); ``thin``: its thin points."""
+    pix = contour[:, 0, :]
+    pts = pix.astype(np.float64) + 0.5  # boundary pixel centres
     # The offset is counted away from the fill: a hole grows by moving into the fill.
     half = 0.5 + (-opts.grow if is_hole else opts.grow)
-    exact = _offset_to_pixel_edges(pts)
+    exact, src = _offset_to_pixel_edges(pts)
     signed = _shoelace(exact)
     area = abs(signed)  # cleanup counts pixels: always measured on the pixel edges
-    if area <= opts.turdsize or area < 0.5:
+    # A hole gets the plain area test: the background is 4-connected, so a thin gap falls
+    # apart into pinholes of one or two pixels anyway, and pinholes are what cleanup is for.
+    if area < 0.5 or (area <= opts.turdsize and (is_hole or not _elongated(pix, area))):
         return None
     edge = exact
     if half != 0.5:
         # Shrinking a thin shape can fold its outline over itself (a 2-pixel line has no
         # inside left): then shrink less, down to no change, rather than lose the shape.
         for h in (half, 0.5 * (half + 0.5), 0.5):
-            edge = _offset_to_pixel_edges(pts, h)
+            edge, src = _offset_to_pixel_edges(pts, h)
             if _shoelace(edge) * np.sign(signed) >= 0.25 * area:
                 break
-    poly = cv2.approxPolyDP(edge.astype(np.float32)[:, None, :],
-                            opts.polygon_tolerance, True)[:, 0, :].astype(np.float64)
+    # Chain points on a thin part of the shape, or beside a thin gap: traced closer.
+    fine = thin[src]
+    poly, idx = _simplify(edge, opts.polygon_tolerance, fine)
+    max_cut = None
     if len(poly) < 3:
         hull = cv2.convexHull(edge.astype(np.float32))[:, 0, :].astype(np.float64)
         if len(hull) < 3:
             return None
         poly = hull
-    else:
-        poly = _adjust_vertices(edge, poly)
-    segs, corner = _smooth(poly, opts.alphamax)
+    elif idx is not None:
+        poly = _adjust_vertices(edge, idx)
+        if opts.grow == 0:
+            # Only on the exact outline. With grow (darktable's -1) a thin part's outline
+            # is off its pixel edges anyway, and darktable fills a 2-pixel line back more
+            # closely with potrace's rounded ends than with sharp ones.
+            max_cut = np.where(fine[idx], _THIN_TOLERANCE, np.inf)
+    segs, corner = _smooth(poly, opts.alphamax, max_cut)
     if opts.opttolerance > 0:
         segs, corner = _join(segs, corner, poly, opts.opttolerance)
     return BezierPath(points=_segments_to_nodes(segs, corner), is_hole=is_hole)
 
 
-def _adjust_vertices(chain: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Move each polygon vertex to where the best-fit lines of its two edges meet.
+#: How far (pixels) the outline may stray from the pixel edges on a thin part (polygon
+#: stage) and how far a rounded vertex may be cut there (smoothing stage): 1/(2 sqrt 2),
+#: the distance from a pixel centre to the outline of a one-pixel diagonal line, rounded
+#: down. Any further and pixels of one-pixel lines (or gaps) fall out of (or into) the fill.
+_THIN_TOLERANCE = 0.35
 
-    Douglas-Peucker keeps chain points, i.e. staircase corners alternately half a pixel
-    inside and outside the true outline; potrace fits a line to the chain under each edge
-    instead. Same here (least squares via prefix sums); a vertex whose lines are nearly
-    parallel or meet more than a pixel away stays where it was.
+
+def _elongated(pix: np.ndarray, area: float) -> bool:
+    """A line fragment, not a speck: more than twice as long as it is wide.
+
+    ``pix``: its boundary pixels; length = the longer side of their bounding box, width =
+    area / length. A 1x3 or diagonal 3-pixel piece is a line fragment; a lone pixel, a
+    domino, an L of three or a 2x2 blob are specks.
     """
-    n, m = len(chain), len(poly)
+    length = int(np.ptp(pix, axis=0).max()) + 1
+    return length * length > 2.0 * area
+
+
+def _thin_points(binary: np.ndarray, pix: np.ndarray) -> np.ndarray:
+    """Which boundary pixels lie on a part less than 3 pixels wide, or beside such a gap.
+
+    ``pix``: (x, y) foreground pixels. A pixel is on a thin part when no 3x3 block of
+    foreground covers it (a 3x3 opening removes it); a background pixel is in a thin gap
+    when no 3x3 block of background covers it (a 3x3 closing fills it). Worked out on the
+    7x7 patch around each boundary pixel only, its rows as 7-bit masks, which is much
+    cheaper than morphology over a large image; the image edge repeats outwards.
+    """
+    h, w = binary.shape
+    x, y = pix[:, 0], pix[:, 1]
+    patch = np.empty((len(pix), 7, 7), np.uint8)
+    inner = (x >= 3) & (x < w - 3) & (y >= 3) & (y < h - 3)
+    if inner.any():
+        windows = np.lib.stride_tricks.sliding_window_view(binary, (7, 7))
+        patch[inner] = windows[y[inner] - 3, x[inner] - 3]
+    if not inner.all():
+        off = np.arange(-3, 4)
+        ys = np.clip(y[~inner, None] + off, 0, h - 1)
+        xs = np.clip(x[~inner, None] + off, 0, w - 1)
+        patch[~inner] = binary[ys[:, :, None], xs[:, None, :]]
+    fg = np.packbits(patch, axis=2, bitorder="little")[:, :, 0]  # (n, 7): bit j = column j
+    bg = ~fg & 0x7F
+
+    def full_blocks(rows: np.ndarray) -> np.ndarray:
+        """(n, 7) -> (n, 5): bit j of row i set where the 3x3 block centred on patch
+        cell (i + 1, j + 1) is all set."""
+        across = rows & (rows >> 1) & (rows >> 2)
+        return across[:, :-2] & across[:, 1:-1] & across[:, 2:]
+
+    # A foreground block centred within one pixel of the centre pixel covers it.
+    thin_fg = ~((full_blocks(fg)[:, 1:4] & 0b01110) != 0).any(axis=1)
+    # Background blocks covering each of the 3x3 cells around the centre.
+    bgb = full_blocks(bg)
+    near = bgb | (bgb >> 1) | (bgb >> 2)
+    covered = (near[:, :-2] | near[:, 1:-1] | near[:, 2:]) & 0b111  # (n, 3)
+    thin_gap = (((bg[:, 2:5] >> 2) & 0b111 & ~covered) != 0).any(axis=1)
+    return thin_fg | thin_gap
+
+
+def _simplify(chain: np.ndarray, tol: float, fine: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Douglas-Peucker (``cv2.approxPolyDP``), finer where ``fine`` marks thin points.
+
+    The whole loop is simplified with ``tol`` (by OpenCV, in C); then, where the polygon
+    strays more than ``_THIN_TOLERANCE`` from a thin point, its edges are split further,
+    Douglas-Peucker style, with that tolerance at thin points and ``tol`` elsewhere (a loop
+    that is thin throughout gets the finer tolerance at once). Returns the polygon and its
+    vertices' chain indices (ascending), or None for the indices when the vertices cannot
+    be matched to the chain (the polygon is then kept as it is).
+    """
+    n = len(chain)
     c32 = np.ascontiguousarray(chain.astype(np.float32))
+    ftol = min(tol, _THIN_TOLERANCE)
+    if fine is not None and fine.all():
+        tol = ftol
+    poly = cv2.approxPolyDP(c32[:, None, :], tol, True)[:, 0, :].astype(np.float64)
+    if len(poly) < 3:
+        return poly, None
+    idx = _chain_indices(c32, poly)
+    if idx is None:
+        return poly, None
+    if fine is None or ftol >= tol or not fine.any():
+        return chain[idx], idx
+    # Douglas-Peucker again, from this polygon, with each point's own tolerance: every
+    # edge that strays too far from a point it passes is split at the worst one, until
+    # none does (all edges at once, level by level).
+    point_tol = np.where(np.concatenate([fine, fine]), ftol, tol)
+    c2 = np.concatenate([chain, chain])
+    lo = idx
+    hi = np.append(idx[1:], idx[0] + n)  # edge j covers chain points lo[j]..hi[j]
+    found = [idx]
+    while True:
+        inner = hi - lo - 1
+        lo, hi, inner = lo[inner > 0], hi[inner > 0], inner[inner > 0]
+        if lo.size == 0:
+            break
+        first = np.cumsum(inner) - inner
+        edge = np.repeat(np.arange(len(lo)), inner)
+        k = lo[edge] + 1 + np.arange(inner.sum()) - first[edge]
+        a, along = c2[lo][edge], (c2[hi] - c2[lo])[edge]
+        rel = c2[k] - a
+        length = np.hypot(along[:, 0], along[:, 1])
+        dist = np.where(
+            length > 0,
+            np.abs(along[:, 0] * rel[:, 1] - along[:, 1] * rel[:, 0])
+            / np.where(length > 0, length, 1.0),
+            np.hypot(rel[:, 0], rel[:, 1]))
+        excess = dist - point_tol[k]
+        worst = np.maximum.reduceat(excess, first)
+        split = worst > 0
+        if not split.any():
+            break
+        hit = np.flatnonzero((excess == worst[edge]) & split[edge])
+        _, pick = np.unique(edge[hit], return_index=True)  # the first worst point of each
+        at = k[hit[pick]]
+        found.append(at)
+        lo, hi = np.concatenate([lo[split], at]), np.concatenate([at, hi[split]])
+    idx = np.unique(np.concatenate(found) % n)
+    return chain[idx], idx
+
+
+def _chain_indices(c32: np.ndarray, poly: np.ndarray) -> np.ndarray | None:
+    """Chain index of each polygon vertex, ascending (None if not chain points in order).
+
+    Douglas-Peucker keeps chain points but may start anywhere on a closed loop: the
+    vertices are rolled to start at the one met first. A point the chain passes twice (a
+    spur) takes its first occurrence after the previous vertex.
+    """
     keys = c32.view(np.int64).ravel()
     pkeys = np.ascontiguousarray(poly.astype(np.float32)).view(np.int64).ravel()
     order = np.argsort(keys, kind="stable")
@@ -293,24 +434,35 @@ def _adjust_vertices(chain: np.ndarray, poly: np.ndarray) -> np.ndarray:
     lo = np.searchsorted(sorted_keys, pkeys, side="left")
     hi = np.searchsorted(sorted_keys, pkeys, side="right")
     if np.any(hi <= lo):
-        return poly
-    # Douglas-Peucker may start anywhere on the loop: start at the vertex met first.
+        return None
     # (Stable sort: within equal keys the chain indices ascend, so order[lo] is the first.)
     start = int(np.argmin(order[lo]))
-    poly = np.roll(poly, -start, axis=0)
     lo, hi = np.roll(lo, -start), np.roll(hi, -start)
     idx = order[lo]
-    repeated = np.flatnonzero(hi - lo > 1)  # a point the chain passes twice (a spur)
-    if repeated.size:
+    if np.any(hi - lo > 1):
         prev = -1
-        for k in range(m):  # the first occurrence after the previous vertex
+        for k in range(len(idx)):  # the first occurrence after the previous vertex
             if hi[k] - lo[k] > 1:
                 cands = order[lo[k]:hi[k]]
                 later = cands[cands > prev]
                 idx[k] = later[0] if later.size else cands[0]
             prev = idx[k]
-    if np.any(np.diff(idx) <= 0):  # not in chain order: leave the polygon alone
-        return poly
+    if np.any(np.diff(idx) <= 0):
+        return None
+    return idx
+
+
+def _adjust_vertices(chain: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Move each polygon vertex to where the best-fit lines of its two edges meet.
+
+    ``idx``: the vertices' chain indices, ascending. Douglas-Peucker keeps chain points,
+    i.e. staircase corners alternately half a pixel inside and outside the true outline;
+    potrace fits a line to the chain under each edge instead. Same here (least squares via
+    prefix sums); a vertex whose lines are nearly parallel or meet more than a pixel away
+    stays where it was.
+    """
+    n = len(chain)
+    poly = chain[idx]
     # Prefix sums over the chain, doubled so the last edge can wrap past the end.
     pts = np.concatenate([chain, chain])
     x, y = pts[:, 0], pts[:, 1]
@@ -342,7 +494,8 @@ def _shoelace(p: np.ndarray) -> float:
     return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
 
 
-def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5) -> np.ndarray:
+def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Move a chain of boundary pixel centres onto the pixel edges, away from the fill.
 
     OpenCV walks every boundary (outer or hole) with the foreground on the same side, so
@@ -352,13 +505,14 @@ def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5) -> np.ndarray:
     shifted steps on either side meet (a miter: a convex pixel corner lands exactly on the
     corner). Where
     the chain turns back on itself (the tip of a one-pixel spur) the point becomes the
-    two outer corners of that pixel.
+    two outer corners of that pixel. Also returns, per output point, its input index.
     """
     n = len(pts)
     if n == 1:
         x, y = pts[0]
         r = max(half, 0.25)  # a lone pixel keeps some area at any offset
-        return np.array([[x - r, y - r], [x - r, y + r], [x + r, y + r], [x + r, y - r]])
+        square = [[x - r, y - r], [x - r, y + r], [x + r, y + r], [x + r, y - r]]
+        return np.array(square), np.zeros(4, np.int64)
     step = np.roll(pts, -1, axis=0) - pts  # step k runs from point k to point k+1
     length = np.hypot(step[:, 0], step[:, 1])
     length[length == 0] = 1.0
@@ -383,7 +537,7 @@ def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5) -> np.ndarray:
     out = pts + offset
     tip = (np.abs(det) < 1e-9) & (dot <= 0)
     if not tip.any():
-        return out
+        return out, np.arange(n)
     # Spur tip: arriving along t1, the pixel's two far corners are p + 0.5 t1 -/+ 0.5 n.
     t1 = np.roll(tangent, 1, axis=0)
     first = pts + half * t1 + n1 * d1[:, None]
@@ -394,10 +548,11 @@ def _offset_to_pixel_edges(pts: np.ndarray, half: float = 0.5) -> np.ndarray:
     starts = np.cumsum(counts) - counts
     res[starts[tip]] = first[tip]
     res[starts[tip] + 1] = second[tip]
-    return res
+    return res, idx
 
 
-def _smooth(poly: np.ndarray, alphamax: float) -> tuple[np.ndarray, np.ndarray]:
+def _smooth(poly: np.ndarray, alphamax: float, max_cut: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """potrace's smoothing stage: polygon -> (m, 4, 2) Bézier segments + corner flags.
 
     Segment j bends around vertex j, from the midpoint of edge (j-1, j) to the midpoint
@@ -415,6 +570,16 @@ def _smooth(poly: np.ndarray, alphamax: float) -> tuple[np.ndarray, np.ndarray]:
         alpha = np.where(dd > 1, (1 - 1.0 / dd), 0.0) / 0.75
     alpha = np.where(denom == 0, 4.0 / 3.0, alpha)
     corner = alpha >= alphamax
+    if max_cut is not None:
+        # The curve passes (4 - 3a) / 16 |e1 + e2| inside its vertex (e1, e2: the vertex's
+        # edges): raise a until that is at most max_cut, or make a corner if even a = 1
+        # (handles on the vertex) cuts deeper; alphamax 4/3 asks for no corners at all.
+        span = np.hypot(*(prev + nxt - 2 * poly).T)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(span > 0, (4 - 16 * max_cut / span) / 3, 0.0)
+        if alphamax < 4.0 / 3.0:
+            corner |= need > 1
+        alpha = np.maximum(alpha, need)
     a = np.clip(alpha, 0.55, 1.0)[:, None]
     start = 0.5 * (prev + poly)
     end = 0.5 * (poly + nxt)

@@ -13,6 +13,7 @@ from maskweb.segment.vectorize import (
     BezierPath,
     Region,
     VectorizeOptions,
+    _thin_points,
     binary_mask,
     rasterize,
     vectorize,
@@ -111,6 +112,62 @@ def test_one_pixel_wide_line_keeps_its_width() -> None:
     assert iou(back, mask) >= 0.9
 
 
+def test_one_pixel_lines_at_any_angle_fill_back_at_default_settings() -> None:
+    # Douglas-Peucker at 0.5 px and potrace's rounding cut across one-pixel lines (IoU
+    # about 0.95 here before); along thin parts both now stay within 0.35 px.
+    mask = np.zeros((80, 560), np.uint8)
+    for k, angle in enumerate(range(5, 90, 12)):
+        t, x0 = np.deg2rad(angle), 10 + 70 * k
+        cv2.line(mask, (x0, 75), (round(x0 + 65 * np.cos(t)), round(75 - 65 * np.sin(t))), 1, 1)
+    line_mask = mask.astype(bool)
+    regions = vectorize(line_mask)
+    assert len(regions) == 8
+    assert iou(rasterize(regions, 560, 80), line_mask) >= 0.99
+
+
+def test_thin_lines_cost_nodes_only_where_they_are_thin() -> None:
+    body = disc(200, 300, 150, 100, 60)
+    with_line = body.copy()
+    with_line[100, 210:290] = True  # a one-pixel line sticking out of the disc
+    plain = sum(r.node_count for r in vectorize(body))
+    lined = sum(r.node_count for r in vectorize(with_line))
+    assert plain < lined <= plain + 20
+    assert iou(roundtrip(with_line), with_line) >= 0.99
+
+
+def test_line_fragments_survive_cleanup_but_specks_do_not() -> None:
+    mask = np.zeros((40, 100), bool)
+    for x in range(10, 90, 6):
+        mask[10, x:x + 3] = True  # a dashed line: 14 fragments of 1x3 pixels
+        mask[20, x] = True  # a dotted one: 14 lone pixels
+    for k in range(3):
+        mask[30 + k, 10 + k] = True  # 3 pixels too, but a diagonal line fragment
+    mask[30:32, 40:42] = True  # a 2x2 speck
+    mask[30, 60:62] = True  # a domino
+    regions = vectorize(mask)
+    assert len(regions) == 14 + 1
+    assert np.array_equal(roundtrip(mask)[10], mask[10])
+
+
+def test_thin_points_match_a_3x3_opening_and_closing() -> None:
+    rng = np.random.default_rng(0)
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(100):
+        h, w = rng.integers(1, 30, 2)
+        mask = (rng.random((h, w)) < rng.uniform(0.2, 0.8)).astype(np.uint8)
+        if not mask.any():
+            continue
+        # Reference: whole-image morphology, the image edge repeated outwards.
+        pad = cv2.copyMakeBorder(mask, 4, 4, 4, 4, cv2.BORDER_REPLICATE)
+        opened = cv2.morphologyEx(pad, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
+        closed = cv2.morphologyEx(pad, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+        gap = cv2.dilate((closed > pad).view(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE)
+        want = ((pad > opened) | (gap.view(bool) & pad.view(bool)))[4:-4, 4:-4]
+        ys, xs = np.nonzero(mask)
+        got = _thin_points(mask, np.stack([xs, ys], axis=1))
+        assert np.array_equal(got, want[ys, xs])
+
+
 def test_empty_mask_gives_no_regions() -> None:
     assert vectorize(np.zeros((20, 30), bool)) == []
     assert not rasterize([], 30, 20).any()
@@ -179,6 +236,9 @@ def test_bezier_path_area_is_exact_for_a_straight_square() -> None:
 @pytest.mark.skipif(not DAVIS_GT.is_dir(), reason="DAVIS masks not present in ../shared")
 def test_davis_masks_fill_back_with_high_iou_and_few_nodes() -> None:
     files = sorted(DAVIS_GT.glob("*.png"))[::23]  # 15 spread over the set; bench does all
+    # ...and the two that were worst: a paraglider with its 1-2 px lines (0.945 with a
+    # plain 0.5 px polygon stage and cleanup) and a figure seen through branches.
+    files += [DAVIS_GT / "314.png", DAVIS_GT / "217.png"]
     ious, nodes = [], []
     for f in files:
         mask = np.asarray(Image.open(f)) > 0
@@ -186,6 +246,8 @@ def test_davis_masks_fill_back_with_high_iou_and_few_nodes() -> None:
         ious.append(iou(rasterize(regions, mask.shape[1], mask.shape[0]), mask))
         nodes.append(sum(r.node_count for r in regions))
     assert np.median(ious) >= 0.98
+    worst = int(np.argmin(ious))
+    assert ious[worst] >= 0.98, f"{files[worst].name}: IoU {ious[worst]:.4f}"
     assert np.median(nodes) <= 500
 
 
