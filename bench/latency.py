@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import json
 import os
 import platform
 import random
@@ -219,48 +218,72 @@ def encoder_runs(stack: LiveStack) -> int:
                for p in (stack.data_dir / "logs").glob("worker*.log"))
 
 
-def wait_all_ready(stack: LiveStack, tokens: list[str], timeout: float = 900) -> dict[str, float]:
-    """Polls the HTTP state; returns when each session became ready (perf_counter)."""
+def wait_ready_on_socket(stack: LiveStack, token: str, ready: dict[str, float],
+                         timeout: float = 900) -> None:
+    """Waits as the page does, on the session's socket (polling the HTTP API instead would
+    take CPU from the encoder it is timing); records when "ready" arrived (perf_counter)."""
+    sock = Socket(stack.ws_url, token)
+    try:
+        hello = sock.wait_type("hello", 30)
+        status = hello["state"]["status"]
+        while status not in ("ready", "failed"):
+            status = sock.wait_type("status", timeout)["status"]
+        if status == "failed":
+            raise RuntimeError(f"encoding failed for {token}")
+        ready[token] = time.perf_counter()
+    finally:
+        sock.close()
+
+
+def wait_ready(stack: LiveStack, token: str) -> float:
     ready: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    while len(ready) < len(tokens) and time.monotonic() < deadline:
-        for token in tokens:
-            if token in ready:
-                continue
-            _, body, _ = request("GET", f"{stack.url}/api/v1/sessions/{token}")
-            status = json.loads(body)["status"]
-            if status == "ready":
-                ready[token] = time.perf_counter()
-            elif status == "failed":
-                raise RuntimeError(f"encoding failed for {token}")
-        time.sleep(0.05)
-    if len(ready) < len(tokens):
-        raise TimeoutError("not every photo was encoded in time")
-    return ready
+    wait_ready_on_socket(stack, token, ready)
+    return ready[token]
 
 
 def measure_encoder(stack: LiveStack, workers: int, count: int,
                     offset: int) -> tuple[float, list[float]]:
-    """Uploads ``count`` new photos at once; returns (photos per second, upload->ready s)."""
-    extra = [runner.spawn(runner.worker_command(f"bench{i}"), stack.env, Path.cwd(),
-                          stack.data_dir / "logs" / f"worker-extra{i}.log")
-             for i in range(workers - 1)]
+    """Uploads ``count`` new photos at once; returns (photos per second, upload->ready s).
+
+    ``workers`` worker processes share the cores: each encoder gets cores / workers threads
+    (MASKWEB_ONNX_THREADS), as a deployment with several workers on one machine should set,
+    so they do not oversubscribe the cores. With one worker the stack's own worker runs.
+    """
+    cores = os.cpu_count() or 1
+    env = {**stack.env, "MASKWEB_ONNX_THREADS": str(max(1, cores // workers))}
+    own = workers > 1
+    if own:
+        runner.stop(stack.worker)
+    extra = [runner.spawn(runner.worker_command(f"bench{i}"), env, Path.cwd(),
+                          stack.data_dir / "logs" / f"worker-bench{i}.log")
+             for i in range(workers if own else 0)]
     try:
         if extra:
-            time.sleep(8)  # let the extra workers connect before the burst
+            time.sleep(8)  # let the workers connect before the burst
         started = time.perf_counter()
         uploaded: dict[str, float] = {}
+        ready: dict[str, float] = {}
+        waiters = []
         for path, _ in davis_items(count, offset):
             status, state = upload(stack.url, path.name, path.read_bytes())
             if status != 201:
                 raise RuntimeError(f"upload failed: {status} {state}")
-            uploaded[state["edit_token"]] = time.perf_counter()
-        ready = wait_all_ready(stack, list(uploaded))
+            token = state["edit_token"]
+            uploaded[token] = time.perf_counter()
+            waiter = threading.Thread(target=wait_ready_on_socket, args=(stack, token, ready))
+            waiter.start()
+            waiters.append(waiter)
+        for waiter in waiters:
+            waiter.join()
+        if len(ready) < count:
+            raise TimeoutError("not every photo was encoded in time")
         elapsed = max(ready.values()) - started
         return count / elapsed, [ready[t] - uploaded[t] for t in uploaded]
     finally:
         for process in extra:
             runner.stop(process)
+        if own:
+            stack.start_worker()
 
 
 def redis_bytes_per_embedding(stack: LiveStack) -> tuple[int, float]:
@@ -357,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         status, state = upload(stack.url, "large.jpg", data)
         uploaded = time.perf_counter() - started
         token = state["edit_token"]
-        ready_at = wait_all_ready(stack, [token])[token]
+        ready_at = wait_ready(stack, token)
         sock = Socket(stack.ws_url, token)
         sock.wait_type("hello", 30)
         big = np.zeros((3000, 4000), bool)
@@ -378,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         before = encoder_runs(stack)
         path, _ = davis_items(1, 100)[0]  # encoded in the click runs above
         status, state = upload(stack.url, path.name, path.read_bytes())
-        wait_all_ready(stack, [state["edit_token"]])
+        wait_ready(stack, state["edit_token"])
         time.sleep(1)
         rows.append(("dedup: encoder runs for a photo uploaded again",
                      f"{encoder_runs(stack) - before}"))
@@ -391,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(50):
             status, state = upload(stack.url, f"same{i}.jpg", same)
             token = state["edit_token"]
-            wait_all_ready(stack, [token])
+            wait_ready(stack, token)
             request("POST", f"{stack.url}/api/v1/sessions/{token}/prompts",
                     {"kind": "point", "x": 400.5, "y": 240.5, "positive": True})
         rows.append(("web process RSS: before / after 50 more sessions",
