@@ -130,9 +130,10 @@ MEDIA_ROOT = DATA_DIR / "photos"
 WORK_MAX_SIDE = env_int("MASKWEB_WORK_MAX_SIDE", 2048, minimum=256, maximum=8192)
 DEFAULT_MODEL = env_str("MASKWEB_DEFAULT_MODEL", "")  # empty: the engine's default
 EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=60)
-EMBEDDING_LRU_SIZE = env_int("MASKWEB_EMBEDDING_LRU", 4, minimum=0, maximum=64)
-PREDICTION_LRU_SIZE = env_int("MASKWEB_PREDICTION_LRU", 16, minimum=0, maximum=256)
-DECODE_THREADS = env_int("MASKWEB_DECODE_THREADS", 2, minimum=1, maximum=64)
+# Per web process, in memory: the embeddings and the predictions of the sessions being clicked
+# in (a float32 SAM-class embedding is ~4 MB; a prediction is its masks at the work size).
+EMBEDDING_CACHE_BYTES = env_int("MASKWEB_EMBEDDING_CACHE_MB", 256, minimum=0) * 2**20
+PREDICTION_CACHE_BYTES = env_int("MASKWEB_PREDICTION_CACHE_MB", 256, minimum=0) * 2**20
 
 # Socket input limits (see docs/protocol.md).
 WS_MAX_MESSAGE_BYTES = env_int("MASKWEB_WS_MAX_MESSAGE_BYTES", 65536, minimum=1024)

@@ -1,15 +1,14 @@
-"""The embedding cache: Redis (shared by every process, keyed by content hash and model), with a
-small LRU in front of it in each web process so a click does not pull megabytes from Redis.
+"""The embedding cache: Redis (shared by every process, keyed by content hash and model), with
+an LRU bounded in bytes in front of it in each process, so a click does not pull megabytes from
+Redis.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 from django.conf import settings
 
 from maskweb.masking import engine
+from maskweb.masking.lru import ByteLRU
 from maskweb.masking.redis_client import get_redis
 from maskweb.photos.models import Photo
 from maskweb.segment.types import Embedding
@@ -21,36 +20,12 @@ def embedding_key(photo: Photo, model_id: str) -> str:
     return f"maskweb:emb:v1:{model_id}:{photo.sha256}:{photo.work_width}x{photo.work_height}"
 
 
-class EmbeddingLRU:
-    def __init__(self) -> None:
-        self._items: OrderedDict[str, Embedding] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Embedding | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: str, value: Embedding) -> None:
-        size = settings.EMBEDDING_LRU_SIZE
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > size:
-                self._items.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+def embedding_bytes(embedding: Embedding) -> int:
+    return sum(array.nbytes for array in embedding.arrays.values())
 
 
-local_cache = EmbeddingLRU()
+local_cache: ByteLRU[Embedding] = ByteLRU(lambda: settings.EMBEDDING_CACHE_BYTES,
+                                          embedding_bytes)
 
 
 def store(key: str, embedding: Embedding) -> None:

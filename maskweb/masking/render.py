@@ -15,8 +15,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +23,7 @@ from django.conf import settings
 from PIL import Image
 
 from maskweb.masking import embeddings, engine
+from maskweb.masking.lru import ByteLRU
 from maskweb.masking.models import MaskObject, MaskSession
 from maskweb.masking.prompts import engine_prompts, to_upright
 from maskweb.photos.models import Photo
@@ -36,31 +35,14 @@ class EmbeddingMissing(Exception):
     """The photo has no embedding for the session's model (not encoded yet, or lost)."""
 
 
-class _PredictionLRU:
-    def __init__(self) -> None:
-        self._items: OrderedDict[tuple[str, str], Prediction] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> Prediction | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: tuple[str, str], value: Prediction) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > settings.PREDICTION_LRU_SIZE:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+def prediction_bytes(prediction: Prediction) -> int:
+    masks = sum(c.mask.nbytes for c in prediction.candidates)
+    return masks + (prediction.feedback.nbytes if prediction.feedback is not None else 0)
 
 
-predictions = _PredictionLRU()
+# Per prompt prefix: a new click on top of the last one is one decode, an undo a cache hit.
+predictions: ByteLRU[Prediction] = ByteLRU(lambda: settings.PREDICTION_CACHE_BYTES,
+                                           prediction_bytes)
 
 
 def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],

@@ -281,3 +281,30 @@ def test_a_dead_workers_lock_runs_out_and_the_next_worker_encodes(monkeypatch):
     assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
     assert services.reload(session).status == Status.READY
     assert encoding.unfinished() == []
+
+
+def test_a_click_after_many_other_sessions_clicked_is_one_decode(monkeypatch):
+    """Each active session keeps its last prediction in memory: a new click is one decode on
+    top of it, not a replay of the whole chain (with 16 sessions, an LRU of 16 entries lost
+    them all and every click replayed its object's log)."""
+    from maskweb.masking import engine
+
+    sessions = [make_session(two_tone_photo(seed=seed)) for seed in range(20)]
+    first = sessions[0]
+    for step in (INSIDE, {"kind": "point", "x": 250, "y": 170}):
+        services.add_prompt(edit(first), step)
+        mask_of(first)
+    for session in sessions[1:]:
+        services.add_prompt(edit(session), INSIDE)
+        mask_of(session)
+    calls: list[int] = []
+    real_decode = engine.decode
+
+    def counting_decode(*args, **kwargs):
+        calls.append(len(args[2].points))
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "decode", counting_decode)
+    services.add_prompt(edit(first), OUTSIDE_BG)
+    assert mask_of(services.reload(first)) is not None
+    assert calls == [3], f"decodes (prompts each): {calls}"
