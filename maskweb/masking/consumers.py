@@ -148,13 +148,18 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
         The round trip through the channel layer (Redis) would add milliseconds to every
         click of the person waiting on it; this socket skips that copy (see session_mask).
+        A frame that a newer change has superseded still goes to this socket: it answers the
+        prompts it covers (the first click of a quick pair would otherwise wait for the second
+        decode too), and the newer frame follows. The other sockets only get the newest.
         """
         if rendered.frame is not None and rendered.header is not None:
-            if rendered.superseded:
-                return  # a newer change is being rendered; its frame follows
+            seq = rendered.header["seq"]
+            if seq < self._sent_seq:
+                return  # this page already shows a newer revision
             await self.send(bytes_data=rendered.frame)
-            self._sent_seq = max(self._sent_seq, rendered.header["seq"])
-            await off_loop(services.publish)(rendered)
+            self._sent_seq = seq
+            if not rendered.superseded:
+                await off_loop(services.publish)(rendered)
         elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
             session = rendered.session

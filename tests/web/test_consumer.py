@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -314,6 +316,44 @@ def test_prompts_sent_while_decoding_are_drawn_together(monkeypatch):
     assert len(calls) < burst, f"one decode per prompt: {calls}"
     assert calls[-1] == burst  # the last decode saw every prompt at once
     assert len(actions_of(session)) == burst
+
+
+def test_the_first_of_two_quick_clicks_is_answered_without_waiting_for_the_second(monkeypatch):
+    """The clicker sees the first click's mask as soon as it is decoded, although the second
+    click made it stale; a viewer gets only the newest mask."""
+    from maskweb.masking import engine
+
+    session = make_session()
+    real_decode = engine.decode
+    decoding = threading.Event()
+
+    def slow_decode(*args: Any, **kwargs: Any) -> Any:
+        decoding.set()
+        time.sleep(0.3)
+        return real_decode(*args, **kwargs)
+
+    async def scenario() -> None:
+        comm, viewer = await connect(session.edit_token), await connect(session.view_token)
+        await recv(comm)
+        await recv(viewer)
+        monkeypatch.setattr(engine, "decode", slow_decode)
+        for request_id, dx in (("a", 0), ("b", 10)):
+            await comm.send_to(text_data=json.dumps(
+                {"v": 1, "type": "prompt", "id": request_id,
+                 "prompt": {"kind": "point", "x": 230 + dx, "y": 175}}))
+            # "b" comes while "a" is being decoded
+            assert await asyncio.to_thread(decoding.wait, 10)
+        first, _ = await recv_until(comm, is_mask)
+        assert first["id"] == "a" and len(first["prompts"]) == 1
+        second, _ = await recv_until(comm, is_mask)
+        assert second["id"] == "b" and len(second["prompts"]) == 2
+        assert second["seq"] > first["seq"]
+        seen, _ = await recv_until(viewer, is_mask)
+        assert seen["seq"] == second["seq"], "the viewer is not sent the stale frame"
+        await comm.disconnect()
+        await viewer.disconnect()
+
+    run(scenario())
 
 
 def test_view_token_cannot_write_and_unknown_token_is_closed():
