@@ -19,6 +19,20 @@ from tests.stack import LiveStack, start_stack
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The test database is a file in WAL mode, as the app's own, not Django's default
+    in-memory shared-cache database: there a read in one thread while another thread commits
+    (a socket connecting while another one's click is written) fails with "database table is
+    locked", which the app never sees."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        test_db = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(test_db)
+
+
+@pytest.fixture(scope="session")
 def live_stack() -> Iterator[LiveStack]:
     with start_stack() as stack:
         yield stack
