@@ -12,6 +12,7 @@ one decode each. A from-scratch replay (nothing cached) still walks the whole ch
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -45,6 +46,18 @@ predictions: ByteLRU[Prediction] = ByteLRU(lambda: settings.PREDICTION_CACHE_BYT
                                            prediction_bytes)
 
 
+def prefix_digests(stored_prompts: list[dict[str, Any]]) -> list[str]:
+    """One short key per prefix of the prompt log (the i-th names prompts[:i + 1]), chained
+    so that n prompts cost O(n), not the O(n^2) of writing out every prefix."""
+    chain = hashlib.blake2b(digest_size=16)
+    digests = []
+    for prompt in stored_prompts:
+        chain.update(json.dumps(prompt, sort_keys=True).encode())
+        chain.update(b"\n")
+        digests.append(chain.copy().hexdigest())
+    return digests
+
+
 def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
             latest_only: bool = False) -> Prediction | None:
     """The prediction for these prompts (None when there are none).
@@ -55,8 +68,7 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
         return None
     photo = session.photo
     key = embeddings.embedding_key(photo, session.model_id)
-    prefixes = [json.dumps(stored_prompts[:i], sort_keys=True)
-                for i in range(1, len(stored_prompts) + 1)]
+    prefixes = prefix_digests(stored_prompts)
     start, previous = 0, None
     for i in range(len(prefixes), 0, -1):
         hit = predictions.get((key, prefixes[i - 1]))

@@ -308,3 +308,10 @@ def test_a_click_after_many_other_sessions_clicked_is_one_decode(monkeypatch):
     services.add_prompt(edit(first), OUTSIDE_BG)
     assert mask_of(services.reload(first)) is not None
     assert calls == [3], f"decodes (prompts each): {calls}"
+
+
+def test_each_prefix_of_the_prompt_log_has_its_own_cache_key():
+    keys = render.prefix_digests([INSIDE, OUTSIDE_BG])
+    assert keys[:1] == render.prefix_digests([INSIDE]), "a longer log keeps its prefixes' keys"
+    assert keys[1] != render.prefix_digests([OUTSIDE_BG, INSIDE])[1], "order matters"
+    assert len(set(keys)) == 2
