@@ -161,14 +161,19 @@ def run_client(sock: Socket, gt: np.ndarray, clicks: int, seed: int,
     done = threading.Event()
 
     def collect() -> None:
-        covered = 0
+        covered, last_frame = 0, time.monotonic()
+        # Short reads, so the reader stops as soon as the last prompt is answered (a blocking
+        # read would wait for a frame that never comes); 30 s without a frame ends it too.
         while not (done.is_set() and covered >= result.sent):
             try:
-                frame = sock.next(timeout=30)
+                frame = sock.next(timeout=0.2)
             except TimeoutError:
-                return
+                if time.monotonic() - last_frame > 30:
+                    return
+                continue
             except Exception:  # the socket closed
                 return
+            last_frame = time.monotonic()
             now = time.perf_counter()
             if isinstance(frame, tuple):
                 header = frame[0]
