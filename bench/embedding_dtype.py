@@ -1,6 +1,6 @@
 """What storing embeddings as float16 costs in mask quality.
 
-    /work/.venv/bin/python -m bench.embedding_dtype --model litemedsam --limit 30
+    .venv/bin/python -m bench.embedding_dtype --model litemedsam --limit 30
 
 For each image: encode once; run the click protocol (bench.quality) on the float32
 embedding; replay exactly the same clicks, and the gt-box prompt, on the float16 round trip.

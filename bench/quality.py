@@ -1,7 +1,7 @@
 """Mask quality on DAVIS (or COCO_MVal, for tuning) with the standard click protocol.
 
-    /work/.venv/bin/python -m bench.quality --model grabcut --limit 100
-    /work/.venv/bin/python -m bench.quality --model litemedsam --refine grabcut --dataset coco
+    .venv/bin/python -m bench.quality --model grabcut --limit 100
+    .venv/bin/python -m bench.quality --model litemedsam --refine grabcut --dataset coco
 
 Protocol (RITM's ``isegm/inference/clicker.py``): the first click is positive at the point
 deepest inside the object; each next click goes to the point deepest inside the larger error

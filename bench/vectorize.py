@@ -1,6 +1,6 @@
 """Vectorization quality and speed on the DAVIS object masks, plus one 50 MP mask.
 
-Run from the repository root:  /work/.venv/bin/python -m bench.vectorize [--limit N]
+Run from the repository root:  .venv/bin/python -m bench.vectorize [--limit N]
 
 For every mask in ../shared/datasets/DAVIS/gt: vectorize with the default options, fill the
 paths back (``rasterize``) and compare with the input. Prints median and worst IoU (and the

@@ -2,7 +2,7 @@
 decode path with the engine's refinement and clean-up) for several configurations at once,
 computing each photo's embedding once and keeping it on disk.
 
-    /work/.venv/bin/python training/bench_cached.py --limit 100 \
+    .venv/bin/python training/bench_cached.py --limit 100 \
         --config litemedsam-photo:none --config litemedsam-photo:grabcut
 
 WHY: on this 2-core machine the encoder is the slow part, and every configuration of the

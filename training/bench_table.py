@@ -1,6 +1,6 @@
 """One table from several bench result files, restricted to the photos they all finished.
 
-    /work/.venv/bin/python training/bench_table.py build/bench_*.json bench/results/x.json
+    .venv/bin/python training/bench_table.py build/bench_*.json bench/results/x.json
 
 Reads bench/quality.py's JSON ({"images": [...]}) and bench_cached.py's ({config: [...]}),
 so runs that were cut short are still compared on the same photos.

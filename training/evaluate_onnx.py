@@ -1,7 +1,7 @@
 """Minimal interactive-segmentation evaluation of "sam"-family ONNX models (numpy, OpenCV,
 onnxruntime): the standard click protocol of shared/datasets/README.md on DAVIS.
 
-    /work/.venv/bin/python training/evaluate_onnx.py --limit 100 \
+    .venv/bin/python training/evaluate_onnx.py --limit 100 \
         --config litemedsam:none --config litemedsam-photo:none \
         --config litemedsam-photo:grabcut
 
