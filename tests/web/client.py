@@ -43,10 +43,14 @@ def upload(base: str, name: str, content: bytes, model: str | None = None) -> tu
     return status, json.loads(body)
 
 
-def split_frame(frame: bytes) -> tuple[dict[str, Any], np.ndarray | None]:
+def frame_parts(frame: bytes) -> tuple[dict[str, Any], bytes]:
+    """A binary mask frame's JSON header and PNG bytes (docs/protocol.md)."""
     (length,) = struct.unpack(">I", frame[:4])
-    header = json.loads(frame[4:4 + length])
-    png = frame[4 + length:]
+    return json.loads(frame[4:4 + length]), frame[4 + length:]
+
+
+def split_frame(frame: bytes) -> tuple[dict[str, Any], np.ndarray | None]:
+    header, png = frame_parts(frame)
     mask = np.asarray(Image.open(io.BytesIO(png))) >= 128 if png else None
     return header, mask
 
