@@ -30,7 +30,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
 import random
 import statistics
 import struct
@@ -43,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.host import describe
 from maskweb import runner
 from tests.stack import LiveStack, start_stack
 from tests.web.client import Socket, frame_parts, request, upload
@@ -330,17 +330,8 @@ def web_rss_mb(stack: LiveStack) -> float:
 def machine() -> str:
     import onnxruntime as ort
 
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{platform.node()} · {cpu} · {os.cpu_count()} cores · Python "
-            f"{platform.python_version()} · onnxruntime {ort.__version__} "
-            f"({', '.join(ort.get_available_providers())})")
+    return describe(f"onnxruntime {ort.__version__} "
+                    f"({', '.join(ort.get_available_providers())})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from bench.host import describe
 from maskweb.segment.vectorize import VectorizeOptions, rasterize, vectorize
 
 DAVIS_GT = Path(__file__).resolve().parent.parent / "../shared/datasets/DAVIS/gt"
@@ -60,20 +60,11 @@ def measure(masks: list[np.ndarray], options: VectorizeOptions,
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = "n/a"
     if hasattr(os, "getloadavg"):
         load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"{platform.node()} · {cpu} · {os.cpu_count()} cores · Python "
-            f"{platform.python_version()} · OpenCV {cv2.__version__} · numpy "
-            f"{np.__version__} · load average (1/5/15 min) at start {load}")
+    return describe(f"OpenCV {cv2.__version__}", f"numpy {np.__version__}",
+                    f"load average (1/5/15 min) at start {load}")
 
 
 def main() -> None:
