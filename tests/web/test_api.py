@@ -218,12 +218,17 @@ def test_redis_down_is_a_json_503_not_a_crash(settings):
     assert response.json()["error"]["code"] == "unavailable"
 
 
-def test_vector_settings_are_advertised_and_change_the_svg():
-    session = make_session()
+def session_with_one_object(photo: bytes | None = None) -> tuple[Any, str]:
+    """A ready session with one applied object (a click inside), and its API base path."""
+    session = make_session(photo)
     access = services.Access(session, services.EDIT)
     services.add_prompt(access, INSIDE)
     services.apply(access)
-    base = f"/api/v1/sessions/{session.edit_token}"
+    return session, f"/api/v1/sessions/{session.edit_token}"
+
+
+def test_vector_settings_are_advertised_and_change_the_svg():
+    session, base = session_with_one_object()
     client = Client()
     state = check(client.get(base), "/api/v1/sessions/{token}")
     assert state["vectorize"] == {"turdsize": 4, "alphamax": 1.0, "opttolerance": 0.2,
@@ -321,11 +326,7 @@ def path_nodes(svg: bytes) -> int:
 
 
 def test_opttolerance_is_advertised_checked_and_joins_curves():
-    session = make_session(ellipse_photo())
-    access = services.Access(session, services.EDIT)
-    services.add_prompt(access, INSIDE)
-    services.apply(access)
-    base = f"/api/v1/sessions/{session.edit_token}"
+    session, base = session_with_one_object(ellipse_photo())
     client = Client()
     state = check(client.get(base), "/api/v1/sessions/{token}")
     assert state["vectorize"]["opttolerance"] == 0.2
