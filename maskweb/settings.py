@@ -130,7 +130,7 @@ MEDIA_ROOT = DATA_DIR / "photos"
 WORK_MAX_SIDE = env_int("MASKWEB_WORK_MAX_SIDE", 2048, minimum=256, maximum=8192)
 DEFAULT_MODEL = env_str("MASKWEB_DEFAULT_MODEL", "")  # empty: the engine's default
 EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=60)
-# Per web process, in memory: the embeddings and the predictions of the sessions being clicked
+# Per process, in memory: the embeddings and the predictions of the sessions being clicked
 # in (a float32 SAM-class embedding is ~4 MB; a prediction is its masks at the work size).
 EMBEDDING_CACHE_BYTES = env_int("MASKWEB_EMBEDDING_CACHE_MB", 256, minimum=0) * 2**20
 PREDICTION_CACHE_BYTES = env_int("MASKWEB_PREDICTION_CACHE_MB", 256, minimum=0) * 2**20

@@ -2,8 +2,8 @@
 
 The decoder is fed each prompt in turn with the previous prediction (that is how refinement
 builds on the last mask), so a log of n prompts is n decodes. Predictions are kept per prompt
-prefix in a small in-process LRU: a new click on top of the last one is a single decode, an
-undo is a cache hit.
+prefix in an in-process LRU bounded in bytes: a new click on top of the last one is a single
+decode, an undo is a cache hit.
 
 ``latest_only`` is for a live socket that fell behind (prompts arrived while it decoded): the
 prompts since the last computed prediction are decoded in ONE step on top of it, instead of

@@ -289,7 +289,6 @@ class Rendered:
     current: render.CurrentMask | None
     header: dict[str, Any] | None
     frame: bytes | None
-    broadcast: bool = False
     superseded: bool = False
 
 
@@ -320,7 +319,7 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     latest = MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
     rendered = Rendered(session, current, header, frame, superseded=latest != session.revision)
     if broadcast:
-        rendered.broadcast = publish(rendered)
+        publish(rendered)
     return rendered
 
 
