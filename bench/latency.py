@@ -232,10 +232,9 @@ def encoder_runs(stack: LiveStack) -> int:
                for p in (stack.data_dir / "logs").glob("worker*.log"))
 
 
-def wait_ready_on_socket(stack: LiveStack, token: str, ready: dict[str, float],
-                         timeout: float = 900) -> None:
+def wait_ready(stack: LiveStack, token: str, timeout: float = 900) -> float:
     """Waits as the page does, on the session's socket (polling the HTTP API instead would
-    take CPU from the encoder it is timing); records when "ready" arrived (perf_counter)."""
+    take CPU from the encoder it is timing); returns when "ready" arrived (perf_counter)."""
     sock = Socket(stack.ws_url, token)
     try:
         hello = sock.wait_type("hello", 30)
@@ -244,7 +243,7 @@ def wait_ready_on_socket(stack: LiveStack, token: str, ready: dict[str, float],
             status = sock.wait_type("status", timeout)["status"]
         if status == "failed":
             raise RuntimeError(f"encoding failed for {token}")
-        ready[token] = time.perf_counter()
+        return time.perf_counter()
     finally:
         sock.close()
 
@@ -254,12 +253,6 @@ def fresh_copy(jpeg: bytes) -> bytes:
     it even if an earlier part of the run used that photo (the dedup would skip the encode)."""
     comment = uuid.uuid4().hex.encode()
     return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
-
-
-def wait_ready(stack: LiveStack, token: str) -> float:
-    ready: dict[str, float] = {}
-    wait_ready_on_socket(stack, token, ready)
-    return ready[token]
 
 
 def measure_encoder(stack: LiveStack, workers: int, count: int,
@@ -291,7 +284,8 @@ def measure_encoder(stack: LiveStack, workers: int, count: int,
                 raise RuntimeError(f"upload failed: {status} {state}")
             token = state["edit_token"]
             uploaded[token] = time.perf_counter()
-            waiter = threading.Thread(target=wait_ready_on_socket, args=(stack, token, ready))
+            waiter = threading.Thread(
+                target=lambda t=token: ready.__setitem__(t, wait_ready(stack, t)))
             waiter.start()
             waiters.append(waiter)
         for waiter in waiters:
