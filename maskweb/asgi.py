@@ -7,7 +7,9 @@ one machine (behind a reverse proxy, let the proxy serve /static/ instead).
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from urllib.parse import ParseResult
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maskweb.settings")
@@ -32,6 +34,19 @@ class BrowserOriginValidator(OriginValidator):
     def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         return parsed_origin is None or self.validate_origin(parsed_origin)
 
+
+def warm_up() -> None:
+    from maskweb.masking import engine
+
+    model_id = engine.default_model()
+    try:
+        engine.warm_up(model_id)
+    except Exception:  # a model that cannot start says so on the first click, in its session
+        logging.getLogger(__name__).warning("warming up %s failed", model_id, exc_info=True)
+
+
+if settings.WARM_UP:
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_http),

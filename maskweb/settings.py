@@ -55,7 +55,10 @@ try:
     DATABASES = {
         "default": dj_database_url.parse(
             env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'maskweb.sqlite3'}"),
-            conn_max_age=env_int("MASKWEB_DB_CONN_MAX_AGE", 0, minimum=0),
+            # Kept open between calls: a click's path (log the prompt, read the log, check the
+            # revision) runs in three worker threads, and opening a connection for each (with
+            # its PRAGMAs) cost milliseconds of every click. 0 closes after every call.
+            conn_max_age=env_int("MASKWEB_DB_CONN_MAX_AGE", 600, minimum=0),
         )
     }
 except ValueError as exc:  # dj-database-url raises ValueError for unknown schemes
@@ -129,6 +132,9 @@ MEDIA_ROOT = DATA_DIR / "photos"
 # stored grid for downloads.
 WORK_MAX_SIDE = env_int("MASKWEB_WORK_MAX_SIDE", 2048, minimum=256, maximum=8192)
 DEFAULT_MODEL = env_str("MASKWEB_DEFAULT_MODEL", "")  # empty: the engine's default
+# The web process starts the default model's decoder in the background when it starts, so the
+# first click does not wait for the model to load (see maskweb.asgi).
+WARM_UP = env_bool("MASKWEB_WARM_UP", True)
 EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=60)
 # Per process, in memory: the embeddings and the predictions of the sessions being clicked
 # in (a float32 SAM-class embedding is ~4 MB; a prediction is its masks at the work size).

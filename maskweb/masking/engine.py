@@ -46,6 +46,14 @@ def segmenter(model_id: str) -> Segmenter:
         return model
 
 
+def warm_up(model_id: str) -> None:
+    """Loads the model's decoder and runs it once, for models that have such a step (ONNX);
+    a web process does this at start so the first click is as fast as the next."""
+    warm = getattr(segmenter(model_id), "warm_up", None)
+    if callable(warm):
+        warm()
+
+
 def encode(model_id: str, image: np.ndarray,
            progress: Callable[[float], None] | None = None) -> Embedding:
     model = segmenter(model_id)

@@ -133,6 +133,20 @@ class OnnxSegmenter:
                 self._decoder = make_session(self.descriptor.decoder_path, "decoder")
             return self._decoder
 
+    def warm_up(self) -> None:
+        """Starts the decoder and runs it once on zeros: onnxruntime's first run of a session
+        sets up its buffers and kernels (about half a second here), which the first click of
+        a freshly started server would otherwise wait for."""
+        session = self.decoder
+        size = self.descriptor.input_size
+        feeds = {}
+        for inp in session.get_inputs():
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            dtype = _numpy_dtype(inp.type)
+            feeds[inp.name] = (np.array([size, size], dtype) if inp.name == "orig_im_size"
+                               else np.zeros(shape, dtype))
+        session.run(None, feeds)
+
     # -- encode -----------------------------------------------------------------------------
     def encode(self, image: np.ndarray,
                progress: Callable[[float], None] | None = None) -> Embedding:

@@ -145,3 +145,16 @@ def test_full_size_export_with_orig_im_size_is_used_as_is(tmp_path):
     assert pred.best.score == pytest.approx(0.8)
     assert iou(pred.best.mask, disc_mask(250.0, 100.0, 30 * 360 / 256)) > 0.97
     assert pred.feedback is None  # no low-res output to feed back
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: fx.sam_model(d), lambda d: fx.sam2_package(d), lambda d: fx.segnext_package(d),
+    lambda d: fx.sam_full_size_decoder(fx.sam_model(d) / "decoder.onnx", 256, 30.0).parent,
+], ids=["sam", "sam2", "segnext", "sam-orig-im-size"])
+def test_warm_up_runs_the_decoder_without_an_embedding_and_never_starts_the_encoder(tmp_path,
+                                                                                    make):
+    seg = engine_for(make(tmp_path / "m"))
+    seg.warm_up()
+    assert seg._decoder is not None and seg._encoder is None
+    emb = seg.encode(textured_background())  # decoding afterwards is unaffected
+    assert seg.decode(emb, Prompts(points=(Point(100.0, 150.0),))).best.mask[150, 100]
