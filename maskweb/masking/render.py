@@ -8,6 +8,10 @@ decode, an undo is a cache hit.
 ``latest_only`` is for a live socket that fell behind (prompts arrived while it decoded): the
 prompts since the last computed prediction are decoded in ONE step on top of it, instead of
 one decode each. A from-scratch replay (nothing cached) still walks the whole chain.
+
+A click's decode starts before its prompt is committed (``prefetch``, called while the prompt
+is written) when a core is free; a prediction being decoded is waited for, never decoded twice
+(``decoding``), so the render that follows picks up the running decode.
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import os
 import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +33,15 @@ from django.conf import settings
 from PIL import Image
 
 from maskweb.masking import embeddings, engine
+from maskweb.masking.flight import SingleFlight
 from maskweb.masking.lru import ByteLRU
-from maskweb.masking.models import MaskObject, MaskSession
+from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import engine_prompts, to_upright
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import to_stored
-from maskweb.segment.types import Prediction
+from maskweb.segment.types import Embedding, Prediction
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddingMissing(Exception):
@@ -44,6 +56,16 @@ def prediction_bytes(prediction: Prediction) -> int:
 # Per prompt prefix: a new click on top of the last one is one decode, an undo a cache hit.
 predictions: ByteLRU[Prediction] = ByteLRU(lambda: settings.PREDICTION_CACHE_BYTES,
                                            prediction_bytes)
+# The predictions being decoded now, by the same keys.
+decoding: SingleFlight[Prediction] = SingleFlight()
+CORES = os.cpu_count() or 1
+_prefetcher = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="prefetch")
+# One decode per core at a time (each decoder runs on one thread): more would share the cores
+# and finish together, later on average than one after the other (4 clicks at once on 2 cores:
+# all 4 done after 2 decode times, against 2 after 1 and 2 after 2).
+_decode_slots = threading.Semaphore(CORES)
+_prefetching: set[str] = set()  # embedding keys with a prefetch queued or running
+_prefetch_lock = threading.Lock()
 
 
 def prefix_digests(stored_prompts: list[dict[str, Any]]) -> list[str]:
@@ -72,6 +94,9 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     start, previous = 0, None
     for i in range(len(prefixes), 0, -1):
         hit = predictions.get((key, prefixes[i - 1]))
+        if hit is None:
+            running = decoding.running((key, prefixes[i - 1]))
+            hit = running.result() if running is not None else None
         if hit is not None:
             start, previous = i, hit
             break
@@ -83,10 +108,53 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     if latest_only and start > 0:
         start = len(prefixes) - 1
     for i in range(start, len(prefixes)):
-        previous = engine.decode(session.model_id, embedding,
-                                 engine_prompts(stored_prompts[: i + 1], photo), previous)
-        predictions.put((key, prefixes[i]), previous)
+        previous = decoding.run((key, prefixes[i]), _decoder(
+            session, embedding, stored_prompts[: i + 1], previous, (key, prefixes[i])))
     return previous
+
+
+def _decoder(session: MaskSession, embedding: Embedding, stored_prompts: list[dict[str, Any]],
+             previous: Prediction | None, cache_key: tuple[str, str]) -> Callable[[], Prediction]:
+    def decode() -> Prediction:
+        with _decode_slots:
+            prediction = engine.decode(session.model_id, embedding,
+                                       engine_prompts(stored_prompts, session.photo), previous)
+        predictions.put(cache_key, prediction)
+        return prediction
+    return decode
+
+
+def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> bool:
+    """Starts decoding this prompt log in the background if a core is free (True then).
+
+    Called while a new prompt is being committed: the database write, the hop back to the
+    socket and the render's reads then overlap the decode instead of preceding it. It does
+    nothing when every core is decoding, or while a prefetch for the same photo still runs
+    (a burst of clicks): the render then decodes and coalesces as before. The log may still
+    change (the commit can fail, another editor can add a prompt): a prefetched prediction is
+    keyed by its exact prompts, so it is only ever used for them.
+    """
+    if not stored_prompts or session.status != Status.READY:
+        return False
+    key = embeddings.embedding_key(session.photo, session.model_id)
+    with _prefetch_lock:
+        if key in _prefetching or len(_prefetching) >= CORES or decoding.count() >= CORES:
+            return False
+        _prefetching.add(key)
+    _prefetcher.submit(_prefetch, key, session, list(stored_prompts))
+    return True
+
+
+def _prefetch(key: str, session: MaskSession, stored_prompts: list[dict[str, Any]]) -> None:
+    try:
+        predict(session, stored_prompts, latest_only=True)
+    except EmbeddingMissing:
+        pass  # the render asks for an encode
+    except Exception:  # the render decodes again and reports the failure to the page
+        log.debug("prefetching a prediction failed", exc_info=True)
+    finally:
+        with _prefetch_lock:
+            _prefetching.discard(key)
 
 
 @dataclass

@@ -97,6 +97,14 @@ def request_encode(session: MaskSession, *, lost: bool = False) -> None:
     transaction.on_commit(enqueue)
 
 
+def preload_embedding(session: MaskSession) -> None:
+    """Brings the session's embedding into this process's cache, if Redis has it."""
+    try:
+        embeddings.load(embeddings.embedding_key(session.photo, session.model_id))
+    except Exception:  # only a head start: the click that needs it reports what is wrong
+        log.warning("preloading the embedding of session %s failed", session.pk, exc_info=True)
+
+
 def create_session(photo: Photo, model_id: str | None = None,
                    photo_name: str | None = None) -> MaskSession:
     model_id = check_model(model_id) if model_id else engine.default_model()
@@ -221,9 +229,10 @@ def _bump(session: MaskSession) -> None:
     MaskSession.objects.filter(pk=session.pk).update(revision=F("revision") + 1)
 
 
-def _record(access: Access, action: dict[str, Any] | None, change: Any = None) -> MaskSession:
+def _record(access: Access, action: dict[str, Any] | None, change: Any = None) -> None:
     """Appends an action to the current object's log (dropping the redo tail), or applies
-    ``change(obj)`` for undo/redo/candidate; one transaction; returns the fresh session."""
+    ``change(obj)`` for undo/redo/candidate; one transaction. The caller renders next, and
+    rendering reads the session afresh (a click does not pay for a read nobody uses)."""
     access.require_edit()
     with transaction.atomic():
         session, obj = _locked(access)
@@ -234,51 +243,52 @@ def _record(access: Access, action: dict[str, Any] | None, change: Any = None) -
             obj.actions = obj.actions[: obj.cursor] + [action]
             obj.cursor = len(obj.actions)
             obj.candidate = 0
+            if action["op"] == "prompt":
+                render.prefetch(session, obj.effective_prompts())  # decodes while we commit
         elif change is not None and not change(obj):
-            return reload(session)  # nothing to undo / redo: no revision, no broadcast
+            return  # nothing to undo / redo: no revision, no broadcast
         obj.save(update_fields=["actions", "cursor", "candidate"])
         _bump(session)
-    return reload(session)
 
 
-def add_prompt(access: Access, prompt: Any) -> MaskSession:
+def add_prompt(access: Access, prompt: Any) -> None:
     photo = access.session.photo
     stored = to_stored(parse_upright(prompt, photo), photo)
-    return _record(access, {"op": "prompt", "prompt": stored})
+    _record(access, {"op": "prompt", "prompt": stored})
 
 
-def clear(access: Access) -> MaskSession:
-    return _record(access, {"op": "clear"})
+def clear(access: Access) -> None:
+    _record(access, {"op": "clear"})
 
 
-def undo(access: Access) -> MaskSession:
+def undo(access: Access) -> None:
     def step(obj: MaskObject) -> bool:
         if not obj.can_undo:
             return False
         obj.cursor -= 1
         obj.candidate = 0
         return True
-    return _record(access, None, step)
+    _record(access, None, step)
 
 
-def redo(access: Access) -> MaskSession:
+def redo(access: Access) -> None:
     def step(obj: MaskObject) -> bool:
         if not obj.can_redo:
             return False
         obj.cursor += 1
         obj.candidate = 0
         return True
-    return _record(access, None, step)
+    _record(access, None, step)
 
 
-def select_candidate(access: Access, index: Any) -> MaskSession:
+def select_candidate(access: Access, index: Any) -> None:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 16:
         raise ProtocolError("bad_field", "'index' must be a candidate number (0, 1, 2...)")
 
     def step(obj: MaskObject) -> bool:
         obj.candidate = index
         return True
-    return _record(access, None, step)
+    _record(access, None, step)
 
 
 @dataclass

@@ -498,3 +498,25 @@ def test_apply_sends_the_empty_mask_before_the_new_object_list():
         return seen
 
     assert run(scenario()) == ["empty-mask", "objects"]
+
+
+def test_a_socket_on_a_ready_session_fetches_the_embedding_before_the_first_click():
+    """The embedding is in Redis only (made by a worker, or this process restarted): opening
+    the socket brings it into the process, so the first click does not wait for Redis."""
+    from maskweb.masking import embeddings
+
+    session = make_session()
+    key = embeddings.embedding_key(session.photo, session.model_id)
+    embeddings.local_cache.clear()
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        assert (await recv(comm))["type"] == "hello"
+        for _ in range(100):
+            if embeddings.local_cache.get(key) is not None:
+                break
+            await asyncio.sleep(0.05)
+        await comm.disconnect()
+
+    run(scenario())
+    assert embeddings.local_cache.get(key) is not None

@@ -4,6 +4,7 @@ model choice, the embedding cache, and coordinates in the stored grid."""
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -315,3 +316,59 @@ def test_each_prefix_of_the_prompt_log_has_its_own_cache_key():
     assert keys[:1] == render.prefix_digests([INSIDE]), "a longer log keeps its prefixes' keys"
     assert keys[1] != render.prefix_digests([OUTSIDE_BG, INSIDE])[1], "order matters"
     assert len(set(keys)) == 2
+
+
+def held_decoder(monkeypatch) -> tuple[list[str], threading.Event, threading.Event]:
+    """engine.decode that records its thread and holds until ``release`` is set."""
+    from maskweb.masking import engine
+
+    real = engine.decode
+    threads: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        started.set()
+        assert release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "decode", held)
+    return threads, started, release
+
+
+def test_a_click_is_decoded_while_its_prompt_is_committed_and_only_once(monkeypatch):
+    session = make_session()
+    threads, started, release = held_decoder(monkeypatch)
+    services.add_prompt(edit(session), INSIDE)  # returns while the decode is still held
+    assert started.wait(10), "the decode did not start before the render asked for it"
+    release.set()
+    mask = mask_of(session)  # waits for the running decode instead of decoding again
+    assert mask is not None and mask[180, 240] and not mask[10, 10]
+    assert len(threads) == 1 and threads[0].startswith("prefetch"), threads
+
+
+def test_no_prefetch_while_every_core_decodes(monkeypatch):
+    monkeypatch.setattr(render, "CORES", 0)
+    session = make_session()
+    threads, _, release = held_decoder(monkeypatch)
+    release.set()
+    services.add_prompt(edit(session), INSIDE)
+    assert threads == []
+    assert mask_of(session)[180, 240]
+    assert len(threads) == 1 and not threads[0].startswith("prefetch")
+
+
+def test_a_prefetch_the_model_fails_on_is_reported_by_the_render_and_undone(monkeypatch):
+    from maskweb.masking import engine
+
+    session = make_session()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("decoder fell over")
+
+    monkeypatch.setattr(engine, "decode", broken)
+    access = edit(session)
+    services.add_prompt(access, INSIDE)
+    with pytest.raises(ProtocolError, match="fell over"):
+        services.render_prompts(access, broadcast=False)
+    assert services.reload(session).current.effective_prompts() == []
