@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fewer photos and clicks: a smoke run, not for reporting")
     parser.add_argument("--only-clicks", action="store_true",
                         help="bare limits and click latency only (profiling the hot path)")
+    parser.add_argument("--levels", default="1,4,16",
+                        help="concurrent sessions to measure, comma-separated (default 1,4,16)")
     args = parser.parse_args(argv)
 
     from maskweb.segment import registry
@@ -342,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     model_id = args.model or registry.default_model_id()
     clicks = 6 if args.quick else 12
     encode_count = 3 if args.quick else 8
-    levels = (1, 4) if args.quick else (1, 4, 16)
+    levels = (1, 4) if args.quick else tuple(int(v) for v in args.levels.split(","))
     rows: list[tuple[str, str]] = []
 
     print(f"model {model_id}; machine: {machine()}", flush=True)
