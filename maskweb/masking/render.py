@@ -23,6 +23,7 @@ import logging
 import os
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ _prefetcher = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="prefetch
 # and finish together, later on average than one after the other (4 clicks at once on 2 cores:
 # all 4 done after 2 decode times, against 2 after 1 and 2 after 2).
 _decode_slots = threading.Semaphore(CORES)
-_prefetching: set[str] = set()  # embedding keys with a prefetch queued or running
+_prefetching: Counter[str] = Counter()  # prefetches queued or running, by embedding key
 _prefetch_lock = threading.Lock()
 
 
@@ -81,8 +82,12 @@ def prefix_digests(stored_prompts: list[dict[str, Any]]) -> list[str]:
 
 
 def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
-            latest_only: bool = False) -> Prediction | None:
+            latest_only: bool = False, alongside: bool = False) -> Prediction | None:
     """The prediction for these prompts (None when there are none).
+
+    ``alongside``: decode in one step on top of the longest prefix already decoded (or of
+    nothing), without waiting for a shorter prefix that is still being decoded: for a click
+    that comes while the previous one decodes, when a core is free to decode it at once.
 
     Raises EmbeddingMissing when the embedding is neither here nor in Redis.
     """
@@ -94,7 +99,7 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     start, previous = 0, None
     for i in range(len(prefixes), 0, -1):
         hit = predictions.get((key, prefixes[i - 1]))
-        if hit is None:
+        if hit is None and (i == len(prefixes) or not alongside):
             running = decoding.running((key, prefixes[i - 1]))
             hit = running.result() if running is not None else None
         if hit is not None:
@@ -105,7 +110,7 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     embedding = embeddings.load(key)
     if embedding is None:
         raise EmbeddingMissing(key)
-    if latest_only and start > 0:
+    if alongside or (latest_only and start > 0):
         start = len(prefixes) - 1
     for i in range(start, len(prefixes)):
         previous = decoding.run((key, prefixes[i]), _decoder(
@@ -128,33 +133,38 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> bool
     """Starts decoding this prompt log in the background if a core is free (True then).
 
     Called while a new prompt is being committed: the database write, the hop back to the
-    socket and the render's reads then overlap the decode instead of preceding it. It does
-    nothing when every core is decoding, or while a prefetch for the same photo still runs
-    (a burst of clicks): the render then decodes and coalesces as before. The log may still
-    change (the commit can fail, another editor can add a prompt): a prefetched prediction is
-    keyed by its exact prompts, so it is only ever used for them.
+    socket and the render's reads then overlap the decode instead of preceding it. A click
+    that comes while the previous one still decodes is decoded alongside it (a quick second
+    click need not wait for the first one's mask); a third waits, and the render decodes it
+    with whatever else came meanwhile, in one step, as it does when every core is busy. The
+    log may still change (the commit can fail, another editor can add a prompt): a prefetched
+    prediction is keyed by its exact prompts, so it is only ever used for them.
     """
     if not stored_prompts or session.status != Status.READY:
         return False
     key = embeddings.embedding_key(session.photo, session.model_id)
     with _prefetch_lock:
-        if key in _prefetching or len(_prefetching) >= CORES or decoding.count() >= CORES:
+        pending = _prefetching[key]
+        if pending >= 2 or _prefetching.total() >= CORES or decoding.count() >= CORES:
             return False
-        _prefetching.add(key)
-    _prefetcher.submit(_prefetch, key, session, list(stored_prompts))
+        _prefetching[key] += 1
+    _prefetcher.submit(_prefetch, key, session, list(stored_prompts), pending > 0)
     return True
 
 
-def _prefetch(key: str, session: MaskSession, stored_prompts: list[dict[str, Any]]) -> None:
+def _prefetch(key: str, session: MaskSession, stored_prompts: list[dict[str, Any]],
+              alongside: bool) -> None:
     try:
-        predict(session, stored_prompts, latest_only=True)
+        predict(session, stored_prompts, latest_only=True, alongside=alongside)
     except EmbeddingMissing:
         pass  # the render asks for an encode
     except Exception:  # the render decodes again and reports the failure to the page
         log.debug("prefetching a prediction failed", exc_info=True)
     finally:
         with _prefetch_lock:
-            _prefetching.discard(key)
+            _prefetching[key] -= 1
+            if _prefetching[key] <= 0:
+                del _prefetching[key]
 
 
 @dataclass

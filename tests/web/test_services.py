@@ -372,3 +372,27 @@ def test_a_prefetch_the_model_fails_on_is_reported_by_the_render_and_undone(monk
     with pytest.raises(ProtocolError, match="fell over"):
         services.render_prompts(access, broadcast=False)
     assert services.reload(session).current.effective_prompts() == []
+
+
+def test_a_quick_second_click_is_decoded_alongside_the_first_when_a_core_is_free(monkeypatch):
+    from maskweb.masking import engine
+
+    monkeypatch.setattr(render, "CORES", 2)
+    session = make_session()
+    real = engine.decode
+    seen: list[tuple[int, bool]] = []  # (points, fed the previous prediction)
+    both_started, release = threading.Barrier(3), threading.Event()
+
+    def held(model_id, embedding, prompts, previous):
+        seen.append((len(prompts.points), previous is not None))
+        both_started.wait(10)
+        assert release.wait(10)
+        return real(model_id, embedding, prompts, previous)
+
+    monkeypatch.setattr(engine, "decode", held)
+    services.add_prompt(edit(session), INSIDE)
+    services.add_prompt(edit(session), {"kind": "point", "x": 250, "y": 190})
+    both_started.wait(10)  # two decodes at once: the second did not wait for the first
+    release.set()
+    assert mask_of(session)[180, 240]
+    assert sorted(seen) == [(1, False), (2, False)], seen
