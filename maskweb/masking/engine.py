@@ -46,12 +46,12 @@ def segmenter(model_id: str) -> Segmenter:
         return model
 
 
-def warm_up(model_id: str) -> None:
-    """Loads the model's decoder and runs it once, for models that have such a step (ONNX);
-    a web process does this at start so the first click is as fast as the next."""
+def warm_up(model_id: str, part: str = "decoder") -> None:
+    """Loads the model's decoder (web process) or encoder (worker) and runs it, for models
+    that have such a step (ONNX), so the first click or photo is as fast as the next."""
     warm = getattr(segmenter(model_id), "warm_up", None)
     if callable(warm):
-        warm()
+        warm(part)
 
 
 def encode(model_id: str, image: np.ndarray,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
 
-from maskweb.masking import encoding
+from maskweb.masking import encoding, engine
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
@@ -27,3 +30,14 @@ def resume_unfinished(**_: object) -> None:
     """A worker that died mid-encode took its job with it: queue the unfinished ones again."""
     for photo_id, model_id in encoding.unfinished():
         encode_photo.delay(photo_id, model_id)
+
+
+@worker_ready.connect
+def warm_up_encoder(**_: object) -> None:
+    """The default model's encoder runs twice on a dummy picture before the first photo: a
+    fresh onnxruntime session's first runs are slow (see OnnxSegmenter.warm_up)."""
+    model_id = engine.default_model()
+    try:
+        engine.warm_up(model_id, "encoder")
+    except Exception:  # a model that cannot start fails its photos with a message instead
+        log.warning("warming up %s failed", model_id, exc_info=True)

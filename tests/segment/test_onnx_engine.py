@@ -158,3 +158,9 @@ def test_warm_up_runs_the_decoder_without_an_embedding_and_never_starts_the_enco
     assert seg._decoder is not None and seg._encoder is None
     emb = seg.encode(textured_background())  # decoding afterwards is unaffected
     assert seg.decode(emb, Prompts(points=(Point(100.0, 150.0),))).best.mask[150, 100]
+
+
+def test_encoder_warm_up_never_starts_the_decoder(tmp_path):
+    seg = engine_for(fx.sam_model(tmp_path / "m"))
+    seg.warm_up("encoder")
+    assert seg._encoder is not None and seg._decoder is None
