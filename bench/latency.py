@@ -255,6 +255,20 @@ def fresh_copy(jpeg: bytes) -> bytes:
     return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
 
 
+def worker_ready_count(log: Path) -> int:
+    return log.read_text(errors="replace").count(" ready.") if log.exists() else 0
+
+
+def wait_worker_ready(log: Path, seen: int = 0, timeout: float = 120) -> None:
+    """Waits for a worker's "ready." line (Celery logs it after the worker_ready handlers,
+    so the encoder warm-up is done): a worker still starting would be timed as slow."""
+    deadline = time.monotonic() + timeout
+    while worker_ready_count(log) <= seen:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker not ready after {timeout:.0f} s: {log}")
+        time.sleep(0.2)
+
+
 def measure_encoder(stack: LiveStack, workers: int, count: int,
                     offset: int) -> tuple[float, list[float]]:
     """Uploads ``count`` new photos at once; returns (photos per second, upload->ready s).
@@ -268,12 +282,12 @@ def measure_encoder(stack: LiveStack, workers: int, count: int,
     own = workers > 1
     if own:
         runner.stop(stack.worker)
-    extra = [runner.spawn(runner.worker_command(f"bench{i}"), env, Path.cwd(),
-                          stack.data_dir / "logs" / f"worker-bench{i}.log")
-             for i in range(workers if own else 0)]
+    logs = [stack.data_dir / "logs" / f"worker-bench{i}.log" for i in range(workers if own else 0)]
+    extra = [runner.spawn(runner.worker_command(f"bench{i}"), env, Path.cwd(), log)
+             for i, log in enumerate(logs)]
     try:
-        if extra:
-            time.sleep(8)  # let the workers connect before the burst
+        for log in logs:
+            wait_worker_ready(log)  # connected, and its encoder warmed up
         started = time.perf_counter()
         uploaded: dict[str, float] = {}
         ready: dict[str, float] = {}
@@ -298,7 +312,9 @@ def measure_encoder(stack: LiveStack, workers: int, count: int,
         for process in extra:
             runner.stop(process)
         if own:
+            before = worker_ready_count(stack.data_dir / "logs" / "worker.log")
             stack.start_worker()
+            wait_worker_ready(stack.data_dir / "logs" / "worker.log", before)
 
 
 def redis_bytes_per_embedding(stack: LiveStack) -> tuple[int, float]:
