@@ -110,6 +110,10 @@ def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: in
     from maskweb.segment.types import Point, Prompts
 
     model = registry.load_model(model_id)
+    warm_up = getattr(model, "warm_up", None)
+    if callable(warm_up):  # as the server's processes do when they start
+        warm_up("encoder")
+        warm_up("decoder")
     bare = Bare()
     for index, (path, gt) in enumerate(items):
         image = np.asarray(Image.open(path).convert("RGB"))
