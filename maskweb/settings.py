@@ -132,8 +132,9 @@ MEDIA_ROOT = DATA_DIR / "photos"
 # stored grid for downloads.
 WORK_MAX_SIDE = env_int("MASKWEB_WORK_MAX_SIDE", 2048, minimum=256, maximum=8192)
 DEFAULT_MODEL = env_str("MASKWEB_DEFAULT_MODEL", "")  # empty: the engine's default
-# The web process starts the default model's decoder in the background when it starts, so the
-# first click does not wait for the model to load (see maskweb.asgi).
+# The web process runs the default model's decoder once in the background when it starts, and
+# a worker its encoder, so the first click and photo do not wait for onnxruntime's slow first
+# runs (see maskweb.asgi and maskweb.masking.tasks).
 WARM_UP = env_bool("MASKWEB_WARM_UP", True)
 EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=60)
 # Per process, in memory: the embeddings and the predictions of the sessions being clicked

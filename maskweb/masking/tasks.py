@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
 from maskweb.masking import encoding, engine
 
@@ -36,6 +37,8 @@ def resume_unfinished(**_: object) -> None:
 def warm_up_encoder(**_: object) -> None:
     """The default model's encoder runs twice on a dummy picture before the first photo: a
     fresh onnxruntime session's first runs are slow (see OnnxSegmenter.warm_up)."""
+    if not settings.WARM_UP:
+        return
     model_id = engine.default_model()
     try:
         engine.warm_up(model_id, "encoder")

@@ -1,0 +1,45 @@
+"""Processes warm their model up when they start: the worker the encoder, the web the decoder
+(onnxruntime's first runs of a session are the slow ones). Uses the bundled LiteMedSAM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from maskweb.masking import engine, tasks
+from maskweb.segment import registry
+
+
+@pytest.fixture
+def fresh_models() -> Iterator[None]:
+    def forget() -> None:
+        engine._loaded.pop("litemedsam", None)
+        registry.forget_loaded()
+
+    forget()
+    yield
+    forget()
+
+
+def test_a_starting_worker_runs_the_default_models_encoder_only(settings, fresh_models):
+    settings.DEFAULT_MODEL = "litemedsam"
+    tasks.warm_up_encoder()
+    model = engine._loaded["litemedsam"]
+    assert model._encoder is not None and model._decoder is None  # type: ignore[attr-defined]
+
+
+def test_a_starting_web_process_runs_the_default_models_decoder_only(settings, fresh_models):
+    from maskweb import asgi
+
+    settings.DEFAULT_MODEL = "litemedsam"
+    asgi.warm_up()
+    model = engine._loaded["litemedsam"]
+    assert model._decoder is not None and model._encoder is None  # type: ignore[attr-defined]
+
+
+def test_warm_up_can_be_turned_off(settings, fresh_models):
+    settings.DEFAULT_MODEL = "litemedsam"
+    settings.WARM_UP = False
+    tasks.warm_up_encoder()
+    assert "litemedsam" not in engine._loaded
