@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 from django.conf import settings
 
 from maskweb.masking import encoding, engine
 
 log = logging.getLogger(__name__)
+
+# A worker needs an embedding once, right after encoding it, to draw the masks of prompts that
+# waited for it; the web process's cache budgets (256 MB each) would only hold memory here.
+WORKER_CACHE_MB = 32
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
@@ -44,3 +49,13 @@ def warm_up_encoder(**_: object) -> None:
         engine.warm_up(model_id, "encoder")
     except Exception:  # a model that cannot start fails its photos with a message instead
         log.warning("warming up %s failed", model_id, exc_info=True)
+
+
+@worker_init.connect
+def small_caches(**_: object) -> None:
+    """Caps a worker's in-memory caches at WORKER_CACHE_MB unless the variables set them."""
+    for setting, variable in (("EMBEDDING_CACHE_BYTES", "MASKWEB_EMBEDDING_CACHE_MB"),
+                              ("PREDICTION_CACHE_BYTES", "MASKWEB_PREDICTION_CACHE_MB")):
+        if variable not in os.environ:
+            setattr(settings, setting,
+                    min(int(getattr(settings, setting)), WORKER_CACHE_MB * 2**20))

@@ -1,5 +1,6 @@
-"""Processes warm their model up when they start: the worker the encoder, the web the decoder
-(onnxruntime's first runs of a session are the slow ones). Uses the bundled LiteMedSAM."""
+"""What processes do when they start: a worker warms its encoder up and keeps small caches, the
+web process warms its decoder up (onnxruntime's first runs of a session are the slow ones).
+Uses the bundled LiteMedSAM."""
 
 from __future__ import annotations
 
@@ -43,3 +44,12 @@ def test_warm_up_can_be_turned_off(settings, fresh_models):
     settings.WARM_UP = False
     tasks.warm_up_encoder()
     assert "litemedsam" not in engine._loaded
+
+
+def test_a_worker_keeps_small_caches_unless_told_otherwise(settings, monkeypatch):
+    monkeypatch.delenv("MASKWEB_EMBEDDING_CACHE_MB", raising=False)
+    monkeypatch.setenv("MASKWEB_PREDICTION_CACHE_MB", "100")
+    settings.EMBEDDING_CACHE_BYTES = settings.PREDICTION_CACHE_BYTES = 100 * 2**20
+    tasks.small_caches()
+    assert settings.EMBEDDING_CACHE_BYTES == tasks.WORKER_CACHE_MB * 2**20
+    assert settings.PREDICTION_CACHE_BYTES == 100 * 2**20, "a budget set by its variable stays"
