@@ -38,6 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -331,11 +332,11 @@ def redis_bytes_per_embedding(stack: LiveStack) -> tuple[int, float]:
     return len(keys), (statistics.median(sizes) if sizes else float("nan"))
 
 
-def web_rss_mb(stack: LiveStack) -> float:
+def rss_mb(process: Any) -> float:
     import psutil
 
-    assert stack.daphne is not None
-    return float(psutil.Process(stack.daphne.pid).memory_info().rss) / 2**20
+    assert process is not None
+    return float(psutil.Process(process.pid).memory_info().rss) / 2**20
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -443,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         keys, per_key = redis_bytes_per_embedding(stack)
         rows.append(("Redis bytes per cached embedding (median)",
                      f"{per_key / 2**20:.2f} MiB over {keys} keys"))
-        rss_before = web_rss_mb(stack)
+        rss_before = rss_mb(stack.daphne)
         same = davis_items(1, 3)[0][0].read_bytes()
         for i in range(50):
             status, state = upload(stack.url, f"same{i}.jpg", same)
@@ -452,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             request("POST", f"{stack.url}/api/v1/sessions/{token}/prompts",
                     {"kind": "point", "x": 400.5, "y": 240.5, "positive": True})
         rows.append(("web process RSS: before / after 50 more sessions",
-                     f"{rss_before:.0f} / {web_rss_mb(stack):.0f} MiB"))
+                     f"{rss_before:.0f} / {rss_mb(stack.daphne):.0f} MiB"))
+        rows.append(("worker process RSS after the run", f"{rss_mb(stack.worker):.0f} MiB"))
 
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
