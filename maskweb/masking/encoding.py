@@ -11,13 +11,12 @@ import logging
 import threading
 import time
 
-import numpy as np
 from django.db import close_old_connections
-from PIL import Image
 
 from maskweb.masking import embeddings, engine, notify
 from maskweb.masking.models import MaskSession, Status
 from maskweb.masking.redis_client import get_redis
+from maskweb.photos.ingest import read_work_image
 from maskweb.photos.models import Photo
 
 log = logging.getLogger(__name__)
@@ -97,7 +96,7 @@ def encode_photo(photo_id: int, model_id: str) -> str:
 
         started = time.monotonic()
         try:
-            image = np.asarray(Image.open(photo.work_path).convert("RGB"))
+            image = read_work_image(photo)
             embedding = engine.encode(model_id, image, progress)
         except Exception as exc:
             log.exception("encoding photo %s with %s failed", photo_id, model_id)

@@ -127,6 +127,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def read_work_image(photo: Photo) -> np.ndarray:
+    """The photo's upright working picture, (H, W, 3) uint8 RGB."""
+    if photo.work_path.exists():
+        return np.asarray(np.load(photo.work_path, allow_pickle=False))
+    return np.asarray(Image.open(photo.legacy_work_path).convert("RGB"))
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -159,13 +166,12 @@ def ingest(upload: IO[bytes], name: str | None, size: int | None) -> Photo:
                 out.write(block)
         sha = sha256_of(raw)
         existing = Photo.objects.filter(sha256=sha).first()
-        if existing is not None and existing.work_path.exists():
+        if existing is not None and existing.has_work_image():
             return existing
         info = inspect_header(raw)
         work = load_work_image(raw, info, settings.WORK_MAX_SIDE)
-        work_img = Image.fromarray(work)
-        work_img.save(staging / "work.png", compress_level=1)
-        work_img.save(staging / "preview.jpg", quality=90)
+        np.save(staging / "work.npy", np.ascontiguousarray(work, dtype=np.uint8))
+        Image.fromarray(work).save(staging / "preview.jpg", quality=90)
         photo = Photo(sha256=sha, name=safe_name(name), format=info.format,
                       byte_size=written, stored_width=info.stored_width,
                       stored_height=info.stored_height, orientation=info.orientation,

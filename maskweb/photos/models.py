@@ -35,8 +35,18 @@ class Photo(models.Model):
 
     @property
     def work_path(self) -> Path:
-        """The upright working picture as a PNG (lossless: every process encodes the same)."""
+        """The upright working picture, raw RGB in NumPy's .npy format: lossless, so every
+        process encodes the same pixels, and quick both ways (a 2048 px photo: 15 ms to write,
+        1 ms to read, where a PNG took 430 ms and 90 ms and saved only a fifth of the bytes)."""
+        return self.directory / "work.npy"
+
+    @property
+    def legacy_work_path(self) -> Path:
+        """The working picture of photos stored before work.npy (a PNG)."""
         return self.directory / "work.png"
+
+    def has_work_image(self) -> bool:
+        return self.work_path.exists() or self.legacy_work_path.exists()
 
     @property
     def preview_path(self) -> Path:

@@ -147,3 +147,30 @@ def test_fifty_megapixel_jpeg_is_accepted(settings):
     photo = response.json()["photo"]
     assert (photo["width"], photo["height"]) == (width, height)
     assert max(photo["preview_width"], photo["preview_height"]) == settings.WORK_MAX_SIDE
+
+
+def test_the_working_picture_is_stored_lossless_and_upright():
+    from maskweb.photos.ingest import read_work_image
+
+    content = two_tone_photo(fmt="PNG")
+    post(Client(), content, "a.png")
+    photo = Photo.objects.get()
+    assert photo.work_path.name == "work.npy" and not photo.legacy_work_path.exists()
+    work = read_work_image(photo)
+    assert work.dtype == np.uint8 and work.shape == (360, 480, 3)
+    assert (work == np.asarray(Image.open(io.BytesIO(content)).convert("RGB"))).all()
+
+
+def test_a_photo_stored_before_work_npy_still_encodes_from_its_png():
+    from maskweb.masking import encoding
+    from maskweb.photos.ingest import read_work_image
+
+    post(Client(), two_tone_photo(fmt="PNG"), "a.png")
+    photo = Photo.objects.get()
+    work = read_work_image(photo)
+    Image.fromarray(work).save(photo.legacy_work_path)  # as an older maskweb left it
+    photo.work_path.unlink()
+    assert (read_work_image(photo) == work).all()
+    assert encoding.encode_photo(photo.pk, "grabcut") == encoding.DONE
+    again = post(Client(), two_tone_photo(fmt="PNG"), "b.png")
+    assert again.status_code == 201 and Photo.objects.count() == 1, "still the same photo"
