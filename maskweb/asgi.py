@@ -7,7 +7,6 @@ one machine (behind a reverse proxy, let the proxy serve /static/ instead).
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from urllib.parse import ParseResult
@@ -23,6 +22,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from maskweb.masking import engine  # noqa: E402
 from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -35,18 +35,9 @@ class BrowserOriginValidator(OriginValidator):
         return parsed_origin is None or self.validate_origin(parsed_origin)
 
 
-def warm_up() -> None:
-    from maskweb.masking import engine
-
-    model_id = engine.default_model()
-    try:
-        engine.warm_up(model_id)
-    except Exception:  # a model that cannot start says so on the first click, in its session
-        logging.getLogger(__name__).warning("warming up %s failed", model_id, exc_info=True)
-
-
-if settings.WARM_UP:
-    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+# The first click should not wait for the decoder's slow first runs (see engine).
+threading.Thread(target=engine.warm_up_default, args=("decoder",), name="warm-up",
+                 daemon=True).start()
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_http),

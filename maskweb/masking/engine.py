@@ -7,6 +7,7 @@ process its decoders.
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections.abc import Callable
 
@@ -17,6 +18,8 @@ from maskweb.segment import embedding as embedding_bytes
 from maskweb.segment import registry
 from maskweb.segment.registry import ModelInfo
 from maskweb.segment.types import Embedding, Prediction, Prompts, Segmenter
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _loaded: dict[str, Segmenter] = {}
@@ -46,12 +49,20 @@ def segmenter(model_id: str) -> Segmenter:
         return model
 
 
-def warm_up(model_id: str, part: str = "decoder") -> None:
-    """Loads the model's decoder (web process) or encoder (worker) and runs it, for models
-    that have such a step (ONNX), so the first click or photo is as fast as the next."""
-    warm = getattr(segmenter(model_id), "warm_up", None)
-    if callable(warm):
-        warm(part)
+def warm_up_default(part: str) -> None:
+    """Runs the default model's decoder (a web process) or encoder (a worker) on dummy input
+    when the process starts, for models that have such a step (ONNX), so the first click or
+    photo is as fast as the next. MASKWEB_WARM_UP=0 turns it off. A model that cannot start
+    is logged here and fails again, with a message, where it is used."""
+    if not settings.WARM_UP:
+        return
+    model_id = default_model()
+    try:
+        warm = getattr(segmenter(model_id), "warm_up", None)
+        if callable(warm):
+            warm(part)
+    except Exception:
+        log.warning("warming up the %s of %s failed", part, model_id, exc_info=True)
 
 
 def encode(model_id: str, image: np.ndarray,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -11,8 +10,6 @@ from celery.signals import worker_init, worker_ready
 from django.conf import settings
 
 from maskweb.masking import encoding, engine
-
-log = logging.getLogger(__name__)
 
 # A worker needs an embedding once, right after encoding it, to draw the masks of prompts that
 # waited for it; the web process's cache budgets (256 MB each) would only hold memory here.
@@ -40,15 +37,9 @@ def resume_unfinished(**_: object) -> None:
 
 @worker_ready.connect
 def warm_up_encoder(**_: object) -> None:
-    """The default model's encoder runs twice on a dummy picture before the first photo: a
-    fresh onnxruntime session's first runs are slow (see OnnxSegmenter.warm_up)."""
-    if not settings.WARM_UP:
-        return
-    model_id = engine.default_model()
-    try:
-        engine.warm_up(model_id, "encoder")
-    except Exception:  # a model that cannot start fails its photos with a message instead
-        log.warning("warming up %s failed", model_id, exc_info=True)
+    """The default model's encoder runs before the first photo: a fresh onnxruntime session's
+    first runs are slow (see OnnxSegmenter.warm_up)."""
+    engine.warm_up_default("encoder")
 
 
 @worker_init.connect

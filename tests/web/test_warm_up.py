@@ -31,10 +31,8 @@ def test_a_starting_worker_runs_the_default_models_encoder_only(settings, fresh_
 
 
 def test_a_starting_web_process_runs_the_default_models_decoder_only(settings, fresh_models):
-    from maskweb import asgi
-
     settings.DEFAULT_MODEL = "litemedsam"
-    asgi.warm_up()
+    engine.warm_up_default("decoder")  # what maskweb.asgi starts in a thread
     model = engine._loaded["litemedsam"]
     assert model._decoder is not None and model._encoder is None  # type: ignore[attr-defined]
 
