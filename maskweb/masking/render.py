@@ -243,8 +243,3 @@ def mask_header(session: MaskSession, obj: MaskObject, current: CurrentMask,
 def mask_frame(header: dict[str, Any], png: bytes) -> bytes:
     head = json.dumps(header, separators=(",", ":")).encode()
     return struct.pack(">I", len(head)) + head + png
-
-
-def split_frame(frame: bytes) -> tuple[dict[str, Any], bytes]:
-    (length,) = struct.unpack(">I", frame[:4])
-    return json.loads(frame[4:4 + length]), frame[4 + length:]
