@@ -27,6 +27,8 @@ from maskweb.masking.prompts import ProtocolError
 log = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404
+# Below Daphne's application_close_timeout (10 s), after which it kills the consumer anyway.
+DISCONNECT_WAIT_SECONDS = 5.0
 
 
 def off_loop(func: Any) -> Any:
@@ -79,8 +81,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=rendered.frame)
 
     async def disconnect(self, code: int) -> None:
-        if self._renderer is not None:
-            self._renderer.cancel()
+        # Work in flight is let finish, not cancelled: cancelling the task leaves its thread
+        # running, and a thread still publishing the last frame needs this event loop
+        # (async_to_sync); if the loop ends first, that thread never returns (a test run hung
+        # in the executor's shutdown). A frame sent after the close is dropped by the server.
+        pending = [task for task in (self._renderer, self._preloading)
+                   if task is not None and not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=DISCONNECT_WAIT_SECONDS)
         if self.access is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

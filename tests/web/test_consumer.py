@@ -376,6 +376,9 @@ def test_view_token_cannot_write_and_unknown_token_is_closed():
         assert connected  # accepted, then closed with 4404 so the page can say why
         closed = await stranger.receive_output(timeout=10)
         assert closed == {"type": "websocket.close", "code": 4404}
+        # The page's side of the close: without it the consumer's channel-layer read is left
+        # pending, and cancelling it at the end of the event loop hung now and then.
+        await stranger.disconnect()
 
     run(scenario())
     assert actions_of(session) == []
