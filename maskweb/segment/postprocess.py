@@ -165,9 +165,9 @@ def keep_prompted_regions(mask: np.ndarray, points: Sequence[Point],
     positives = [p for p in points if p.positive]
     if not positives:
         return m.astype(bool)
-    _, labels = cv2.connectedComponents(m, connectivity=8)
+    n, labels = cv2.connectedComponents(m, connectivity=8)
     keep = {int(labels[pixel_of(p, h, w)]) for p in positives} - {0}
-    if not keep:
+    if not keep or len(keep) == n - 1:  # no region clicked, or every region clicked
         return m.astype(bool)
     return np.isin(labels, sorted(keep))
 
@@ -182,16 +182,23 @@ def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ())
     protected_bg = [pixel_of(p, h, w) for p in protect if not p.positive]
     out = mask.astype(bool).copy()
     for value, protected in ((True, protected_fg), (False, protected_bg)):
-        layer = (out == value).astype(np.uint8)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(layer, connectivity=8)
-        small = np.zeros(n, dtype=bool)
-        small[1:] = stats[1:, cv2.CC_STAT_AREA] < min_area
+        layer = (out == value).view(np.uint8)
+        # Statistics only when there are several regions: connectedComponentsWithStats
+        # takes 1.5-2 ms at 854x480 and plain labels 0.3 ms, and the usual layer (one
+        # region, or one outside) is counted with count_nonzero.
+        n, labels = cv2.connectedComponents(layer, connectivity=8)
+        if n <= 1:
+            continue
+        if n == 2:
+            area = np.array([0, np.count_nonzero(layer)])
+        else:
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(layer, connectivity=8)
+            area = stats[:, cv2.CC_STAT_AREA]
+        small = area < min_area
+        small[0] = False
         if not value:
             # A background "hole" that touches the border is the outside, not a hole.
-            x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
-            bw, bh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
-            touches = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
-            small &= ~touches
+            small[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = False
         for rc in protected:
             small[labels[rc]] = False
         if small.any():

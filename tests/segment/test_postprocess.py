@@ -86,3 +86,27 @@ def test_colour_and_grey_guided_filters_agree_on_a_grey_guide():
     colour = guided_filter(np.repeat(g[..., None], 3, axis=2), p, 2, 3e-2)
     # A colour guide of three identical channels is a grey guide with 3x the variance.
     assert np.allclose(grey, colour, atol=2e-2)
+
+
+# The one-region layers take a shortcut past connectedComponentsWithStats; these pin that
+# the shortcut decides as the general case does.
+def test_a_lone_pinhole_in_a_mask_that_covers_the_border_is_filled():
+    m = np.ones((60, 80), bool)
+    m[30:32, 40:42] = False  # the only background region, and it touches no border
+    assert remove_small(m, min_area=16).all()
+    m[30:40, 40:50] = False  # 100 px: a real hole, kept
+    assert not remove_small(m, min_area=16)[30:40, 40:50].any()
+
+
+def test_a_lone_small_speck_is_dropped_unless_clicked():
+    m = np.zeros((60, 80), bool)
+    m[10:12, 10:12] = True  # the only foreground region
+    assert not remove_small(m, min_area=16).any()
+    assert remove_small(m, min_area=16, protect=[Point(10.5, 10.5)])[10:12, 10:12].all()
+
+
+def test_every_region_clicked_keeps_them_all():
+    a = disc_mask(50, 50, 20, 120, 200)
+    b = disc_mask(150, 60, 20, 120, 200)
+    kept = keep_prompted_regions(a | b, [Point(50, 50), Point(150, 60)])
+    assert (kept == (a | b)).all()
