@@ -104,6 +104,7 @@ def percentile(values: list[float], q: float) -> float:
 class Bare:
     encode_s: list[float] = field(default_factory=list)
     decode_s: list[float] = field(default_factory=list)
+    decoder: str = ""  # the decoder file, as the server picks it (int8 or float)
 
 
 def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: int) -> Bare:
@@ -115,7 +116,8 @@ def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: in
     if callable(warm_up):  # as the server's processes do when they start
         warm_up("encoder")
         warm_up("decoder")
-    bare = Bare()
+    decoder_file = getattr(model, "decoder_file", None)
+    bare = Bare(decoder=decoder_file().name if callable(decoder_file) else "built in")
     for index, (path, gt) in enumerate(items):
         image = np.asarray(Image.open(path).convert("RGB"))
         started = time.perf_counter()
@@ -373,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     bare_dec = statistics.median(bare.decode_s)
     bare_enc = statistics.median(bare.encode_s)
     rows += [("bare decoder per prompt (median / p95)",
-              f"{bare_dec * 1e3:.1f} ms / {percentile(bare.decode_s, 95) * 1e3:.1f} ms"),
+              f"{bare_dec * 1e3:.1f} ms / {percentile(bare.decode_s, 95) * 1e3:.1f} ms"
+              f" ({bare.decoder})"),
              ("bare encoder per photo (median)", f"{bare_enc * 1e3:.0f} ms"),
              ("bare encoder throughput", f"{1 / bare_enc:.2f} photos/s")]
 

@@ -12,12 +12,15 @@ Two formats are read:
      "input_size": 256, "resize": "pad" | "stretch",
      "normalization": "minmax" | "unit" | {"mean": [r, g, b], "std": [r, g, b]},
      "encoder": "encoder.onnx", "decoder": "decoder.onnx",
+     "decoder_int8": "decoder.int8.onnx",
      "licence": "Apache-2.0", "source": "...", "description": "...",
      "refine": "none" | "guided" | "grabcut", "offline_default_rank": 0}
 
 ``normalization`` means: "minmax" per image to 0..1, "unit" x/255, or mean/std in 0..255
 units. "pad": longest side resized to ``input_size``, padded bottom/right; "stretch": both
-sides resized to ``input_size``.
+sides resized to ``input_size``. ``decoder_int8`` (optional) names a copy of the decoder whose
+heavy MatMuls are quantized to int8 (``training/quantize_decoder.py``); the CPU decodes with it
+unless ``MASKWEB_DECODER_PRECISION=float`` (see ``providers.decoder_precision``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class ModelDescriptor:
     normalization: str | dict[str, list[float]]
     encoder: str
     decoder: str
+    decoder_int8: str = ""
     licence: str = "unknown"
     source: str = ""
     description: str = ""
@@ -64,8 +68,13 @@ class ModelDescriptor:
     def decoder_path(self) -> Path:
         return (self.folder / self.decoder).resolve()
 
+    @property
+    def decoder_int8_path(self) -> Path | None:
+        return (self.folder / self.decoder_int8).resolve() if self.decoder_int8 else None
+
     def missing_files(self) -> list[Path]:
-        return [p for p in (self.encoder_path, self.decoder_path) if not p.is_file()]
+        paths = [self.encoder_path, self.decoder_path, self.decoder_int8_path]
+        return [p for p in paths if p is not None and not p.is_file()]
 
 
 def _check_normalization(value: Any) -> str | dict[str, list[float]]:
@@ -103,6 +112,7 @@ def parse_model_json(data: dict[str, Any], folder: Path) -> ModelDescriptor:
             normalization=_check_normalization(data.get("normalization", "unit")),
             encoder=str(data.get("encoder", "encoder.onnx")),
             decoder=str(data.get("decoder", "decoder.onnx")),
+            decoder_int8=str(data.get("decoder_int8", "")),
             licence=str(data.get("licence", data.get("license", "unknown"))),
             source=str(data.get("source", "")), description=str(data.get("description", "")),
             refine=refine, offline_default_rank=int(data.get("offline_default_rank", 0)),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -40,7 +41,7 @@ from maskweb.segment.postprocess import (
     sigmoid,
 )
 from maskweb.segment.prompts import all_points, clamp_point
-from maskweb.segment.providers import make_session
+from maskweb.segment.providers import decoder_on_gpu, decoder_precision, make_session
 from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, Prompts
 
 PROMPT_INPUTS = {"point_coords", "point_labels", "mask_input", "has_mask_input", "prev_mask",
@@ -110,8 +111,9 @@ class OnnxSegmenter:
     ``run`` is).
     """
 
-    def __init__(self, descriptor: ModelDescriptor) -> None:
+    def __init__(self, descriptor: ModelDescriptor, precision: str | None = None) -> None:
         self.descriptor = descriptor
+        self.precision = precision  # of the CPU decoder: "int8" / "float"; None: from the env
         self.model_id = descriptor.id
         self.family = descriptor.family
         self._lock = threading.Lock()
@@ -130,8 +132,17 @@ class OnnxSegmenter:
     def decoder(self) -> Any:
         with self._lock:
             if self._decoder is None:
-                self._decoder = make_session(self.descriptor.decoder_path, "decoder")
+                self._decoder = make_session(self.decoder_file(), "decoder")
             return self._decoder
+
+    def decoder_file(self) -> Path:
+        """The model's int8 decoder if it has one and decodes on the CPU, else its float one."""
+        d = self.descriptor
+        int8 = d.decoder_int8_path
+        if int8 is None or (self.precision or decoder_precision()) == "float" \
+                or decoder_on_gpu():
+            return d.decoder_path
+        return int8
 
     def warm_up(self, part: str = "decoder") -> None:
         """Starts the encoder or the decoder and runs it twice on dummy input.

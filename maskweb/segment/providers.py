@@ -2,7 +2,9 @@
 
 No configuration is needed: the CUDA provider is used when onnxruntime-gpu is installed and a
 GPU answers, the CPU provider otherwise. ``MASKWEB_ONNX_PROVIDER=cpu`` forces the CPU (e.g. a
-GPU shared with something else); ``MASKWEB_ONNX_THREADS`` caps the CPU threads per session.
+GPU shared with something else); ``MASKWEB_ONNX_THREADS`` caps the CPU threads per session;
+``MASKWEB_DECODER_PRECISION=float`` keeps a model's full-precision decoder on the CPU where it
+ships an int8 one.
 """
 
 from __future__ import annotations
@@ -51,6 +53,27 @@ def thread_count(role: str) -> int:
         except ValueError as exc:
             raise ValueError(f"MASKWEB_ONNX_THREADS must be an integer, not {env!r}") from exc
     return min(cores, 8) if role == "encoder" else 1
+
+
+def decoder_precision() -> str:
+    """``int8`` (the default) or ``float``: which decoder file a CPU decode uses when the model
+    ships both (``decoder_int8`` in its model.json).
+
+    LiteMedSAM's int8 decoder took 59 ms a decode against 79 ms (one thread, same input), and
+    its masks agree with the float decoder's at IoU 0.994 (COCO_MVal); models/*/MODEL_CARD.md
+    has the DAVIS figures. On the GPU the float decoder is always used: the int8 graph's
+    dynamic quantization has no CUDA kernels.
+    """
+    value = os.environ.get("MASKWEB_DECODER_PRECISION", "int8").strip().lower()
+    if value not in ("int8", "float"):
+        raise ValueError(f"MASKWEB_DECODER_PRECISION must be int8 or float, not {value!r}")
+    return value
+
+
+def decoder_on_gpu() -> bool:
+    import onnxruntime as ort
+
+    return choose_providers(list(ort.get_available_providers()), "decoder")[0] != CPU
 
 
 def make_session(path: Path, role: str) -> Any:

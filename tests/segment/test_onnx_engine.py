@@ -1,7 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
-from maskweb.segment.descriptor import load_descriptor
+from maskweb.segment.descriptor import DescriptorError, load_descriptor
 from maskweb.segment.embedding import embedding_from_bytes, embedding_to_bytes
 from maskweb.segment.onnx_engine import OnnxSegmenter, preprocess
 from maskweb.segment.types import Box, Point, Prompts
@@ -164,3 +166,54 @@ def test_encoder_warm_up_never_starts_the_decoder(tmp_path):
     seg = engine_for(fx.sam_model(tmp_path / "m"))
     seg.warm_up("encoder")
     assert seg._encoder is not None and seg._decoder is None
+
+
+def model_with_an_int8_decoder(folder):
+    """The "int8" file is a fixture decoder drawing a larger disc, so the mask tells which
+    of the two files decoded."""
+    fx.sam_model(folder, radii=(20.0, 40.0, 10.0))
+    fx.sam_decoder(folder / "decoder.int8.onnx", fx.SAM_EMBED, 256, [20.0, 60.0, 10.0],
+                   [0.5, 0.9, 0.7])
+    desc = json.loads((folder / "model.json").read_text())
+    fx.write_descriptor(folder, **desc, decoder_int8="decoder.int8.onnx")
+    return folder
+
+
+def best_radius_px(seg):
+    emb = seg.encode(textured_background())
+    mask = seg.decode(emb, Prompts(points=(Point(100.0, 150.0),))).best.mask
+    return float(np.sqrt(mask.sum() / np.pi)) / (360 / 256)  # in input-frame pixels
+
+
+def test_the_cpu_decodes_with_the_int8_file_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("MASKWEB_DECODER_PRECISION", raising=False)
+    seg = engine_for(model_with_an_int8_decoder(tmp_path / "m"))
+    assert seg.decoder_file().name == "decoder.int8.onnx"
+    assert best_radius_px(seg) == pytest.approx(60, abs=2)
+
+
+def test_precision_float_keeps_the_float_decoder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASKWEB_DECODER_PRECISION", "float")
+    seg = engine_for(model_with_an_int8_decoder(tmp_path / "m"))
+    assert seg.decoder_file().name == "decoder.onnx"
+    assert best_radius_px(seg) == pytest.approx(40, abs=2)
+
+
+def test_a_model_without_an_int8_decoder_uses_its_float_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("MASKWEB_DECODER_PRECISION", raising=False)
+    seg = engine_for(fx.sam_model(tmp_path / "m"))
+    assert seg.decoder_file().name == "decoder.onnx"
+
+
+def test_a_named_int8_decoder_that_is_missing_is_a_descriptor_error(tmp_path):
+    folder = model_with_an_int8_decoder(tmp_path / "m")
+    (folder / "decoder.int8.onnx").unlink()
+    with pytest.raises(DescriptorError, match="decoder.int8.onnx"):
+        load_descriptor(folder)
+
+
+def test_a_bad_precision_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASKWEB_DECODER_PRECISION", "fp8")
+    seg = engine_for(model_with_an_int8_decoder(tmp_path / "m"))
+    with pytest.raises(ValueError, match="MASKWEB_DECODER_PRECISION"):
+        seg.decoder_file()
