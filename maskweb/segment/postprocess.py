@@ -172,6 +172,20 @@ def keep_prompted_regions(mask: np.ndarray, points: Sequence[Point],
     return np.isin(labels, sorted(keep))
 
 
+def region_areas(layer: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Pixels per label of ``cv2.connectedComponents(layer)``.
+
+    Not connectedComponentsWithStats: at 854x480 its statistics took 1.5-2 ms, a histogram
+    of the labels 0.4 ms, and the usual layer (one region, or one outside) needs only a count.
+    """
+    if n == 2:
+        return np.array([layer.size - np.count_nonzero(layer), np.count_nonzero(layer)])
+    if n <= 65535:
+        hist = cv2.calcHist([labels.astype(np.uint16)], [0], None, [n], [0, n])
+        return hist.ravel().astype(np.int64)
+    return np.bincount(labels.ravel(), minlength=n)
+
+
 def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ()) -> np.ndarray:
     """Drop foreground specks and fill background pinholes smaller than ``min_area`` pixels.
 
@@ -183,17 +197,10 @@ def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ())
     out = mask.astype(bool).copy()
     for value, protected in ((True, protected_fg), (False, protected_bg)):
         layer = (out == value).view(np.uint8)
-        # Statistics only when there are several regions: connectedComponentsWithStats
-        # takes 1.5-2 ms at 854x480 and plain labels 0.3 ms, and the usual layer (one
-        # region, or one outside) is counted with count_nonzero.
         n, labels = cv2.connectedComponents(layer, connectivity=8)
         if n <= 1:
             continue
-        if n == 2:
-            area = np.array([0, np.count_nonzero(layer)])
-        else:
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(layer, connectivity=8)
-            area = stats[:, cv2.CC_STAT_AREA]
+        area = region_areas(layer, labels, n)
         small = area < min_area
         small[0] = False
         if not value:

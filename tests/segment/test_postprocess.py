@@ -1,10 +1,13 @@
+import cv2
 import numpy as np
+import pytest
 
 from maskweb.segment.postprocess import (
     clean_mask,
     guided_filter,
     keep_prompted_regions,
     refine_guided,
+    region_areas,
     remove_small,
     resample,
 )
@@ -110,3 +113,18 @@ def test_every_region_clicked_keeps_them_all():
     b = disc_mask(150, 60, 20, 120, 200)
     kept = keep_prompted_regions(a | b, [Point(50, 50), Point(150, 60)])
     assert (kept == (a | b)).all()
+
+
+@pytest.mark.parametrize("density", [0.0005, 0.05, 0.3, 0.6])
+def test_region_areas_count_every_label_exactly(density):
+    layer = (np.random.default_rng(3).random((240, 427)) < density).astype(np.uint8)
+    n, labels = cv2.connectedComponents(layer, connectivity=8)
+    assert n > 2
+    assert region_areas(layer, labels, n).tolist() == np.bincount(labels.ravel()).tolist()
+
+
+def test_region_areas_of_one_region_and_its_outside():
+    layer = disc_mask(50, 50, 20, 120, 200).astype(np.uint8)
+    n, labels = cv2.connectedComponents(layer, connectivity=8)
+    assert n == 2
+    assert region_areas(layer, labels, n).tolist() == np.bincount(labels.ravel()).tolist()
