@@ -148,15 +148,26 @@ def open_session(stack: LiveStack, path: Path) -> tuple[str, Socket]:
     return token, sock
 
 
+def click_kind(n: int) -> str:
+    """What the n-th click (from 1) of a session is in ``pauses``' schedule."""
+    if n == 1:
+        return "first"
+    return "burst" if (n - 1) % 6 == 2 else "other"
+
+
 @dataclass
 class ClientResult:
     latencies: list[float] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # click_kind of each latency
     sent: int = 0
     lost: int = 0
     errors: list[str] = field(default_factory=list)
+    web_cpu_s: float = 0.0  # the web process's CPU time while the clicks ran
 
     def merge(self, other: ClientResult) -> None:
+        self.web_cpu_s += other.web_cpu_s
         self.latencies += other.latencies
+        self.kinds += other.kinds
         self.sent += other.sent
         self.lost += other.lost
         self.errors += other.errors
@@ -210,6 +221,7 @@ def run_client(sock: Socket, gt: np.ndarray, clicks: int, seed: int,
     for n, started in sent_at.items():
         if n in answered:
             result.latencies.append(answered[n] - started)
+            result.kinds.append(click_kind(n))
         else:
             result.lost += 1
 
@@ -221,13 +233,14 @@ def measure_clicks(stack: LiveStack, concurrency: int, clicks: int,
     results = [ClientResult() for _ in sessions]
     threads = [threading.Thread(target=run_client, args=(sock, gt, clicks, i, results[i]))
                for i, ((_, sock), (_, gt)) in enumerate(zip(sessions, items, strict=True))]
+    cpu_before = cpu_s(stack.daphne)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    merged = ClientResult(web_cpu_s=cpu_s(stack.daphne) - cpu_before)
     for _, sock in sessions:
         sock.close()
-    merged = ClientResult()
     for r in results:
         merged.merge(r)
     return merged
@@ -334,6 +347,15 @@ def redis_bytes_per_embedding(stack: LiveStack) -> tuple[int, float]:
     return len(keys), (statistics.median(sizes) if sizes else float("nan"))
 
 
+def cpu_s(process: Any) -> float:
+    """User + system CPU seconds of a process and its threads so far."""
+    import psutil
+
+    assert process is not None
+    times = psutil.Process(process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def rss_mb(process: Any) -> float:
     import psutil
 
@@ -399,10 +421,21 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"  ratio to bare decoder ({level})",
                          f"p50 {p50 / bare_dec:.2f}× (+{(p50 - bare_dec) * 1e3:.1f} ms), "
                          f"p95 {p95 / bare_dec:.2f}×, p99 {p99 / bare_dec:.2f}×"))
+            by_kind = []
+            for kind in ("first", "other", "burst"):
+                some = [t for t, k in zip(lat, result.kinds, strict=True) if k == kind]
+                by_kind.append(f"{kind} {percentile(some, 50) * 1e3:.0f} / "
+                               f"{percentile(some, 95) * 1e3:.0f}")
+            rows.append((f"  p50 / p95 by click ({level}): first, other, burst second (ms)",
+                         "; ".join(by_kind)))
+            per_click = result.web_cpu_s / max(len(lat), 1)
+            rows.append((f"  web process CPU per click ({level})",
+                         f"{per_click * 1e3:.1f} ms = bare decoder + "
+                         f"{(per_click - bare_dec) * 1e3:.1f} ms"))
             rows.append((f"  prompts sent / lost / error frames ({level})",
                          f"{result.sent} / {result.lost} / {len(result.errors)}"
                          + (f" ({result.errors[0]})" if result.errors else "")))
-            print(rows[-3], rows[-2], rows[-1], sep="\n", flush=True)
+            print(*rows[-5:], sep="\n", flush=True)
 
         for workers in () if args.only_clicks else (1, 2):
             rate, to_ready = measure_encoder(stack, workers, encode_count, offset)

@@ -22,6 +22,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from maskweb.daphne_uploads import skip_twisted_form_parsing  # noqa: E402
 from maskweb.masking import engine  # noqa: E402
 from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
 
@@ -34,6 +35,8 @@ class BrowserOriginValidator(OriginValidator):
     def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         return parsed_origin is None or self.validate_origin(parsed_origin)
 
+
+skip_twisted_form_parsing()  # under Daphne only; Django parses the uploads itself
 
 # The first click should not wait for the decoder's slow first runs (see engine).
 threading.Thread(target=engine.warm_up_default, args=("decoder",), name="warm-up",
