@@ -18,8 +18,8 @@ Two formats are read:
 
 ``normalization`` means: "minmax" per image to 0..1, "unit" x/255, or mean/std in 0..255
 units. "pad": longest side resized to ``input_size``, padded bottom/right; "stretch": both
-sides resized to ``input_size``. ``decoder_int8`` (optional) names a copy of the decoder whose
-heavy MatMuls are quantized to int8 (``training/quantize_decoder.py``); the CPU decodes with it
+sides resized to ``input_size``. ``decoder_int8`` (optional) names a faster copy of the decoder,
+its heavy MatMuls in int8 (``training/optimize_decoder.py``); the CPU decodes with it
 unless ``MASKWEB_DECODER_PRECISION=float`` (see ``providers.decoder_precision``).
 """
 

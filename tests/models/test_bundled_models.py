@@ -135,7 +135,7 @@ def test_photo_model_finds_the_disc_from_one_click(desc_path: Path) -> None:
     assert iou_with(disc, masks[0, best], s) > 0.6
 
 
-# --- the int8 decoders (training/quantize_decoder.py) ----------------------------------------
+# --- the int8 decoders (training/optimize_decoder.py) ----------------------------------------
 
 ROOT = MODELS.parent
 
@@ -157,7 +157,7 @@ def test_every_bundled_model_ships_an_int8_decoder(desc_path: Path) -> None:
 @pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
 def test_shipped_int8_decoder_is_what_the_script_builds(desc_path: Path, tmp_path: Path) -> None:
     """The int8 file is a build product: rebuilding it from the float decoder with
-    training/quantize_decoder.py must give a decoder that answers exactly as the shipped one."""
+    training/optimize_decoder.py must give a decoder that answers exactly as the shipped one."""
     import subprocess
     import sys
 
@@ -167,7 +167,7 @@ def test_shipped_int8_decoder_is_what_the_script_builds(desc_path: Path, tmp_pat
     (folder / "decoder.onnx").write_bytes((desc_path.parent / desc["decoder"]).read_bytes())
     (folder / "model.json").write_text(json.dumps({**desc, "decoder": "decoder.onnx",
                                                    "decoder_int8": ""}))
-    subprocess.run([sys.executable, str(ROOT / "training" / "quantize_decoder.py"), str(folder)],
+    subprocess.run([sys.executable, str(ROOT / "training" / "optimize_decoder.py"), str(folder)],
                    check=True, capture_output=True)
     rebuilt = session(folder / json.loads((folder / "model.json").read_text())["decoder_int8"])
     shipped = session(desc_path.parent / desc["decoder_int8"])
@@ -209,3 +209,35 @@ def test_int8_decoder_masks_agree_with_the_float_decoder_on_photos(photo: str) -
         assert a.any(), "the float decoder gave an empty mask: the test says nothing"
         assert (a & b).sum() / (a | b).sum() > 0.97, f"click {click + 1}"
         previous = masks_f
+
+
+@pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
+def test_upscaling_on_rows_is_the_same_arithmetic(desc_path: Path, tmp_path: Path) -> None:
+    """Step 1 of training/optimize_decoder.py alone (no int8) must not change the logits."""
+    import importlib.util
+
+    import onnx
+
+    spec = importlib.util.spec_from_file_location(
+        "optimize_decoder", ROOT / "training" / "optimize_decoder.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    desc, enc, dec = load(desc_path)
+    rows = tmp_path / "rows.onnx"
+    onnx.save(script.rewrite_upscaling(onnx.load(str(desc_path.parent / desc["decoder"]))),
+              str(rows))
+    rewritten = session(rows)
+    assert not any(n.name.startswith("/output_upscaling/") for n in onnx.load(str(rows)).graph.node)
+    img, _ = disc_photo()
+    x, s = preprocess(img, desc)
+    (emb,) = enc.run(["image_embeddings"], {"image": x})
+    previous = None
+    for coords, labels in (([[220 * s, 170 * s]], [1]),
+                           ([[220 * s, 170 * s], [40 * s, 300 * s], [0.0, 0.0]], [1, 0, -1]),
+                           ([[125 * s, 75 * s], [315 * s, 265 * s]], [2, 3])):
+        a = decode(dec, emb, coords, labels, previous)
+        b = decode(rewritten, emb, coords, labels, previous)
+        np.testing.assert_allclose(a[0], b[0], atol=1e-4 * max(1.0, float(np.abs(a[0]).max())))
+        np.testing.assert_allclose(a[1], b[1], atol=1e-5)
+        previous = a[0]
