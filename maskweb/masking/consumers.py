@@ -58,6 +58,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _render_again = False
     _render_id: Any = None
     _sent_seq = -1  # the newest revision whose frame this socket sent itself
+    # The current object's prompts as this socket last wrote or drew them (None: not known,
+    # e.g. another socket changed them): the base of services.guess_next.
+    _log: services.PromptLog | None = None
     _preloading: asyncio.Future[None] | None = None
 
     async def connect(self) -> None:
@@ -77,6 +80,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if state["status"] == "ready":
             self._preload()
         rendered = await off_loop(self._render)(None, False)
+        if rendered is not None:
+            self._log = rendered.log
         if rendered is not None and rendered.frame is not None and not rendered.header["empty"]:
             await self.send(bytes_data=rendered.frame)
 
@@ -152,7 +157,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             mutation(self.access, *args)
             return services.render_current(self.access.session, request_id, broadcast=False)
 
-        await self._deliver(await off_loop(work)(), request_id)
+        self._log = None
+        rendered = await off_loop(work)()
+        self._log = rendered.log
+        await self._deliver(rendered, request_id)
 
     async def _deliver(self, rendered: services.Rendered, request_id: Any) -> None:
         """Answers this socket first, straight away, then tells the session's other sockets.
@@ -182,7 +190,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if "prompt" not in message:
             raise ProtocolError("bad_field", "'prompt' is missing")
         assert self.access is not None
-        await off_loop(services.add_prompt)(self.access, message["prompt"])
+        services.guess_next(self.access, self._log, message["prompt"])
+        self._log = None  # until the write says what the log is now
+        self._log = await off_loop(services.add_prompt)(self.access, message["prompt"])
         self._render_id = request_id
         if self._renderer is not None and not self._renderer.done():
             self._render_again = True  # the running loop draws this prompt next
@@ -199,8 +209,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 rendered = await off_loop(services.render_prompts)(
                     self.access, request_id, latest_only=latest_only, broadcast=False)
             except ProtocolError as exc:
+                self._log = None  # the prompt the model failed on was undone
                 await self.error(exc.code, exc.message, request_id)
             except Exception:
+                self._log = None
                 log.exception("rendering the prompts of a socket failed")
                 await self.error("internal", "Something went wrong on the server.", request_id)
             else:
@@ -224,10 +236,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def on_apply(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
+        self._log = None
         await off_loop(services.apply)(self.access, message.get("name"))
 
     async def on_reopen(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
+        self._log = None
         await off_loop(services.reopen)(self.access, message.get("object_id"))
 
     async def on_rename(self, message: dict[str, Any], request_id: Any) -> None:
@@ -246,10 +260,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
+        self._log = None
         await off_loop(services.delete_object)(self.access, message.get("object_id"))
 
     async def on_model(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
+        self._log = None
         session = await off_loop(services.switch_model)(self.access, message.get("model"))
         self.access.session = session
 
@@ -268,6 +284,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def session_mask(self, event: dict[str, Any]) -> None:
         if event["seq"] <= self._sent_seq:
             return  # this socket rendered that revision (or a newer one) and has it already
+        self._log = None  # another socket (or the worker) drew a log this one did not write
         frame = await off_loop(notify.get_frame)(event["key"])
         if frame is not None:
             await self.send(bytes_data=frame)
@@ -289,6 +306,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def session_objects(self, event: dict[str, Any]) -> None:
         assert self.access is not None
         access = self.access
+        self._log = None
 
         def load() -> list[dict[str, Any]]:
             session = services.reload(access.session)
@@ -300,6 +318,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def session_state(self, event: dict[str, Any]) -> None:
         assert self.access is not None
         access = self.access
+        self._log = None
 
         def load() -> dict[str, Any]:
             access.session = services.reload(access.session)

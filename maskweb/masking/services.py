@@ -229,10 +229,20 @@ def _bump(session: MaskSession) -> None:
     MaskSession.objects.filter(pk=session.pk).update(revision=F("revision") + 1)
 
 
-def _record(access: Access, action: dict[str, Any] | None, change: Any = None) -> None:
+@dataclass
+class PromptLog:
+    """The current object's prompts as a write left them, and the session as it read it."""
+
+    session: MaskSession
+    prompts: list[dict[str, Any]]
+
+
+def _record(access: Access, action: dict[str, Any] | None,
+            change: Any = None) -> PromptLog | None:
     """Appends an action to the current object's log (dropping the redo tail), or applies
     ``change(obj)`` for undo/redo/candidate; one transaction. The caller renders next, and
-    rendering reads the session afresh (a click does not pay for a read nobody uses)."""
+    rendering reads the session afresh (a click does not pay for a read nobody uses).
+    Returns the log after the change (None when there was nothing to undo / redo)."""
     access.require_edit()
     with transaction.atomic():
         session, obj = _locked(access)
@@ -246,15 +256,39 @@ def _record(access: Access, action: dict[str, Any] | None, change: Any = None) -
             if action["op"] == "prompt":
                 render.prefetch(session, obj.effective_prompts())  # decodes while we commit
         elif change is not None and not change(obj):
-            return  # nothing to undo / redo: no revision, no broadcast
+            return None  # nothing to undo / redo: no revision, no broadcast
         obj.save(update_fields=["actions", "cursor", "candidate"])
         _bump(session)
+    return PromptLog(session, obj.effective_prompts())
 
 
-def add_prompt(access: Access, prompt: Any) -> None:
+def stored_prompt(access: Access, prompt: Any) -> dict[str, Any]:
+    """A prompt from the page (upright photo pixels) as the log stores it; ProtocolError when
+    it is malformed."""
     photo = access.session.photo
-    stored = to_stored(parse_upright(prompt, photo), photo)
-    _record(access, {"op": "prompt", "prompt": stored})
+    return to_stored(parse_upright(prompt, photo), photo)
+
+
+def add_prompt(access: Access, prompt: Any) -> PromptLog | None:
+    return _record(access, {"op": "prompt", "prompt": stored_prompt(access, prompt)})
+
+
+def guess_next(access: Access, log: PromptLog | None, prompt: Any) -> bool:
+    """Starts decoding ``log`` plus this prompt before the prompt is even written (True then).
+
+    A socket knows the log its last write or frame left, so the decode of its next click can
+    start as the message arrives, about 5 ms before the write would start it (a transaction
+    with a locked read). Only a guess: if another editor changed the object meanwhile, the
+    decode is for prompts nobody has and is never shown (predictions are keyed by their exact
+    prompts); the click is then decoded after its write, as without a guess.
+    """
+    if log is None or access.role != EDIT or len(log.prompts) >= settings.WS_MAX_PROMPTS:
+        return False
+    try:
+        stored = stored_prompt(access, prompt)
+    except ProtocolError:
+        return False  # add_prompt says what is wrong with it
+    return render.prefetch(log.session, [*log.prompts, stored])
 
 
 def clear(access: Access) -> None:
@@ -300,6 +334,7 @@ class Rendered:
     header: dict[str, Any] | None
     frame: bytes | None
     superseded: bool = False
+    log: PromptLog | None = None  # the prompts the frame was drawn from
 
 
 def render_current(session: MaskSession, request_id: str | None = None, *,
@@ -327,7 +362,8 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     png = render.png_bytes(current.mask) if current.mask is not None else b""
     frame = render.mask_frame(header, png)
     latest = MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
-    rendered = Rendered(session, current, header, frame, superseded=latest != session.revision)
+    rendered = Rendered(session, current, header, frame, superseded=latest != session.revision,
+                        log=PromptLog(session, obj.effective_prompts()))
     if broadcast:
         publish(rendered)
     return rendered

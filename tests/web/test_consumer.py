@@ -523,3 +523,75 @@ def test_a_socket_on_a_ready_session_fetches_the_embedding_before_the_first_clic
 
     run(scenario())
     assert embeddings.local_cache.get(key) is not None
+
+
+def test_a_clicks_decode_starts_before_its_prompt_is_written(monkeypatch):
+    """The socket knows the log it last wrote, so it starts decoding log + the new prompt as
+    the message arrives (services.guess_next), not after the write's locked transaction."""
+    from maskweb.masking import engine
+
+    session = make_session()
+    real_decode, real_record = engine.decode, services._record
+    decoding = threading.Event()
+    started_first: list[bool] = []
+
+    def watched_decode(*args: Any, **kwargs: Any) -> Any:
+        decoding.set()
+        return real_decode(*args, **kwargs)
+
+    def watched_record(*args: Any, **kwargs: Any) -> Any:
+        started_first.append(decoding.wait(5))  # without a guess it starts only in here
+        return real_record(*args, **kwargs)
+
+    async def scenario() -> Any:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        monkeypatch.setattr(engine, "decode", watched_decode)
+        monkeypatch.setattr(services, "_record", watched_record)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "id": "a",
+                                                 "prompt": INSIDE}))
+        frame = await recv_until(comm, is_mask)
+        await comm.disconnect()
+        return frame
+
+    header, mask = run(scenario())
+    assert started_first == [True]
+    assert header["id"] == "a" and len(header["prompts"]) == 1 and mask[180, 240]
+
+
+def test_a_wrong_guess_is_never_shown(monkeypatch):
+    """Another editor adds a prompt that this socket has not seen: its guess (its own log +
+    its click) is decoded for nothing, and the frame is drawn from the real log."""
+    from maskweb.masking import engine
+
+    session = make_session()
+    real_decode = engine.decode
+    decoded: list[int] = []
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(len(args[2].points))
+        return real_decode(*args, **kwargs)
+
+    async def scenario() -> Any:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "id": "a",
+                                                 "prompt": INSIDE}))
+        await recv_until(comm, is_mask)
+        # Written straight to the database: nothing tells this socket.
+        await database_sync_to_async(services.add_prompt)(
+            services.Access(session, services.EDIT),
+            {"kind": "point", "x": 250, "y": 185})
+        monkeypatch.setattr(engine, "decode", counting_decode)
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "id": "b",
+                                                 "prompt": {"kind": "point", "x": 5, "y": 5,
+                                                            "positive": False}}))
+        frame = await recv_until(comm, is_mask)
+        await comm.disconnect()
+        return frame
+
+    header, mask = run(scenario())
+    assert header["id"] == "b" and len(header["prompts"]) == 3
+    assert 2 in decoded, f"the guess (2 prompts) was decoded: {decoded}"
+    assert decoded.count(3) == 1, decoded
+    assert mask[180, 240] and not mask[5, 5]
