@@ -75,6 +75,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.group = notify.group_name(self.access.session.pk)
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await off_loop(notify.join)(self.access.session.pk, self.channel_name)
         state = await off_loop(services.session_state)(self.access)
         await self.send_json({"type": "hello", "role": self.access.role, "state": state})
         if state["status"] == "ready":
@@ -96,6 +97,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await asyncio.wait(pending, timeout=DISCONNECT_WAIT_SECONDS)
         if self.access is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await off_loop(notify.leave)(self.access.session.pk, self.channel_name)
 
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps({"v": 1, **message}, separators=(",", ":")))
@@ -178,7 +180,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=rendered.frame)
             self._sent_seq = seq
             if not rendered.superseded:
-                await off_loop(services.publish)(rendered)
+                await off_loop(services.publish)(rendered, self.channel_name)
         elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
             session = rendered.session

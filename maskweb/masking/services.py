@@ -384,11 +384,14 @@ def render_prompts(access: Access, request_id: str | None = None, *,
                             "undone.") from exc
 
 
-def publish(rendered: Rendered) -> bool:
+def publish(rendered: Rendered, sender: str | None = None) -> bool:
     """Sends a rendered frame to every socket of the session, unless someone already sent
     this revision or a newer one exists (False then: a newer change is on its way to being
-    rendered, and this frame would be stale at once)."""
+    rendered, and this frame would be stale at once). ``sender``: the channel of the socket
+    that already has the frame; nothing is sent when it is the session's only socket."""
     if rendered.frame is None or rendered.superseded or rendered.header is None:
+        return False
+    if sender is not None and notify.alone(rendered.session.pk, sender):
         return False
     return notify.mask(rendered.session.pk, rendered.header["seq"], rendered.frame)
 

@@ -162,6 +162,48 @@ def test_the_clicker_gets_its_mask_once_and_the_others_get_it_too():
     run(scenario())
 
 
+def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(monkeypatch):
+    """Frames go through the channel layer only for other sockets: a lone clicker's click is
+    not broadcast; once a viewer joins, it gets the next click's frame; once it leaves, the
+    broadcasts stop again."""
+    from maskweb.masking import notify
+
+    session = make_session()
+    real_mask = notify.mask
+    broadcast: list[int] = []
+
+    def counted_mask(session_pk: int, seq: int, frame: bytes) -> bool:
+        broadcast.append(seq)
+        return real_mask(session_pk, seq, frame)
+
+    monkeypatch.setattr(notify, "mask", counted_mask)
+
+    async def click(comm: WebsocketCommunicator, request_id: str, dx: int) -> Any:
+        await comm.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": request_id,
+             "prompt": {"kind": "point", "x": 240 + dx, "y": 180}}))
+        header, _ = await recv_until(comm, is_mask)
+        await asyncio.sleep(0.5)  # the broadcast, if any, follows the clicker's own frame
+        return header
+
+    async def scenario() -> None:
+        clicker = await connect(session.edit_token)
+        await recv(clicker)
+        await click(clicker, "alone", 0)
+        assert broadcast == []
+        viewer = await connect(session.view_token)
+        await recv(viewer)
+        header = await click(clicker, "watched", 4)
+        await recv_until(viewer, lambda i: is_mask(i) and i[0]["seq"] == header["seq"])
+        assert broadcast == [header["seq"]]
+        await viewer.disconnect()
+        await click(clicker, "alone again", 8)
+        assert broadcast == [header["seq"]]
+        await clicker.disconnect()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("raw,code", [
     ("this is not json", "bad_json"),
     ("[1, 2, 3]", "bad_json"),
