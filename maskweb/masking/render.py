@@ -142,10 +142,9 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> bool
     """
     if not stored_prompts or session.status != Status.READY:
         return False
+    # Cheap enough for the event loop (services.guess_next calls it there): the prompts are
+    # hashed in the prefetch thread, where a log already decoding is waited for, not redone.
     key = embeddings.embedding_key(session.photo, session.model_id)
-    wanted = (key, prefix_digests(stored_prompts)[-1])
-    if decoding.running(wanted) is not None or predictions.get(wanted) is not None:
-        return False  # a guess from the socket (services.guess_next) got here first
     with _prefetch_lock:
         pending = _prefetching[key]
         if pending >= 2 or _prefetching.total() >= CORES or decoding.count() >= CORES:
