@@ -129,7 +129,8 @@ def _decoder(session: MaskSession, embedding: Embedding, stored_prompts: list[di
     return decode
 
 
-def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> bool:
+def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
+             new: bool = False) -> bool:
     """Starts decoding this prompt log in the background if a core is free (True then).
 
     Called while a new prompt is being committed: the database write, the hop back to the
@@ -139,12 +140,19 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> bool
     with whatever else came meanwhile, in one step, as it does when every core is busy. The
     log may still change (the commit can fail, another editor can add a prompt): a prefetched
     prediction is keyed by its exact prompts, so it is only ever used for them.
+
+    A log that is decoding or decoded already is not queued again (it would hold one of the
+    key's two places, and a quick next click would find none), unless the caller says it is
+    ``new``: checking hashes the whole log, which services.guess_next, on the event loop, does
+    not do.
     """
     if not stored_prompts or session.status != Status.READY:
         return False
-    # Cheap enough for the event loop (services.guess_next calls it there): the prompts are
-    # hashed in the prefetch thread, where a log already decoding is waited for, not redone.
     key = embeddings.embedding_key(session.photo, session.model_id)
+    if not new:
+        wanted = (key, prefix_digests(stored_prompts)[-1])
+        if decoding.running(wanted) is not None or predictions.get(wanted) is not None:
+            return False
     with _prefetch_lock:
         pending = _prefetching[key]
         if pending >= 2 or _prefetching.total() >= CORES or decoding.count() >= CORES:

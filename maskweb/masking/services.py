@@ -288,7 +288,8 @@ def guess_next(access: Access, log: PromptLog | None, prompt: Any) -> bool:
         stored = stored_prompt(access, prompt)
     except ProtocolError:
         return False  # add_prompt says what is wrong with it
-    return render.prefetch(log.session, [*log.prompts, stored])
+    # New: the socket's own prompt was not in any log before this message.
+    return render.prefetch(log.session, [*log.prompts, stored], new=True)
 
 
 def clear(access: Access) -> None:

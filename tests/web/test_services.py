@@ -347,6 +347,26 @@ def test_a_click_is_decoded_while_its_prompt_is_committed_and_only_once(monkeypa
     assert len(threads) == 1 and threads[0].startswith("prefetch"), threads
 
 
+def test_a_guessed_log_is_not_queued_again_by_its_write_and_a_quick_next_click_gets_a_place(
+        monkeypatch):
+    """The socket's guess decodes a click before its write; the write's own prefetch must not
+    take a second place for the same log (a key has two), or the next click, coming while
+    the first decodes, would find none and wait for the first render to finish."""
+    monkeypatch.setattr(render, "CORES", 2)  # a free core for the second click
+    session = make_session()
+    threads, started, release = held_decoder(monkeypatch)
+    access = edit(session)
+    log = services.PromptLog(services.reload(session), [])
+    assert services.guess_next(access, log, INSIDE)
+    assert started.wait(10)
+    written = services.add_prompt(access, INSIDE)  # its prefetch: already decoding, skipped
+    assert written is not None
+    assert services.guess_next(access, written, OUTSIDE_BG), "no place left for the next click"
+    release.set()
+    assert mask_of(services.reload(session)) is not None
+    assert len(threads) == 2, threads
+
+
 def test_no_prefetch_while_every_core_decodes(monkeypatch):
     monkeypatch.setattr(render, "CORES", 0)
     session = make_session()
