@@ -132,7 +132,7 @@ MEDIA_ROOT = DATA_DIR / "photos"
 # stored grid for downloads.
 WORK_MAX_SIDE = env_int("MASKWEB_WORK_MAX_SIDE", 2048, minimum=256, maximum=8192)
 DEFAULT_MODEL = env_str("MASKWEB_DEFAULT_MODEL", "")  # empty: the engine's default
-# The web process runs the default model's decoder once in the background when it starts, and
+# The web process runs the default model's decoder twice in the background when it starts, and
 # a worker its encoder, so the first click and photo do not wait for onnxruntime's slow first
 # runs (see maskweb.asgi and maskweb.masking.tasks).
 WARM_UP = env_bool("MASKWEB_WARM_UP", True)

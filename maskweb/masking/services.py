@@ -253,13 +253,14 @@ def _record(access: Access, action: dict[str, Any] | None,
             obj.actions = obj.actions[: obj.cursor] + [action]
             obj.cursor = len(obj.actions)
             obj.candidate = 0
-            if action["op"] == "prompt":
-                render.prefetch(session, obj.effective_prompts())  # decodes while we commit
         elif change is not None and not change(obj):
             return None  # nothing to undo / redo: no revision, no broadcast
+        prompts = obj.effective_prompts()
+        if action is not None and action["op"] == "prompt":
+            render.prefetch(session, prompts)  # decodes while we commit
         obj.save(update_fields=["actions", "cursor", "candidate"])
         _bump(session)
-    return PromptLog(session, obj.effective_prompts())
+    return PromptLog(session, prompts)
 
 
 def stored_prompt(access: Access, prompt: Any) -> dict[str, Any]:

@@ -179,7 +179,8 @@ def region_areas(layer: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     of the labels 0.4 ms, and the usual layer (one region, or one outside) needs only a count.
     """
     if n == 2:
-        return np.array([layer.size - np.count_nonzero(layer), np.count_nonzero(layer)])
+        inside = np.count_nonzero(layer)
+        return np.array([layer.size - inside, inside])
     if n <= 65535:
         hist = cv2.calcHist([labels.astype(np.uint16)], [0], None, [n], [0, n])
         return hist.ravel().astype(np.int64)
