@@ -9,7 +9,9 @@ Prints a markdown table and writes it, with the machine's description, to
   process, same thread settings as the server), the yardstick for everything else;
 - click -> mask over the real socket (Daphne, Redis, Celery worker started here on free
   ports), for 1, 4 and 16 concurrent sessions each clicking like a person refining (a click
-  every ~300 ms, with bursts): p50/p95/p99 and their ratio to the bare decoder;
+  every ~300 ms, with bursts, each starting at its own moment within the first 300 ms, as
+  people do; ``--sync-start`` starts them at one instant): p50/p95/p99 and their ratio to the
+  bare decoder, next to what an ideal server would give on the same sends (bench.queueing);
 - encoder throughput through Celery with 1 and 2 worker processes, against the bare encoder,
   and the time from upload to "ready";
 - Redis bytes per cached embedding, the web process's memory after 50 sessions;
@@ -44,10 +46,12 @@ import numpy as np
 from PIL import Image
 
 from bench.host import describe
+from bench.queueing import fifo_latencies
 from maskweb import runner
 from tests.stack import LiveStack, start_stack
 from tests.web.client import Socket, frame_parts, request, upload
 
+CORES = os.cpu_count() or 1  # the server's decode slots: one decode per core at a time
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "DAVIS"
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -159,6 +163,7 @@ def click_kind(n: int) -> str:
 class ClientResult:
     latencies: list[float] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)  # click_kind of each latency
+    send_times: list[float] = field(default_factory=list)  # perf_counter of every send
     sent: int = 0
     lost: int = 0
     errors: list[str] = field(default_factory=list)
@@ -168,14 +173,16 @@ class ClientResult:
         self.web_cpu_s += other.web_cpu_s
         self.latencies += other.latencies
         self.kinds += other.kinds
+        self.send_times += other.send_times
         self.sent += other.sent
         self.lost += other.lost
         self.errors += other.errors
 
 
 def run_client(sock: Socket, gt: np.ndarray, clicks: int, seed: int,
-               result: ClientResult) -> None:
-    """Sends the clicks on a schedule from one thread while another collects the frames."""
+               result: ClientResult, start_delay: float = 0.0) -> None:
+    """Sends the clicks on a schedule, the first after ``start_delay`` seconds, from one
+    thread while another collects the frames."""
     sent_at: dict[int, float] = {}  # prompt count after the click -> send time
     answered: dict[int, float] = {}
     done = threading.Event()
@@ -209,9 +216,11 @@ def run_client(sock: Socket, gt: np.ndarray, clicks: int, seed: int,
 
     reader = threading.Thread(target=collect, daemon=True)
     reader.start()
+    time.sleep(start_delay)
     for n, ((x, y, positive), pause) in enumerate(
             zip(click_plan(gt, clicks, seed), pauses(clicks, seed), strict=True), start=1):
         sent_at[n] = time.perf_counter()
+        result.send_times.append(sent_at[n])
         sock.send(type="prompt", id=uuid.uuid4().hex[:16],
                   prompt={"kind": "point", "x": x, "y": y, "positive": positive})
         result.sent = n
@@ -226,12 +235,18 @@ def run_client(sock: Socket, gt: np.ndarray, clicks: int, seed: int,
             result.lost += 1
 
 
-def measure_clicks(stack: LiveStack, concurrency: int, clicks: int,
-                   offset: int) -> ClientResult:
+def measure_clicks(stack: LiveStack, concurrency: int, clicks: int, offset: int,
+                   sync_start: bool = False) -> ClientResult:
+    """``concurrency`` sessions clicking at once. Each starts at its own moment within one
+    click interval (seeded, so runs compare), as people who did not agree on the instant of
+    their first click do; ``sync_start`` starts them all at once."""
     items = davis_items(concurrency, offset)
     sessions = [open_session(stack, path) for path, _ in items]
     results = [ClientResult() for _ in sessions]
-    threads = [threading.Thread(target=run_client, args=(sock, gt, clicks, i, results[i]))
+    rng = random.Random(offset)
+    delays = [0.0 if sync_start else rng.uniform(0.0, 0.3) for _ in sessions]
+    threads = [threading.Thread(target=run_client,
+                                args=(sock, gt, clicks, i, results[i], delays[i]))
                for i, ((_, sock), (_, gt)) in enumerate(zip(sessions, items, strict=True))]
     cpu_before = cpu_s(stack.daphne)
     for t in threads:
@@ -382,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="bare limits and click latency only (profiling the hot path)")
     parser.add_argument("--levels", default="1,4,16",
                         help="concurrent sessions to measure, comma-separated (default 1,4,16)")
+    parser.add_argument("--sync-start", action="store_true",
+                        help="concurrent sessions send their first click at the same instant")
     args = parser.parse_args(argv)
 
     from maskweb.segment import registry
@@ -412,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds = 1 if args.quick else -(-96 // (level * clicks))
             result = ClientResult()
             for _ in range(rounds):
-                result.merge(measure_clicks(stack, level, clicks, offset))
+                result.merge(measure_clicks(stack, level, clicks, offset, args.sync_start))
                 offset += level
             lat = result.latencies
             p50, p95, p99 = (percentile(lat, q) for q in (50, 95, 99))
@@ -421,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"  ratio to bare decoder ({level})",
                          f"p50 {p50 / bare_dec:.2f}× (+{(p50 - bare_dec) * 1e3:.1f} ms), "
                          f"p95 {p95 / bare_dec:.2f}×, p99 {p99 / bare_dec:.2f}×"))
+            ideal = fifo_latencies(result.send_times, bare_dec, CORES)
+            rows.append((f"  an ideal server on the same sends ({level}): p50 / p95",
+                         f"{percentile(ideal, 50) * 1e3:.1f} / {percentile(ideal, 95) * 1e3:.1f}"
+                         f" ms = p95 {percentile(ideal, 95) / bare_dec:.2f}× (decodes first come"
+                         f" first served on {CORES} cores at the bare decoder's median, nothing"
+                         f" else)"))
             by_kind = []
             for kind in ("first", "other", "burst"):
                 some = [t for t, k in zip(lat, result.kinds, strict=True) if k == kind]
@@ -435,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"  prompts sent / lost / error frames ({level})",
                          f"{result.sent} / {result.lost} / {len(result.errors)}"
                          + (f" ({result.errors[0]})" if result.errors else "")))
-            print(*rows[-5:], sep="\n", flush=True)
+            print(*rows[-6:], sep="\n", flush=True)
 
         for workers in () if args.only_clicks else (1, 2):
             rate, to_ready = measure_encoder(stack, workers, encode_count, offset)
