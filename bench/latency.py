@@ -441,9 +441,9 @@ def main(argv: list[str] | None = None) -> int:
             ideal = fifo_latencies(result.send_times, bare_dec, CORES)
             rows.append((f"  an ideal server on the same sends ({level}): p50 / p95",
                          f"{percentile(ideal, 50) * 1e3:.1f} / {percentile(ideal, 95) * 1e3:.1f}"
-                         f" ms = p95 {percentile(ideal, 95) / bare_dec:.2f}× (decodes first come"
-                         f" first served on {CORES} cores at the bare decoder's median, nothing"
-                         f" else)"))
+                         f" ms = p95 {percentile(ideal, 95) / bare_dec:.2f}× (one decode a click,"
+                         f" first come first served on {CORES} cores at the bare decoder's"
+                         f" median, nothing else; no floor once the cores fall behind)"))
             by_kind = []
             for kind in ("first", "other", "burst"):
                 some = [t for t, k in zip(lat, result.kinds, strict=True) if k == kind]

@@ -3,7 +3,9 @@
 The ideal server decodes each click once, first come first served, on ``slots`` cores, each
 decode taking the bare decoder's time, and does nothing else: no socket, no database, no PNG,
 no other process on the machine, no slowdown when two decodes share the memory bus. Its p95 on
-the same send times is the floor under the measured p95: what is left above it is ours.
+the same send times is the floor under the measured p95 while the cores keep up: what is left
+above it is ours. Once they fall behind (16 sessions on 2 cores) it is no floor: the real server
+decodes a session's piled-up clicks in one step, and this one decodes every click.
 
 It also shows what the click schedule itself costs. Four sessions that send their first click
 at the same instant keep two clicks waiting a whole decode on two cores, so even this server's
