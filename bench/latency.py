@@ -7,7 +7,8 @@ Prints a markdown table and writes it, with the machine's description, to
 
 - bare limits: the engine's own encode time per photo and decode time per prompt (same
   process, same thread settings as the server), the yardstick for everything else; the decodes
-  are timed again just before each click level, whose ratios use that time;
+  (encodes) are timed again just before each click level (worker count), whose ratios use that
+  time: this machine's speed drifts by 20% within minutes;
 - click -> mask over the real socket (Daphne, Redis, Celery worker started here on free
   ports), for 1, 4 and 16 concurrent sessions each clicking like a person refining (a click
   every ~300 ms, with bursts, each starting at its own moment within the first 300 ms, as
@@ -52,6 +53,9 @@ from maskweb import runner
 from tests.stack import LiveStack, start_stack
 from tests.web.client import Socket, frame_parts, request, upload
 
+# Clicks per level at least. With 96, the 4-session p95 (the 5th-slowest click) moved from
+# 2.1x to 3.6x between runs of the same code; 288 puts 14 clicks above it.
+MIN_CLICKS = 288
 CORES = os.cpu_count() or 1  # the server's decode slots: one decode per core at a time
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "DAVIS"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,6 +117,17 @@ class Bare:
     model: Any = None
     # Each photo's embedding with its clicks, to time the same decodes again later.
     work: list[tuple[Any, list[Any]]] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)  # to time the encodes again
+
+    def time_encodes(self) -> list[float]:
+        """The same encodes again, timed: the encoder's yardstick next to its level, as
+        ``time_decodes`` is the decoder's."""
+        times = []
+        for image in self.images:
+            started = time.perf_counter()
+            self.model.encode(image)
+            times.append(time.perf_counter() - started)
+        return times
 
     def time_decodes(self) -> list[float]:
         """The same decodes again, timed. This machine's speed drifts by 20% within minutes
@@ -156,6 +171,7 @@ def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: in
             previous = model.decode(embedding, Prompts(points=tuple(points)), previous)
             bare.decode_s.append(time.perf_counter() - started)
         bare.work.append((embedding, points))
+        bare.images.append(image)
     return bare
 
 
@@ -445,10 +461,9 @@ def main(argv: list[str] | None = None) -> int:
                       "MASKWEB_DEFAULT_MODEL": model_id}) as stack:
         offset = 100
         for level in levels:
-            # At least ~100 clicks a level, so p95 and p99 are not just the slowest one or
-            # two: fewer sessions run several rounds, each on new photos (a person refines an
-            # object with a dozen clicks, not a hundred).
-            rounds = 1 if args.quick else -(-96 // (level * clicks))
+            # At least MIN_CLICKS clicks a level: fewer sessions run several rounds, each on
+            # new photos (a person refines an object with a dozen clicks, not a hundred).
+            rounds = 1 if args.quick else -(-MIN_CLICKS // (level * clicks))
             level_dec = statistics.median(bare.time_decodes())
             result = ClientResult()
             for _ in range(rounds):
@@ -485,10 +500,12 @@ def main(argv: list[str] | None = None) -> int:
             print(*rows[-6:], sep="\n", flush=True)
 
         for workers in () if args.only_clicks else (1, 2):
+            level_enc = statistics.median(bare.time_encodes())
             rate, to_ready = measure_encoder(stack, workers, encode_count, offset)
             offset += encode_count
             rows.append((f"encoder through Celery, {workers} worker(s)",
-                         f"{rate:.2f} photos/s = {rate * bare_enc:.0%} of the bare encoder"))
+                         f"{rate:.2f} photos/s = {rate * level_enc:.0%} of the bare encoder"
+                         f" (timed just before: {level_enc * 1e3:.0f} ms a photo)"))
             rows.append((f"  upload→ready ({workers} worker(s)): median / max",
                          f"{statistics.median(to_ready):.2f} / {max(to_ready):.2f} s"))
             print(rows[-2], rows[-1], sep="\n", flush=True)
