@@ -160,7 +160,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         def work() -> services.Rendered:
             assert self.access is not None
             mutation(self.access, *args)
-            return services.render_current(self.access.session, request_id, broadcast=False)
+            return services.render_current(self.access.session, request_id, broadcast=False,
+                                           sender=self.channel_name)
 
         self._log = None
         rendered = await off_loop(work)()
@@ -182,7 +183,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 return  # this page already shows a newer revision
             await self.send(bytes_data=rendered.frame)
             self._sent_seq = seq
-            if not rendered.superseded:
+            if not rendered.superseded and not rendered.alone:
                 await off_loop(services.publish)(rendered, self.channel_name)
         elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
@@ -215,7 +216,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             try:
                 rendered = await off_loop(services.render_prompts)(
                     self.access, request_id, latest_only=latest_only, broadcast=False,
-                    written=written)
+                    written=written, sender=self.channel_name)
             except ProtocolError as exc:
                 self._log = None  # the prompt the model failed on was undone
                 await self.error(exc.code, exc.message, request_id)

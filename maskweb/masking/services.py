@@ -347,12 +347,19 @@ class Rendered:
     frame: bytes | None
     superseded: bool = False
     log: PromptLog | None = None  # the prompts the frame was drawn from
+    alone: bool = False  # the ``sender`` socket is its session's only one: nobody to publish to
 
 
 def render_current(session: MaskSession, request_id: str | None = None, *,
                    broadcast: bool = True, latest_only: bool = False,
-                   written: PromptLog | None = None) -> Rendered:
+                   written: PromptLog | None = None, sender: str | None = None) -> Rendered:
     """Computes the current object's mask and, with ``broadcast``, sends it to every socket.
+
+    ``sender``: the channel of the socket that will send the frame itself. The render then
+    also asks whether that socket is alone on the session (``Rendered.alone``), so the socket
+    need not go off the event loop a second time to publish a frame nobody else would get. It
+    asks after the write this frame shows was committed, so a socket that joins later misses
+    nothing: it joins, then draws the session on connect, and finds that write there.
 
     ``written``: the log a write of this session just made; the render draws the session and
     object as that write left them instead of reading them again (a click's path saves a
@@ -384,8 +391,11 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     png = render.png_bytes(current.mask) if current.mask is not None else b""
     frame = render.mask_frame(header, png)
     latest = MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
-    rendered = Rendered(session, current, header, frame, superseded=latest != session.revision,
-                        log=PromptLog(session, obj.effective_prompts()))
+    superseded = latest != session.revision
+    rendered = Rendered(session, current, header, frame, superseded=superseded,
+                        log=PromptLog(session, obj.effective_prompts()),
+                        alone=sender is not None and not superseded
+                        and notify.alone(session.pk, sender))
     if broadcast:
         publish(rendered)
     return rendered
@@ -393,13 +403,13 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
 
 def render_prompts(access: Access, request_id: str | None = None, *,
                    latest_only: bool = False, broadcast: bool = True,
-                   written: PromptLog | None = None) -> Rendered:
+                   written: PromptLog | None = None, sender: str | None = None) -> Rendered:
     """The mask after new prompts. When the model fails on them, the newest prompt is undone
     again (it stays redo-able), so one bad decode cannot leave the session stuck on a broken
     log."""
     try:
         return render_current(access.session, request_id, broadcast=broadcast,
-                              latest_only=latest_only, written=written)
+                              latest_only=latest_only, written=written, sender=sender)
     except Exception as exc:
         log.exception("decoding a prompt of session %s failed", access.session.pk)
         undo(access)
