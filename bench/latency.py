@@ -7,8 +7,8 @@ Prints a markdown table and writes it, with the machine's description, to
 
 - bare limits: the engine's own encode time per photo and decode time per prompt (same
   process, same thread settings as the server), the yardstick for everything else; the decodes
-  (encodes) are timed again just before each click level (worker count), whose ratios use that
-  time: this machine's speed drifts by 20% within minutes;
+  are timed again before and after each click level, the encodes just before each worker
+  count, and the ratios use those times: this machine's speed drifts by 20% within minutes;
 - click -> mask over the real socket (Daphne, Redis, Celery worker started here on free
   ports), for 1, 4 and 16 concurrent sessions each clicking like a person refining (a click
   every ~300 ms, with bursts, each starting at its own moment within the first 300 ms, as
@@ -132,7 +132,7 @@ class Bare:
     def time_decodes(self) -> list[float]:
         """The same decodes again, timed. This machine's speed drifts by 20% within minutes
         (other guests on the host), so each click level's ratios use a bare time measured
-        just before it, with the stack idle, not one from minutes earlier."""
+        around it, with the stack idle, not one from minutes earlier."""
         from maskweb.segment.types import Prompts
 
         times = []
@@ -464,16 +464,18 @@ def main(argv: list[str] | None = None) -> int:
             # At least MIN_CLICKS clicks a level: fewer sessions run several rounds, each on
             # new photos (a person refines an object with a dozen clicks, not a hundred).
             rounds = 1 if args.quick else -(-MIN_CLICKS // (level * clicks))
-            level_dec = statistics.median(bare.time_decodes())
+            bare_around = bare.time_decodes()
             result = ClientResult()
             for _ in range(rounds):
                 result.merge(measure_clicks(stack, level, clicks, offset, args.sync_start))
                 offset += level
+            # Timed before and after the level: the yardstick brackets the clicks it measures.
+            level_dec = statistics.median(bare_around + bare.time_decodes())
             lat = result.latencies
             p50, p95, p99 = (percentile(lat, q) for q in (50, 95, 99))
             rows.append((f"click→mask, {level} session(s): p50 / p95 / p99",
                          f"{p50 * 1e3:.1f} / {p95 * 1e3:.1f} / {p99 * 1e3:.1f} ms"))
-            rows.append((f"  ratio to bare decoder ({level}), timed just before: "
+            rows.append((f"  ratio to bare decoder ({level}), timed before and after: "
                          f"{level_dec * 1e3:.1f} ms",
                          f"p50 {p50 / level_dec:.2f}× (+{(p50 - level_dec) * 1e3:.1f} ms), "
                          f"p95 {p95 / level_dec:.2f}×, p99 {p99 / level_dec:.2f}×"))
