@@ -148,7 +148,7 @@ class Bare:
 
 def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: int) -> Bare:
     from maskweb.segment import registry
-    from maskweb.segment.types import Point, Prompts
+    from maskweb.segment.types import Point
 
     model = registry.load_model(model_id)
     warm_up = getattr(model, "warm_up", None)
@@ -163,15 +163,10 @@ def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: in
         started = time.perf_counter()
         embedding = model.encode(image)
         bare.encode_s.append(time.perf_counter() - started)
-        points: list[Point] = []
-        previous = None
-        for x, y, positive in click_plan(gt, clicks, seed=index):
-            points.append(Point(x, y, positive))
-            started = time.perf_counter()
-            previous = model.decode(embedding, Prompts(points=tuple(points)), previous)
-            bare.decode_s.append(time.perf_counter() - started)
+        points = [Point(x, y, positive) for x, y, positive in click_plan(gt, clicks, seed=index)]
         bare.work.append((embedding, points))
         bare.images.append(image)
+    bare.decode_s = bare.time_decodes()
     return bare
 
 
