@@ -59,7 +59,7 @@ def decoder_precision() -> str:
     """``int8`` (the default) or ``float``: which decoder file a CPU decode uses when the model
     ships both (``decoder_int8`` in its model.json).
 
-    LiteMedSAM's int8 decoder took 45 ms a decode against 76 ms (one thread, same input), and
+    LiteMedSAM's int8 decoder takes about 42 ms a decode against 76 ms (one thread), and
     its masks agree with the float decoder's at IoU 0.994 (COCO_MVal); models/*/MODEL_CARD.md
     has the DAVIS figures. On the GPU the float decoder is always used: the int8 graph's
     dynamic quantization has no CUDA kernels.
