@@ -34,6 +34,7 @@ from django.conf import settings
 from PIL import Image
 
 from maskweb.masking import embeddings, engine
+from maskweb.masking.cores import Cores
 from maskweb.masking.flight import SingleFlight
 from maskweb.masking.lru import ByteLRU
 from maskweb.masking.models import MaskObject, MaskSession, Status
@@ -61,10 +62,7 @@ predictions: ByteLRU[Prediction] = ByteLRU(lambda: settings.PREDICTION_CACHE_BYT
 decoding: SingleFlight[Prediction] = SingleFlight()
 CORES = os.cpu_count() or 1
 _prefetcher = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="prefetch")
-# One decode per core at a time (each decoder runs on one thread): more would share the cores
-# and finish together, later on average than one after the other (4 clicks at once on 2 cores:
-# all 4 done after 2 decode times, against 2 after 1 and 2 after 2).
-_decode_slots = threading.Semaphore(CORES)
+cores = Cores(CORES)
 _prefetching: Counter[str] = Counter()  # prefetches queued or running, by embedding key
 _prefetch_lock = threading.Lock()
 
@@ -81,9 +79,18 @@ def prefix_digests(stored_prompts: list[dict[str, Any]]) -> list[str]:
     return digests
 
 
+def in_hand(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> bool:
+    """Whether the prediction for these prompts is cached or being decoded (no core needed)."""
+    key = embeddings.embedding_key(session.photo, session.model_id)
+    wanted = (key, prefix_digests(stored_prompts)[-1])
+    return predictions.get(wanted) is not None or decoding.running(wanted) is not None
+
+
 def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
-            latest_only: bool = False, alongside: bool = False) -> Prediction | None:
-    """The prediction for these prompts (None when there are none).
+            latest_only: bool = False, alongside: bool = False,
+            wait_for_core: bool = True) -> Prediction | None:
+    """The prediction for these prompts (None when there are none, or when it needs a decode,
+    every core is busy and not ``wait_for_core``).
 
     ``alongside``: decode in one step on top of the longest prefix already decoded (or of
     nothing), without waiting for a shorter prefix that is still being decoded: for a click
@@ -100,6 +107,7 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     for i in range(len(prefixes), 0, -1):
         hit = predictions.get((key, prefixes[i - 1]))
         if hit is None and (i == len(prefixes) or not alongside):
+            # Safe to wait for while holding a core: a running decode holds one (see below).
             running = decoding.running((key, prefixes[i - 1]))
             hit = running.result() if running is not None else None
         if hit is not None:
@@ -112,18 +120,32 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
         raise EmbeddingMissing(key)
     if alongside or (latest_only and start > 0):
         start = len(prefixes) - 1
-    for i in range(start, len(prefixes)):
-        previous = decoding.run((key, prefixes[i]), _decoder(
-            session, embedding, stored_prompts[: i + 1], previous, (key, prefixes[i])))
+    steps = [(i, (key, prefixes[i])) for i in range(start, len(prefixes))]
+    # The core first, then the claim on the key: a decode others wait for is always running,
+    # never itself waiting for a core that one of its waiters holds.
+    if not wait_for_core:
+        with cores.hold_if_free() as free:
+            return _decode_steps(session, embedding, stored_prompts, previous, steps) \
+                if free else None
+    with cores.hold():
+        return _decode_steps(session, embedding, stored_prompts, previous, steps)
+
+
+def _decode_steps(session: MaskSession, embedding: Embedding,
+                  stored_prompts: list[dict[str, Any]], previous: Prediction | None,
+                  steps: list[tuple[int, tuple[str, str]]]) -> Prediction | None:
+    """Decodes prompts[:i + 1] for each (i, cache key) in turn, each on top of the last."""
+    for i, cache_key in steps:
+        previous = decoding.run(cache_key, _decoder(
+            session, embedding, stored_prompts[: i + 1], previous, cache_key))
     return previous
 
 
 def _decoder(session: MaskSession, embedding: Embedding, stored_prompts: list[dict[str, Any]],
              previous: Prediction | None, cache_key: tuple[str, str]) -> Callable[[], Prediction]:
     def decode() -> Prediction:
-        with _decode_slots:
-            prediction = engine.decode(session.model_id, embedding,
-                                       engine_prompts(stored_prompts, session.photo), previous)
+        prediction = engine.decode(session.model_id, embedding,
+                                   engine_prompts(stored_prompts, session.photo), previous)
         predictions.put(cache_key, prediction)
         return prediction
     return decode
@@ -155,7 +177,7 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
             return False
     with _prefetch_lock:
         pending = _prefetching[key]
-        if pending >= 2 or _prefetching.total() >= CORES or decoding.count() >= CORES:
+        if pending >= 2 or _prefetching.total() >= CORES or cores.busy() >= CORES:
             return False
         _prefetching[key] += 1
     _prefetcher.submit(_prefetch, key, session, list(stored_prompts), pending > 0)
@@ -165,7 +187,10 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
 def _prefetch(key: str, session: MaskSession, stored_prompts: list[dict[str, Any]],
               alongside: bool) -> None:
     try:
-        predict(session, stored_prompts, latest_only=True, alongside=alongside)
+        # Every core taken meanwhile: give up rather than wait and decode a log that may be
+        # stale by then; the render decodes the newest log when it gets a core.
+        predict(session, stored_prompts, latest_only=True, alongside=alongside,
+                wait_for_core=False)
     except EmbeddingMissing:
         pass  # the render asks for an encode
     except Exception:  # the render decodes again and reports the failure to the page

@@ -6,6 +6,7 @@ tells every socket of the session (after commit, so nobody reads a state not yet
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -348,16 +349,26 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     """
     session = reload(session)
     obj = session.current
-    if obj is None:
-        return Rendered(session, None, None, None)
-    if session.status != Status.READY and obj.effective_prompts():
-        return Rendered(session, None, None, None)
-    try:
-        current = render.current_mask(session, obj, latest_only)
-    except render.EmbeddingMissing:
-        with transaction.atomic():
-            request_encode(session, lost=True)
-        return Rendered(reload(session), None, None, None)
+    prompts = obj.effective_prompts() if obj is not None else []
+    needs_decode = session.status == Status.READY and bool(prompts) \
+        and not render.in_hand(session, prompts)
+    # A decode needs a core, taken before the log is final: when every core was busy, the
+    # prompts that came in meanwhile are read again and decoded with these, in one step,
+    # instead of one decode for the log read before the wait and another for them after it.
+    with render.cores.hold() if needs_decode else nullcontext(False) as waited:
+        if waited:
+            session, latest_only = reload(session), True
+            obj = session.current
+        if obj is None:
+            return Rendered(session, None, None, None)
+        if session.status != Status.READY and obj.effective_prompts():
+            return Rendered(session, None, None, None)
+        try:
+            current = render.current_mask(session, obj, latest_only)
+        except render.EmbeddingMissing:
+            with transaction.atomic():
+                request_encode(session, lost=True)
+            return Rendered(reload(session), None, None, None)
     if current.mask is not None and current.candidate != obj.candidate:
         obj.candidate = current.candidate
     header = render.mask_header(session, obj, current, request_id)

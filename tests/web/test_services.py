@@ -416,3 +416,45 @@ def test_a_quick_second_click_is_decoded_alongside_the_first_when_a_core_is_free
     release.set()
     assert mask_of(session)[180, 240]
     assert sorted(seen) == [(1, False), (2, False)], seen
+
+
+def test_a_render_that_waited_for_a_core_decodes_the_prompts_that_came_meanwhile_at_once(
+        monkeypatch):
+    """With every core busy, a render reads the log again once it has a core: the clicks that
+    came while it waited are decoded with its own, in one step, not one decode each."""
+    from maskweb.masking import engine
+    from maskweb.masking.cores import Cores
+    from tests.web.test_cores import hold_in_thread
+
+    monkeypatch.setattr(render, "CORES", 1)
+    monkeypatch.setattr(render, "cores", Cores(1))
+    session = make_session()
+    real = engine.decode
+    decoded: list[int] = []  # prompts per decode
+
+    def counting(model_id, embedding, prompts, previous):
+        decoded.append(len(prompts.points))
+        return real(model_id, embedding, prompts, previous)
+
+    access = edit(session)
+    services.add_prompt(access, INSIDE)
+    assert mask_of(session) is not None  # the first click, drawn: the next build on it
+    monkeypatch.setattr(engine, "decode", counting)
+    holder, release = hold_in_thread(render.cores)  # another session's decode
+    services.add_prompt(access, OUTSIDE_BG)  # no core free: nothing prefetched
+    rendered: list[services.Rendered] = []
+    render_thread = threading.Thread(target=lambda: rendered.append(
+        services.render_prompts(access, broadcast=False)))
+    render_thread.start()
+    render_thread.join(0.2)
+    assert render_thread.is_alive(), "the render did not wait for the busy core"
+    services.add_prompt(access, {"kind": "point", "x": 250, "y": 190})
+    services.add_prompt(access, {"kind": "point", "x": 40, "y": 300, "positive": False})
+    release.set()
+    holder.join(10)
+    render_thread.join(10)
+    assert decoded == [4], f"decodes (prompts each): {decoded}"
+    assert rendered and rendered[0].header is not None
+    assert len(rendered[0].header["prompts"]) == 4
+    assert not rendered[0].superseded
+    assert render.cores.busy() == 0

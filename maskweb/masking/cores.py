@@ -1,0 +1,74 @@
+"""The decode cores of a web process: one decode per core at a time, held by a thread.
+
+Each decoder runs on one thread, so more decodes at once than cores would share the cores
+and finish together, later on average than one after the other (4 clicks at once on 2 cores:
+all 4 done after 2 decode times, against 2 after 1 and 2 after 2).
+
+A thread holds a core for a whole step, not only for the model call: a render that had to wait
+for one reads the prompt log again once it has it, so the clicks that came while it waited are
+decoded with it, in one step (see services.render_current). That makes the batching of an
+overloaded server depend on when a core frees up, not on how quickly the click path turns
+around. Holding is reentrant within a thread: the decode inside such a render uses the render's
+core instead of waiting for a second one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Cores:
+    def __init__(self, count: int) -> None:
+        self._free = threading.Semaphore(count)
+        self._mine = threading.local()
+        self._lock = threading.Lock()
+        self._busy = 0
+
+    def held(self) -> bool:
+        """Whether this thread holds a core."""
+        return bool(getattr(self._mine, "held", False))
+
+    def busy(self) -> int:
+        """How many cores are held now (a hint: it can change at once)."""
+        with self._lock:
+            return self._busy
+
+    @contextmanager
+    def hold(self) -> Iterator[bool]:
+        """Holds a core, waiting for one if need be; yields whether it had to wait."""
+        if self.held():
+            yield False
+            return
+        waited = not self._free.acquire(blocking=False)
+        if waited:
+            self._free.acquire()
+        with self._holding():
+            yield waited
+
+    @contextmanager
+    def hold_if_free(self) -> Iterator[bool]:
+        """Holds a core only if one is free now; yields whether it does."""
+        if self.held():
+            yield True
+            return
+        if not self._free.acquire(blocking=False):
+            yield False
+            return
+        with self._holding():
+            yield True
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """After acquiring: marks the core this thread's until the block ends, then frees it."""
+        with self._lock:
+            self._busy += 1
+        self._mine.held = True
+        try:
+            yield
+        finally:
+            self._mine.held = False
+            with self._lock:
+                self._busy -= 1
+            self._free.release()

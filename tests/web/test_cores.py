@@ -1,0 +1,69 @@
+"""Cores: one decode per core, held by a thread for a whole step, reentrantly."""
+
+from __future__ import annotations
+
+import threading
+
+from maskweb.masking.cores import Cores
+
+
+def hold_in_thread(cores: Cores) -> tuple[threading.Thread, threading.Event]:
+    """A thread that holds one core until the returned event is set."""
+    holding, release = threading.Event(), threading.Event()
+
+    def run() -> None:
+        with cores.hold():
+            holding.set()
+            assert release.wait(10)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(10)
+    return thread, release
+
+
+def test_a_free_core_is_held_without_waiting_and_counted_busy_until_the_block_ends():
+    cores = Cores(2)
+    with cores.hold() as waited:
+        assert not waited and cores.held() and cores.busy() == 1
+    assert not cores.held() and cores.busy() == 0
+
+
+def test_holding_again_in_the_same_thread_takes_no_second_core():
+    cores = Cores(1)
+    with cores.hold(), cores.hold() as waited, cores.hold_if_free() as free:
+        assert not waited and free and cores.busy() == 1
+    assert cores.busy() == 0
+
+
+def test_with_every_core_held_elsewhere_hold_if_free_declines_and_hold_waits():
+    cores = Cores(1)
+    holder, release = hold_in_thread(cores)
+    with cores.hold_if_free() as free:
+        assert not free and not cores.held()
+    outcome: list[bool] = []
+    waiter = threading.Thread(target=lambda: outcome.append(_hold_and_report(cores)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive(), "took a core that another thread holds"
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert outcome == [True], "it had to wait, and says so"
+    assert cores.busy() == 0
+
+
+def _hold_and_report(cores: Cores) -> bool:
+    with cores.hold() as waited:
+        return waited
+
+
+def test_a_core_is_freed_when_the_block_raises():
+    cores = Cores(1)
+    try:
+        with cores.hold():
+            raise RuntimeError("decoder fell over")
+    except RuntimeError:
+        pass
+    with cores.hold_if_free() as free:
+        assert free
