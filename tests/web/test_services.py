@@ -458,3 +458,12 @@ def test_a_render_that_waited_for_a_core_decodes_the_prompts_that_came_meanwhile
     assert len(rendered[0].header["prompts"]) == 4
     assert not rendered[0].superseded
     assert render.cores.busy() == 0
+
+
+def test_a_mask_frame_carries_a_one_bit_png_that_reads_back_as_the_same_mask():
+    rng = np.random.default_rng(7)
+    for shape in [(1, 1), (7, 13), (333, 501)]:
+        mask = rng.random(shape) > 0.5
+        data = render.png_bytes(mask)
+        assert Image.open(io.BytesIO(data)).mode == "1"
+        assert np.array_equal(render.png_to_mask(data), mask), shape
