@@ -155,7 +155,7 @@ SCHEMAS: dict[str, Any] = {
         "prompts": {"type": "array", "items": _ref("Prompt")},
         "can_undo": {"type": "boolean"}, "can_redo": {"type": "boolean"},
         "empty": {"type": "boolean"},
-        "png_base64": {"type": "string", "description": "8-bit 0/255 PNG at the preview "
+        "png_base64": {"type": "string", "description": "1-bit greyscale PNG at the preview "
                        "size, upright; empty when the object has no mask"}}},
     "Bounds": {"type": "object", "required": ["min", "max", "integer"], "properties": {
         "min": {"type": "number"}, "max": {"type": "number"},

@@ -140,7 +140,8 @@ def upload_through_page(page, base: str, photo: Path = PHOTO) -> str:
 def current_mask(base: str, token: str) -> np.ndarray:
     with urllib.request.urlopen(f"{base}/api/v1/sessions/{token}/current", timeout=60) as r:
         body = json.loads(r.read())
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(body["png_base64"])))) > 127
+    png = Image.open(io.BytesIO(base64.b64decode(body["png_base64"])))
+    return np.asarray(png.convert("L")) > 127
 
 
 def post_photo(base: str, path: Path) -> tuple[int, dict]:

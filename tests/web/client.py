@@ -51,7 +51,7 @@ def frame_parts(frame: bytes) -> tuple[dict[str, Any], bytes]:
 
 def split_frame(frame: bytes) -> tuple[dict[str, Any], np.ndarray | None]:
     header, png = frame_parts(frame)
-    mask = np.asarray(Image.open(io.BytesIO(png))) >= 128 if png else None
+    mask = np.asarray(Image.open(io.BytesIO(png)).convert("L")) >= 128 if png else None
     return header, mask
 
 

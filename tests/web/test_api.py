@@ -84,7 +84,8 @@ def test_script_flow_prompt_undo_apply_download():
 
     mask = check(client.post(f"{base}/prompts", INSIDE, content_type="application/json"),
                  path + "/prompts", "post")
-    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(mask["png_base64"])))) >= 128
+    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(mask["png_base64"]))).convert("L"))
+    png = png >= 128
     assert png.shape == (360, 480) and png[180, 240] and not png[5, 5]
     assert mask["bbox"][0] <= 240 < mask["bbox"][2]
 
