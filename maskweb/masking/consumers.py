@@ -61,6 +61,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # The current object's prompts as this socket last wrote or drew them (None: not known,
     # e.g. another socket changed them): the base of services.guess_next.
     _log: services.PromptLog | None = None
+    # The log of this socket's newest write, until its render loop takes it: that render draws
+    # the session and object as the write left them (services.render_current's ``written``).
+    _written: services.PromptLog | None = None
     _preloading: asyncio.Future[None] | None = None
 
     async def connect(self) -> None:
@@ -157,7 +160,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         def work() -> services.Rendered:
             assert self.access is not None
             mutation(self.access, *args)
-            return services.render_current(self.access.session, request_id, broadcast=False)
+            return services.render_current(self.access.session, request_id, broadcast=False,
+                                           sender=self.channel_name)
 
         self._log = None
         rendered = await off_loop(work)()
@@ -179,7 +183,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 return  # this page already shows a newer revision
             await self.send(bytes_data=rendered.frame)
             self._sent_seq = seq
-            if not rendered.superseded:
+            if not rendered.superseded and not rendered.alone:
                 await off_loop(services.publish)(rendered, self.channel_name)
         elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
@@ -195,6 +199,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         services.guess_next(self.access, self._log, message["prompt"])
         self._log = None  # until the write says what the log is now
         self._log = await off_loop(services.add_prompt)(self.access, message["prompt"])
+        self._written = self._log
         self._render_id = request_id
         if self._renderer is not None and not self._renderer.done():
             self._render_again = True  # the running loop draws this prompt next
@@ -207,9 +212,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         while True:
             self._render_again = False
             request_id = self._render_id
+            written, self._written = self._written, None
             try:
                 rendered = await off_loop(services.render_prompts)(
-                    self.access, request_id, latest_only=latest_only, broadcast=False)
+                    self.access, request_id, latest_only=latest_only, broadcast=False,
+                    written=written, sender=self.channel_name)
             except ProtocolError as exc:
                 self._log = None  # the prompt the model failed on was undone
                 await self.error(exc.code, exc.message, request_id)

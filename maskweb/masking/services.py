@@ -207,11 +207,15 @@ def session_state(access: Access, *, scores: list[float] | None = None) -> dict[
 # --- the current object ----------------------------------------------------------------------
 
 def _locked(access: Access) -> tuple[MaskSession, MaskObject]:
-    """Inside a transaction: the session row locked, and its current object (made if none)."""
-    session = MaskSession.objects.select_for_update().select_related("photo").get(
-        pk=access.session.pk)
-    current = (MaskObject.objects.filter(pk=session.current_id).first()
-               if session.current_id else None)
+    """Inside a transaction: the session row locked, and its current object (made if none).
+
+    One query: every click passes here, and each query costs the ORM most of a millisecond.
+    ``of=("self",)``: PostgreSQL locks the session row only, and refuses FOR UPDATE on the
+    nullable side of the outer join to ``current`` without it.
+    """
+    session = (MaskSession.objects.select_for_update(of=("self",))
+               .select_related("photo", "current").get(pk=access.session.pk))
+    current = session.current
     if current is None or current.applied:
         current = _new_object(session)
     return session, current
@@ -232,18 +236,23 @@ def _bump(session: MaskSession) -> None:
 
 @dataclass
 class PromptLog:
-    """The current object's prompts as a write left them, and the session as it read it."""
+    """The current object's prompts as a write left them, and the session as it read it.
+
+    ``current``: the object itself, when a write made the log (with the session's revision
+    after the write), so the render that follows can draw from them without reading both
+    again (render_current's ``written``)."""
 
     session: MaskSession
     prompts: list[dict[str, Any]]
+    current: MaskObject | None = None
 
 
 def _record(access: Access, action: dict[str, Any] | None,
             change: Any = None) -> PromptLog | None:
     """Appends an action to the current object's log (dropping the redo tail), or applies
-    ``change(obj)`` for undo/redo/candidate; one transaction. The caller renders next, and
-    rendering reads the session afresh (a click does not pay for a read nobody uses).
-    Returns the log after the change (None when there was nothing to undo / redo)."""
+    ``change(obj)`` for undo/redo/candidate; one transaction. Returns the log after the
+    change, with the session and object as written (None when there was nothing to undo /
+    redo): the caller renders next, from them or from a fresh read."""
     access.require_edit()
     with transaction.atomic():
         session, obj = _locked(access)
@@ -261,7 +270,8 @@ def _record(access: Access, action: dict[str, Any] | None,
             render.prefetch(session, prompts)  # decodes while we commit
         obj.save(update_fields=["actions", "cursor", "candidate"])
         _bump(session)
-    return PromptLog(session, prompts)
+        session.revision += 1  # what _bump wrote: the row is locked since _locked read it
+    return PromptLog(session, prompts, current=obj)
 
 
 def stored_prompt(access: Access, prompt: Any) -> dict[str, Any]:
@@ -338,17 +348,34 @@ class Rendered:
     frame: bytes | None
     superseded: bool = False
     log: PromptLog | None = None  # the prompts the frame was drawn from
+    alone: bool = False  # the ``sender`` socket is its session's only one: nobody to publish to
 
 
 def render_current(session: MaskSession, request_id: str | None = None, *,
-                   broadcast: bool = True, latest_only: bool = False) -> Rendered:
+                   broadcast: bool = True, latest_only: bool = False,
+                   written: PromptLog | None = None, sender: str | None = None) -> Rendered:
     """Computes the current object's mask and, with ``broadcast``, sends it to every socket.
+
+    ``sender``: the channel of the socket that will send the frame itself. The render then
+    also asks whether that socket is alone on the session (``Rendered.alone``), so the socket
+    need not go off the event loop a second time to publish a frame nobody else would get. It
+    asks after the write this frame shows was committed, so a socket that joins later misses
+    nothing: it joins, then draws the session on connect, and finds that write there.
+
+    ``written``: the log a write of this session just made; the render draws the session and
+    object as that write left them instead of reading them again (a click's path saves a
+    query). A later change by someone else is caught as for a fresh read: the revision check
+    below marks the frame superseded.
 
     When the embedding is missing it asks for an encode (telling the page) and returns
     without a mask: the worker sends the mask when it is done.
     """
-    session = reload(session)
-    obj = session.current
+    obj: MaskObject | None
+    if written is not None and written.current is not None and written.session.pk == session.pk:
+        session, obj = written.session, written.current
+    else:
+        session = reload(session)
+        obj = session.current
     prompts = obj.effective_prompts() if obj is not None else []
     needs_decode = session.status == Status.READY and bool(prompts) \
         and not render.in_hand(session, prompts)
@@ -375,21 +402,25 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     png = render.png_bytes(current.mask) if current.mask is not None else b""
     frame = render.mask_frame(header, png)
     latest = MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
-    rendered = Rendered(session, current, header, frame, superseded=latest != session.revision,
-                        log=PromptLog(session, obj.effective_prompts()))
+    superseded = latest != session.revision
+    rendered = Rendered(session, current, header, frame, superseded=superseded,
+                        log=PromptLog(session, obj.effective_prompts()),
+                        alone=sender is not None and not superseded
+                        and notify.alone(session.pk, sender))
     if broadcast:
         publish(rendered)
     return rendered
 
 
 def render_prompts(access: Access, request_id: str | None = None, *,
-                   latest_only: bool = False, broadcast: bool = True) -> Rendered:
+                   latest_only: bool = False, broadcast: bool = True,
+                   written: PromptLog | None = None, sender: str | None = None) -> Rendered:
     """The mask after new prompts. When the model fails on them, the newest prompt is undone
     again (it stays redo-able), so one bad decode cannot leave the session stuck on a broken
     log."""
     try:
         return render_current(access.session, request_id, broadcast=broadcast,
-                              latest_only=latest_only)
+                              latest_only=latest_only, written=written, sender=sender)
     except Exception as exc:
         log.exception("decoding a prompt of session %s failed", access.session.pk)
         undo(access)
@@ -412,8 +443,8 @@ def publish(rendered: Rendered, sender: str | None = None) -> bool:
 def add_prompt_and_render(access: Access, prompt: Any,
                           request_id: str | None = None) -> Rendered:
     """A prompt and its mask (the HTTP API's way; a socket coalesces, see consumers)."""
-    add_prompt(access, prompt)
-    return render_prompts(access, request_id)
+    written = add_prompt(access, prompt)
+    return render_prompts(access, request_id, written=written)
 
 
 # --- objects -------------------------------------------------------------------------------

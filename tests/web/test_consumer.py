@@ -165,8 +165,9 @@ def test_the_clicker_gets_its_mask_once_and_the_others_get_it_too():
 def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(monkeypatch):
     """Frames go through the channel layer only for other sockets: a lone clicker's click is
     not broadcast; once a viewer joins, it gets the next click's frame; once it leaves, the
-    broadcasts stop again."""
-    from maskweb.masking import notify
+    broadcasts stop again. The render says the socket is alone, so a lone click does not even
+    go off the event loop to publish."""
+    from maskweb.masking import notify, services
 
     session = make_session()
     real_mask = notify.mask
@@ -177,6 +178,14 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
         return real_mask(session_pk, seq, frame)
 
     monkeypatch.setattr(notify, "mask", counted_mask)
+    real_publish = services.publish
+    publish_calls: list[int] = []
+
+    def counted_publish(rendered: Any, sender: Any = None) -> bool:
+        publish_calls.append(rendered.header["seq"])
+        return real_publish(rendered, sender)
+
+    monkeypatch.setattr(services, "publish", counted_publish)
 
     async def click(comm: WebsocketCommunicator, request_id: str, dx: int) -> Any:
         await comm.send_to(text_data=json.dumps(
@@ -190,15 +199,15 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
         clicker = await connect(session.edit_token)
         await recv(clicker)
         await click(clicker, "alone", 0)
-        assert broadcast == []
+        assert broadcast == [] and publish_calls == []
         viewer = await connect(session.view_token)
         await recv(viewer)
         header = await click(clicker, "watched", 4)
         await recv_until(viewer, lambda i: is_mask(i) and i[0]["seq"] == header["seq"])
-        assert broadcast == [header["seq"]]
+        assert broadcast == [header["seq"]] and publish_calls == [header["seq"]]
         await viewer.disconnect()
         await click(clicker, "alone again", 8)
-        assert broadcast == [header["seq"]]
+        assert broadcast == [header["seq"]] and publish_calls == [header["seq"]]
         await clicker.disconnect()
 
     run(scenario())

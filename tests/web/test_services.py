@@ -467,3 +467,38 @@ def test_a_mask_frame_carries_a_one_bit_png_that_reads_back_as_the_same_mask():
         data = render.png_bytes(mask)
         assert Image.open(io.BytesIO(data)).mode == "1"
         assert np.array_equal(render.png_to_mask(data), mask), shape
+
+
+def _selects(queries) -> list[str]:
+    return [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("SELECT")]
+
+
+def test_a_click_reads_its_session_and_object_once_and_its_render_reads_only_the_revision():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    session = make_session()
+    access = edit(session)
+    services.add_prompt(access, INSIDE)  # the object exists: the next write only appends
+    with CaptureQueriesContext(connection) as write:
+        written = services.add_prompt(access, OUTSIDE_BG)
+    assert len(_selects(write.captured_queries)) == 1, _selects(write.captured_queries)
+    assert written is not None and written.current is not None
+    with CaptureQueriesContext(connection) as drawn:
+        rendered = services.render_prompts(access, broadcast=False, written=written)
+    selects = _selects(drawn.captured_queries)
+    assert len(selects) == 1 and "revision" in selects[0], selects  # the superseded check
+    fresh = services.render_prompts(access, broadcast=False)  # reads the session again
+    assert rendered.frame == fresh.frame and not rendered.superseded
+    assert rendered.header["seq"] == services.reload(session).revision
+
+
+def test_a_render_from_a_write_that_someone_else_followed_is_marked_superseded():
+    session = make_session()
+    mine, theirs = edit(session), edit(services.reload(session))
+    written = services.add_prompt(mine, INSIDE)
+    services.add_prompt(theirs, OUTSIDE_BG)  # another editor, after my write
+    rendered = services.render_prompts(mine, broadcast=False, written=written)
+    assert rendered.superseded, "my frame would pass for the newest one"
+    assert rendered.header["seq"] == written.session.revision
+    assert len(rendered.header["prompts"]) == 1  # it shows my write, not theirs
