@@ -198,25 +198,59 @@ class SessionConsumer(AsyncWebsocketConsumer):
         assert self.access is not None
         services.guess_next(self.access, self._log, message["prompt"])
         self._log = None  # until the write says what the log is now
-        self._log = await off_loop(services.add_prompt)(self.access, message["prompt"])
-        self._written = self._log
         self._render_id = request_id
         if self._renderer is not None and not self._renderer.done():
+            self._log = await off_loop(services.add_prompt)(self.access, message["prompt"])
+            self._written = self._log
             self._render_again = True  # the running loop draws this prompt next
-        else:
-            self._renderer = asyncio.ensure_future(self._render_loop())
+            return
+        # Nothing is rendering for this socket: the write and its render go off the event
+        # loop in one hop (a hop costs the web process most of a millisecond of CPU). This
+        # handler still returns once the write is committed, so the next message is read, and
+        # coalesced, while the click decodes.
+        committed: asyncio.Future[services.PromptLog | None] = \
+            asyncio.get_running_loop().create_future()
+        self._renderer = asyncio.ensure_future(
+            self._render_loop(first=(message["prompt"], committed)))
+        self._log = await committed
 
-    async def _render_loop(self) -> None:
-        """Draws the newest prompt log until no prompt came in meanwhile."""
+    def _write_and_render(self, prompt: Any, request_id: Any,
+                          committed: asyncio.Future[services.PromptLog | None],
+                          loop: asyncio.AbstractEventLoop) -> services.Rendered | None:
+        """In a worker thread: the prompt's write, reported to ``committed`` as soon as it is
+        done (its error too, which on_prompt raises to the page), then the render."""
+        assert self.access is not None
+        try:
+            written = services.add_prompt(self.access, prompt)
+        except Exception as exc:
+            loop.call_soon_threadsafe(_settle, committed, None, exc)
+            return None
+        loop.call_soon_threadsafe(_settle, committed, written, None)
+        return services.render_prompts(self.access, request_id, broadcast=False,
+                                       written=written, sender=self.channel_name)
+
+    async def _render_loop(self, first: tuple[Any, asyncio.Future[Any]] | None = None) -> None:
+        """Draws the newest prompt log until no prompt came in meanwhile; ``first``: a prompt
+        to write first, and the future that hears when it is written."""
         latest_only = False
         while True:
             self._render_again = False
             request_id = self._render_id
             written, self._written = self._written, None
             try:
-                rendered = await off_loop(services.render_prompts)(
-                    self.access, request_id, latest_only=latest_only, broadcast=False,
-                    written=written, sender=self.channel_name)
+                if first is not None:
+                    prompt, committed = first
+                    first = None
+                    try:
+                        # None: the write failed, and on_prompt tells the page.
+                        rendered = await off_loop(self._write_and_render)(
+                            prompt, request_id, committed, asyncio.get_running_loop())
+                    finally:  # never leave on_prompt waiting, whatever went wrong
+                        _settle(committed, None, RuntimeError("the prompt was not written"))
+                else:
+                    rendered = await off_loop(services.render_prompts)(
+                        self.access, request_id, latest_only=latest_only, broadcast=False,
+                        written=written, sender=self.channel_name)
             except ProtocolError as exc:
                 self._log = None  # the prompt the model failed on was undone
                 await self.error(exc.code, exc.message, request_id)
@@ -225,7 +259,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 log.exception("rendering the prompts of a socket failed")
                 await self.error("internal", "Something went wrong on the server.", request_id)
             else:
-                await self._deliver(rendered, request_id)
+                if rendered is not None:
+                    await self._deliver(rendered, request_id)
             if not self._render_again:
                 return
             latest_only = True  # prompts piled up while we decoded: one step for all of them
@@ -334,6 +369,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return services.session_state(access)
 
         await self.send_json({"type": "state", "state": await off_loop(load)()})
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():  # the socket went away and its handler was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -646,3 +646,41 @@ def test_a_wrong_guess_is_never_shown(monkeypatch):
     assert 2 in decoded, f"the guess (2 prompts) was decoded: {decoded}"
     assert decoded.count(3) == 1, decoded
     assert mask[180, 240] and not mask[5, 5]
+
+
+def test_a_click_on_an_idle_socket_is_written_and_rendered_in_one_hand_off(monkeypatch):
+    """Off the event loop once, not twice; and a prompt the write refuses still gets its error
+    frame with its id, with nothing written and the socket going on."""
+    threads: dict[str, list[int]] = {"write": [], "render": []}
+    real_add, real_render = services.add_prompt, services.render_prompts
+
+    def add_prompt(*args: Any, **kwargs: Any) -> Any:
+        threads["write"].append(threading.get_ident())
+        return real_add(*args, **kwargs)
+
+    def render_prompts(*args: Any, **kwargs: Any) -> Any:
+        threads["render"].append(threading.get_ident())
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(services, "add_prompt", add_prompt)
+    monkeypatch.setattr(services, "render_prompts", render_prompts)
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        await comm.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": "outside", "prompt": {"kind": "point", "x": 9999,
+                                                                    "y": 5}}))
+        error = await recv_until(comm, is_error("out_of_bounds"))
+        assert error["id"] == "outside"
+        await comm.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": "inside", "prompt": INSIDE}))
+        header, mask = await recv_until(comm, is_mask)
+        assert header["id"] == "inside" and len(header["prompts"]) == 1 and mask[180, 240]
+        await comm.disconnect()
+
+    run(scenario())
+    assert len(threads["render"]) == 1, threads
+    assert threads["write"][-1] == threads["render"][0], "the click went off the loop twice"
+    assert len(actions_of(session)) == 1
