@@ -202,7 +202,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if self._renderer is not None and not self._renderer.done():
             self._log = await off_loop(services.add_prompt)(self.access, message["prompt"])
             self._written = self._log
-            self._render_again = True  # the running loop draws this prompt next
+            # Asked again: the loop may have ended while the prompt was being written.
+            if self._renderer is not None and not self._renderer.done():
+                self._render_again = True  # the running loop draws this prompt next
+            else:
+                self._renderer = asyncio.ensure_future(self._render_loop())
             return
         # Nothing is rendering for this socket: the write and its render go off the event
         # loop in one hop (a hop costs the web process most of a millisecond of CPU). This

@@ -684,3 +684,34 @@ def test_a_click_on_an_idle_socket_is_written_and_rendered_in_one_hand_off(monke
     assert len(threads["render"]) == 1, threads
     assert threads["write"][-1] == threads["render"][0], "the click went off the loop twice"
     assert len(actions_of(session)) == 1
+
+
+def test_a_click_whose_write_outlasts_the_running_render_still_gets_its_mask(monkeypatch):
+    """The second click is written while the first one's render is running, and that render
+    ends before the write does: the second click must start a render of its own (it was
+    left unanswered until the next click, or for good if none came)."""
+    real_add = services.add_prompt
+    writes: list[int] = []
+
+    def add_prompt(*args: Any, **kwargs: Any) -> Any:
+        writes.append(1)
+        if len(writes) == 2:
+            time.sleep(0.5)  # outlasts the first click's decode and render
+        return real_add(*args, **kwargs)
+
+    monkeypatch.setattr(services, "add_prompt", add_prompt)
+    session = make_session()
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        await recv(comm)
+        for request_id, dx in (("a", 0), ("b", 10)):
+            await comm.send_to(text_data=json.dumps(
+                {"v": 1, "type": "prompt", "id": request_id,
+                 "prompt": {"kind": "point", "x": 230 + dx, "y": 175}}))
+        header, _ = await recv_until(comm, lambda i: is_mask(i) and len(i[0]["prompts"]) == 2,
+                                     timeout=10)
+        assert header["id"] == "b"
+        await comm.disconnect()
+
+    run(scenario())
