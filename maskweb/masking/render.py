@@ -24,7 +24,7 @@ import os
 import struct
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -65,9 +65,6 @@ _prefetcher = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="prefetch
 cores = Cores(CORES)
 _prefetching: Counter[str] = Counter()  # prefetches queued or running, by embedding key
 _prefetch_lock = threading.Lock()
-# Prefetches waiting for a core, one per lane, each holding a thread until it gets one.
-_waiting = ThreadPoolExecutor(max_workers=64, thread_name_prefix="waiting")
-_newest: dict[Hashable, tuple[MaskSession, list[dict[str, Any]]]] = {}  # by lane, while waiting
 
 
 def prefix_digests(stored_prompts: list[dict[str, Any]]) -> list[str]:
@@ -155,9 +152,8 @@ def _decoder(session: MaskSession, embedding: Embedding, stored_prompts: list[di
 
 
 def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
-             new: bool = False, lane: Hashable | None = None) -> bool:
-    """Starts decoding this prompt log in the background if a core is free (True then); with
-    every core busy, queues it for the next free core if a ``lane`` is given (True too).
+             new: bool = False) -> bool:
+    """Starts decoding this prompt log in the background if a core is free (True then).
 
     Called while a new prompt is being committed: the database write, the hop back to the
     socket and the render's reads then overlap the decode instead of preceding it. A click
@@ -171,12 +167,6 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
     key's two places, and a quick next click would find none), unless the caller says it is
     ``new``: checking hashes the whole log, which services.guess_next, on the event loop, does
     not do.
-
-    ``lane``: where the prompts come from (a session). Each lane has at most one prefetch
-    waiting for a core, and it decodes the newest log queued for its lane once it has one: a
-    person who clicks twice while the server is busy is in line for the next free core at
-    once (not only once the render of the first click is done), and the clicks that come
-    while it waits are decoded together, in one step.
     """
     if not stored_prompts or session.status != Status.READY:
         return False
@@ -188,33 +178,10 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
     with _prefetch_lock:
         pending = _prefetching[key]
         if pending >= 2 or _prefetching.total() >= CORES or cores.busy() >= CORES:
-            if lane is None:
-                return False
-            already_waiting = lane in _newest
-            _newest[lane] = (session, list(stored_prompts))
-            if not already_waiting:
-                _waiting.submit(_prefetch_when_free, lane)
-            return True
+            return False
         _prefetching[key] += 1
     _prefetcher.submit(_prefetch, key, session, list(stored_prompts), pending > 0)
     return True
-
-
-def _prefetch_when_free(lane: Hashable) -> None:
-    """Waits for a core, then decodes the newest log queued for ``lane`` unless someone (its
-    render) has it in hand by then."""
-    with cores.hold():
-        with _prefetch_lock:
-            session, stored_prompts = _newest.pop(lane)
-        try:
-            if not in_hand(session, stored_prompts):
-                # Alongside: decode now, on the core this thread holds, rather than leave it
-                # idle until a shorter log decoding elsewhere is done.
-                predict(session, stored_prompts, latest_only=True, alongside=True)
-        except EmbeddingMissing:
-            pass  # the render asks for an encode
-        except Exception:  # the render decodes again and reports the failure to the page
-            log.debug("prefetching a prediction failed", exc_info=True)
 
 
 def _prefetch(key: str, session: MaskSession, stored_prompts: list[dict[str, Any]],

@@ -367,26 +367,15 @@ def test_a_guessed_log_is_not_queued_again_by_its_write_and_a_quick_next_click_g
     assert len(threads) == 2, threads
 
 
-def test_no_decode_starts_while_every_core_decodes_and_the_click_waits_in_line(monkeypatch):
-    import time
-
-    from maskweb.masking.cores import Cores
-    from tests.web.test_cores import hold_in_thread
-
-    monkeypatch.setattr(render, "CORES", 1)
-    monkeypatch.setattr(render, "cores", Cores(1))
+def test_no_prefetch_while_every_core_decodes(monkeypatch):
+    monkeypatch.setattr(render, "CORES", 0)
     session = make_session()
-    threads, started, release = held_decoder(monkeypatch)
+    threads, _, release = held_decoder(monkeypatch)
     release.set()
-    holder, free_core = hold_in_thread(render.cores)
     services.add_prompt(edit(session), INSIDE)
-    time.sleep(0.1)
-    assert threads == [], "a decode started on a core that another thread holds"
-    free_core.set()
-    holder.join(10)
-    assert started.wait(10), "the click did not get the core that freed up"
+    assert threads == []
     assert mask_of(session)[180, 240]
-    assert len(threads) == 1 and threads[0].startswith("waiting"), threads
+    assert len(threads) == 1 and not threads[0].startswith("prefetch")
 
 
 def test_a_prefetch_the_model_fails_on_is_reported_by_the_render_and_undone(monkeypatch):
@@ -513,50 +502,3 @@ def test_a_render_from_a_write_that_someone_else_followed_is_marked_superseded()
     assert rendered.superseded, "my frame would pass for the newest one"
     assert rendered.header["seq"] == written.session.revision
     assert len(rendered.header["prompts"]) == 1  # it shows my write, not theirs
-
-
-def test_clicks_that_come_while_every_core_is_busy_are_in_line_and_decoded_together(
-        monkeypatch):
-    """A guess that finds no free core waits for the next one (one waiter a session), and
-    decodes the newest log guessed meanwhile: two quick clicks on a busy server are one decode,
-    started as soon as a core frees up, and their render finds it done."""
-    import time
-
-    from maskweb.masking import engine
-    from maskweb.masking.cores import Cores
-    from tests.web.test_cores import hold_in_thread
-
-    monkeypatch.setattr(render, "CORES", 1)
-    monkeypatch.setattr(render, "cores", Cores(1))
-    session = make_session()
-    access = edit(session)
-    first = services.add_prompt(access, INSIDE)
-    assert first is not None and mask_of(session) is not None
-    real = engine.decode
-    decoded: list[tuple[int, str]] = []  # (prompts, thread) per decode
-
-    def counting(model_id, embedding, prompts, previous):
-        result = real(model_id, embedding, prompts, previous)
-        decoded.append((len(prompts.points), threading.current_thread().name))
-        return result
-
-    monkeypatch.setattr(engine, "decode", counting)
-    holder, release = hold_in_thread(render.cores)
-    second = {"kind": "point", "x": 250, "y": 190}
-    assert services.guess_next(access, first, second), "not in line for a core"
-    with_second = services.PromptLog(first.session,
-                                     [*first.prompts, services.stored_prompt(access, second)])
-    assert services.guess_next(access, with_second, OUTSIDE_BG)
-    time.sleep(0.1)
-    assert decoded == [], "decoded on a core that another thread holds"
-    release.set()
-    holder.join(10)
-    deadline = time.monotonic() + 10
-    while not decoded and time.monotonic() < deadline:
-        time.sleep(0.01)
-    services.add_prompt(access, second)
-    services.add_prompt(access, OUTSIDE_BG)
-    rendered = services.render_prompts(access, broadcast=False)
-    assert rendered.header is not None and len(rendered.header["prompts"]) == 3
-    assert len(decoded) == 1 and decoded[0][0] == 3, decoded
-    assert decoded[0][1].startswith("waiting"), decoded
