@@ -9,9 +9,10 @@ decode, an undo is a cache hit.
 prompts since the last computed prediction are decoded in ONE step on top of it, instead of
 one decode each. A from-scratch replay (nothing cached) still walks the whole chain.
 
-A click's decode starts before its prompt is committed (``prefetch``, called while the prompt
-is written) when a core is free; a prediction being decoded is waited for, never decoded twice
-(``decoding``), so the render that follows picks up the running decode.
+A click's decode starts before its prompt is committed (``prefetch``, called as the message
+arrives and while the prompt is written) when a core is free; a prediction being decoded is
+waited for, never decoded twice (``decoding``), so the render that follows picks up the
+running decode. The decode cores themselves: maskweb.masking.cores.
 """
 
 from __future__ import annotations
