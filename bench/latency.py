@@ -201,9 +201,14 @@ class ClientResult:
     lost: int = 0
     errors: list[str] = field(default_factory=list)
     web_cpu_s: float = 0.0  # the web process's CPU time while the clicks ran
+    # The same for the processes that share the cores with it: this one (the clients), Redis
+    # and the worker.
+    other_cpu_s: dict[str, float] = field(default_factory=dict)
 
     def merge(self, other: ClientResult) -> None:
         self.web_cpu_s += other.web_cpu_s
+        for name, seconds in other.other_cpu_s.items():
+            self.other_cpu_s[name] = self.other_cpu_s.get(name, 0.0) + seconds
         self.latencies += other.latencies
         self.kinds += other.kinds
         self.send_times += other.send_times
@@ -281,12 +286,19 @@ def measure_clicks(stack: LiveStack, concurrency: int, clicks: int, offset: int,
     threads = [threading.Thread(target=run_client,
                                 args=(sock, gt, clicks, i, results[i], delays[i]))
                for i, ((_, sock), (_, gt)) in enumerate(zip(sessions, items, strict=True))]
+    import psutil
+
+    others = {"load generator (the clients)": psutil.Process(), "Redis": stack.redis_proc,
+              "worker": stack.worker}
+    others_before = {name: cpu_s(p) for name, p in others.items() if p is not None}
     cpu_before = cpu_s(stack.daphne)
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    merged = ClientResult(web_cpu_s=cpu_s(stack.daphne) - cpu_before)
+    merged = ClientResult(web_cpu_s=cpu_s(stack.daphne) - cpu_before,
+                          other_cpu_s={name: cpu_s(others[name]) - before
+                                       for name, before in others_before.items()})
     for _, sock in sessions:
         sock.close()
     for r in results:
@@ -491,10 +503,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"  web process CPU per click ({level})",
                          f"{per_click * 1e3:.1f} ms = bare decoder + "
                          f"{(per_click - level_dec) * 1e3:.1f} ms"))
+            rows.append((f"  other processes' CPU per click ({level})", ", ".join(
+                f"{name} {seconds / max(len(lat), 1) * 1e3:.1f} ms"
+                for name, seconds in result.other_cpu_s.items())))
             rows.append((f"  prompts sent / lost / error frames ({level})",
                          f"{result.sent} / {result.lost} / {len(result.errors)}"
                          + (f" ({result.errors[0]})" if result.errors else "")))
-            print(*rows[-6:], sep="\n", flush=True)
+            print(*rows[-7:], sep="\n", flush=True)
 
         for workers in () if args.only_clicks else (1, 2):
             level_enc = statistics.median(bare.time_encodes())
