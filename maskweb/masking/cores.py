@@ -15,8 +15,7 @@ core instead of waiting for a second one.
 from __future__ import annotations
 
 import threading
-from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 
@@ -26,7 +25,6 @@ class Cores:
         self._mine = threading.local()
         self._lock = threading.Lock()
         self._busy = 0
-        self._in_line: Counter[Hashable] = Counter()  # threads waiting for a core, by lane
 
     def held(self) -> bool:
         """Whether this thread holds a core."""
@@ -37,29 +35,15 @@ class Cores:
         with self._lock:
             return self._busy
 
-    def in_line(self, lane: Hashable) -> int:
-        """How many threads are waiting for a core for this lane (a session, say)."""
-        with self._lock:
-            return self._in_line[lane]
-
     @contextmanager
-    def hold(self, lane: Hashable | None = None) -> Iterator[bool]:
-        """Holds a core, waiting for one if need be; yields whether it had to wait. While it
-        waits, it counts as in line for ``lane``."""
+    def hold(self) -> Iterator[bool]:
+        """Holds a core, waiting for one if need be; yields whether it had to wait."""
         if self.held():
             yield False
             return
         waited = not self._free.acquire(blocking=False)
         if waited:
-            with self._lock:
-                self._in_line[lane] += 1
-            try:
-                self._free.acquire()
-            finally:
-                with self._lock:
-                    self._in_line[lane] -= 1
-                    if self._in_line[lane] <= 0:
-                        del self._in_line[lane]
+            self._free.acquire()
         with self._holding():
             yield waited
 

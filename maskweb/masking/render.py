@@ -25,9 +25,9 @@ import os
 import struct
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -153,10 +153,8 @@ def _decoder(session: MaskSession, embedding: Embedding, stored_prompts: list[di
 
 
 def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
-             new: bool = False, lane: Hashable | None = None) -> bool:
-    """Starts decoding this prompt log in the background if a core is free (True then); with
-    every core busy, puts it in line for the next free one if a ``lane`` is given (see
-    ``_Waiter``; True too).
+             new: bool = False) -> bool:
+    """Starts decoding this prompt log in the background if a core is free (True then).
 
     Called while a new prompt is being committed: the database write, the hop back to the
     socket and the render's reads then overlap the decode instead of preceding it. A click
@@ -181,77 +179,9 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
     with _prefetch_lock:
         pending = _prefetching[key]
         if pending >= 2 or _prefetching.total() >= CORES or cores.busy() >= CORES:
-            return lane is not None and _get_in_line(lane, session, stored_prompts)
+            return False
         _prefetching[key] += 1
     _prefetcher.submit(_prefetch, key, session, list(stored_prompts), pending > 0)
-    return True
-
-
-@dataclass
-class _Waiter:
-    """A session's place in line for a core, taken as its click arrives.
-
-    One a session: the clicks that come while it waits replace its log, and it decodes the
-    newest in one step once it has a core. The session's render, which would otherwise get
-    in line itself only after the write (or, for a quick second click, after the render of
-    the first), waits for it instead (``wait_for_waiter``). A session whose render is in line
-    already gets no waiter: that render reads the newest log when it has a core.
-    """
-
-    session: MaskSession
-    stored_prompts: list[dict[str, Any]]
-    started: bool = False  # it has its core: later clicks need a place of their own
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-_waiters: dict[Hashable, _Waiter] = {}  # by lane; changed under _prefetch_lock
-_waiting = ThreadPoolExecutor(max_workers=64, thread_name_prefix="waiting")
-
-
-def _get_in_line(lane: Hashable, session: MaskSession,
-                 stored_prompts: list[dict[str, Any]]) -> bool:
-    """Under _prefetch_lock: queues this log for the lane's next free core (False when the
-    lane's render is in line already)."""
-    waiter = _waiters.get(lane)
-    if waiter is not None and not waiter.started:
-        waiter.session, waiter.stored_prompts = session, list(stored_prompts)
-        return True
-    if cores.in_line(lane):
-        return False
-    waiter = _waiters[lane] = _Waiter(session, list(stored_prompts))
-    _waiting.submit(_decode_when_free, lane, waiter)
-    return True
-
-
-def _decode_when_free(lane: Hashable, waiter: _Waiter) -> None:
-    try:
-        with cores.hold(lane):
-            with _prefetch_lock:
-                waiter.started = True
-                session, stored_prompts = waiter.session, waiter.stored_prompts
-            if not in_hand(session, stored_prompts):
-                # Alongside: decode now, on the core this thread holds, rather than leave it
-                # idle until a shorter log decoding elsewhere is done.
-                predict(session, stored_prompts, latest_only=True, alongside=True)
-    except EmbeddingMissing:
-        pass  # the render asks for an encode
-    except Exception:  # the render decodes again and reports the failure to the page
-        log.debug("decoding a log in line failed", exc_info=True)
-    finally:
-        with _prefetch_lock:
-            if _waiters.get(lane) is waiter:
-                del _waiters[lane]
-        waiter.done.set()
-
-
-def wait_for_waiter(lane: Hashable) -> bool:
-    """Waits until the lane's place in line, if it has one, has decoded (True then: read the
-    log again, it may be in hand)."""
-    with _prefetch_lock:
-        waiter = _waiters.get(lane)
-    if waiter is None:
-        return False
-    waiter.done.wait()
     return True
 
 

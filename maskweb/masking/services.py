@@ -6,6 +6,7 @@ tells every socket of the session (after commit, so nobody reads a state not yet
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,7 +267,7 @@ def _record(access: Access, action: dict[str, Any] | None,
             return None  # nothing to undo / redo: no revision, no broadcast
         prompts = obj.effective_prompts()
         if action is not None and action["op"] == "prompt":
-            render.prefetch(session, prompts, lane=session.pk)  # decodes while we commit
+            render.prefetch(session, prompts)  # decodes while we commit
         obj.save(update_fields=["actions", "cursor", "candidate"])
         _bump(session)
         session.revision += 1  # what _bump wrote: the row is locked since _locked read it
@@ -300,7 +301,7 @@ def guess_next(access: Access, log: PromptLog | None, prompt: Any) -> bool:
     except ProtocolError:
         return False  # add_prompt says what is wrong with it
     # New: the socket's own prompt was not in any log before this message.
-    return render.prefetch(log.session, [*log.prompts, stored], new=True, lane=log.session.pk)
+    return render.prefetch(log.session, [*log.prompts, stored], new=True)
 
 
 def clear(access: Access) -> None:
@@ -375,30 +376,26 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     else:
         session = reload(session)
         obj = session.current
-    lane = session.pk
-    while _needs_decode(session, obj) and render.wait_for_waiter(lane):
-        # This session's click was in line for a core since it arrived and has decoded the
-        # newest log guessed by then: read the log again, it is likely in hand.
-        session, latest_only = reload(session), True
-        obj = session.current
+    prompts = obj.effective_prompts() if obj is not None else []
+    needs_decode = session.status == Status.READY and bool(prompts) \
+        and not render.in_hand(session, prompts)
     # A decode needs a core, taken before the log is final: when every core was busy, the
     # prompts that came in meanwhile are read again and decoded with these, in one step,
     # instead of one decode for the log read before the wait and another for them after it.
-    # No core is held while waiting for someone else's decode of the log.
-    drawn: render.CurrentMask | Rendered | None = None
-    if _needs_decode(session, obj):
-        with render.cores.hold(lane) as waited:
-            if waited:
-                session, latest_only = reload(session), True
-                obj = session.current
-            if not waited or _needs_decode(session, obj):
-                drawn = _draw(session, obj, latest_only)
-    if drawn is None:
-        drawn = _draw(session, obj, latest_only)
-    if isinstance(drawn, Rendered):
-        return drawn
-    current = drawn
-    assert obj is not None
+    with render.cores.hold() if needs_decode else nullcontext(False) as waited:
+        if waited:
+            session, latest_only = reload(session), True
+            obj = session.current
+        if obj is None:
+            return Rendered(session, None, None, None)
+        if session.status != Status.READY and obj.effective_prompts():
+            return Rendered(session, None, None, None)
+        try:
+            current = render.current_mask(session, obj, latest_only)
+        except render.EmbeddingMissing:
+            with transaction.atomic():
+                request_encode(session, lost=True)
+            return Rendered(reload(session), None, None, None)
     if current.mask is not None and current.candidate != obj.candidate:
         obj.candidate = current.candidate
     header = render.mask_header(session, obj, current, request_id)
@@ -413,27 +410,6 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     if broadcast:
         publish(rendered)
     return rendered
-
-
-def _needs_decode(session: MaskSession, obj: MaskObject | None) -> bool:
-    if obj is None or session.status != Status.READY or not obj.effective_prompts():
-        return False
-    return not render.in_hand(session, obj.effective_prompts())
-
-
-def _draw(session: MaskSession, obj: MaskObject | None,
-          latest_only: bool) -> render.CurrentMask | Rendered:
-    """The object's mask, or what to answer instead (nothing to draw, or not ready)."""
-    if obj is None:
-        return Rendered(session, None, None, None)
-    if session.status != Status.READY and obj.effective_prompts():
-        return Rendered(session, None, None, None)
-    try:
-        return render.current_mask(session, obj, latest_only)
-    except render.EmbeddingMissing:
-        with transaction.atomic():
-            request_encode(session, lost=True)
-        return Rendered(reload(session), None, None, None)
 
 
 def render_prompts(access: Access, request_id: str | None = None, *,

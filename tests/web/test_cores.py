@@ -67,26 +67,3 @@ def test_a_core_is_freed_when_the_block_raises():
         pass
     with cores.hold_if_free() as free:
         assert free
-
-
-def test_a_thread_waiting_for_a_core_counts_as_in_line_for_its_lane_until_it_has_one():
-    cores = Cores(1)
-    holder, release = hold_in_thread(cores)
-    got = threading.Event()
-
-    def wait_for_a_core() -> None:
-        with cores.hold(lane="session 7"):
-            got.set()
-
-    waiter = threading.Thread(target=wait_for_a_core)
-    waiter.start()
-    for _ in range(100):
-        if cores.in_line("session 7"):
-            break
-        threading.Event().wait(0.01)
-    assert cores.in_line("session 7") == 1 and cores.in_line("session 8") == 0
-    release.set()
-    holder.join(10)
-    assert got.wait(10)
-    waiter.join(10)
-    assert cores.in_line("session 7") == 0

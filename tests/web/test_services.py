@@ -367,27 +367,15 @@ def test_a_guessed_log_is_not_queued_again_by_its_write_and_a_quick_next_click_g
     assert len(threads) == 2, threads
 
 
-def test_no_decode_starts_while_every_core_decodes_and_the_click_waits_in_line(monkeypatch):
-    import time
-
-    from maskweb.masking.cores import Cores
-    from tests.web.test_cores import hold_in_thread
-
-    monkeypatch.setattr(render, "CORES", 1)
-    monkeypatch.setattr(render, "cores", Cores(1))
+def test_no_prefetch_while_every_core_decodes(monkeypatch):
+    monkeypatch.setattr(render, "CORES", 0)
     session = make_session()
-    threads, started, release = held_decoder(monkeypatch)
+    threads, _, release = held_decoder(monkeypatch)
     release.set()
-    holder, free_core = hold_in_thread(render.cores)
     services.add_prompt(edit(session), INSIDE)
-    time.sleep(0.1)
-    assert threads == [], "a decode started on a core that another thread holds"
-    assert render.cores.in_line(session.pk) == 1
-    free_core.set()
-    holder.join(10)
-    assert started.wait(10), "the click did not get the core that freed up"
+    assert threads == []
     assert mask_of(session)[180, 240]
-    assert len(threads) == 1 and threads[0].startswith("waiting"), threads
+    assert len(threads) == 1 and not threads[0].startswith("prefetch")
 
 
 def test_a_prefetch_the_model_fails_on_is_reported_by_the_render_and_undone(monkeypatch):
@@ -514,50 +502,3 @@ def test_a_render_from_a_write_that_someone_else_followed_is_marked_superseded()
     assert rendered.superseded, "my frame would pass for the newest one"
     assert rendered.header["seq"] == written.session.revision
     assert len(rendered.header["prompts"]) == 1  # it shows my write, not theirs
-
-
-def test_clicks_that_come_while_every_core_is_busy_have_one_place_in_line_and_one_decode(
-        monkeypatch):
-    """A click that finds no free core gets in line for the next one as it arrives (one place
-    a session), and the clicks that come while it waits are decoded with it, in one step. The
-    render waits for that place instead of getting in line a second time."""
-    import time
-
-    from maskweb.masking import engine
-    from maskweb.masking.cores import Cores
-    from tests.web.test_cores import hold_in_thread
-
-    monkeypatch.setattr(render, "CORES", 1)
-    monkeypatch.setattr(render, "cores", Cores(1))
-    session = make_session()
-    access = edit(session)
-    log = services.add_prompt(access, INSIDE)
-    assert log is not None and mask_of(session) is not None
-    real = engine.decode
-    decoded: list[tuple[int, str]] = []  # (prompts, thread) per decode
-
-    def counting(model_id, embedding, prompts, previous):
-        result = real(model_id, embedding, prompts, previous)
-        decoded.append((len(prompts.points), threading.current_thread().name))
-        return result
-
-    monkeypatch.setattr(engine, "decode", counting)
-    holder, release = hold_in_thread(render.cores)  # another session's decode
-    for prompt in ({"kind": "point", "x": 250, "y": 190}, OUTSIDE_BG):
-        assert services.guess_next(access, log, prompt), "not in line for a core"
-        log = services.add_prompt(access, prompt)
-        assert log is not None
-    rendered: list[services.Rendered] = []
-    render_thread = threading.Thread(target=lambda: rendered.append(
-        services.render_prompts(access, broadcast=False)))
-    render_thread.start()
-    time.sleep(0.2)
-    assert decoded == [], "decoded on a core that another thread holds"
-    assert render.cores.in_line(session.pk) == 1, "the session is in line twice"
-    release.set()
-    holder.join(10)
-    render_thread.join(10)
-    assert rendered and rendered[0].header is not None
-    assert len(rendered[0].header["prompts"]) == 3
-    assert len(decoded) == 1 and decoded[0][0] == 3, decoded
-    assert decoded[0][1].startswith("waiting"), decoded
