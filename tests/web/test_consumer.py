@@ -616,12 +616,21 @@ def test_a_wrong_guess_is_never_shown(monkeypatch):
     from maskweb.masking import engine
 
     session = make_session()
-    real_decode = engine.decode
+    real_decode, real_add = engine.decode, services.add_prompt
     decoded: list[int] = []
+    guess_decoding = threading.Event()
 
     def counting_decode(*args: Any, **kwargs: Any) -> Any:
         decoded.append(len(args[2].points))
+        if len(args[2].points) == 2:
+            guess_decoding.set()
         return real_decode(*args, **kwargs)
+
+    def add_prompt_after_the_guess(*args: Any, **kwargs: Any) -> Any:
+        # A guess that finds every core taken gives up (render.prefetch): let it have its
+        # core, so that a wrong prediction really is in the cache for the render to avoid.
+        assert guess_decoding.wait(10), "the guess was not decoded"
+        return real_add(*args, **kwargs)
 
     async def scenario() -> Any:
         comm = await connect(session.edit_token)
@@ -634,6 +643,7 @@ def test_a_wrong_guess_is_never_shown(monkeypatch):
             services.Access(session, services.EDIT),
             {"kind": "point", "x": 250, "y": 185})
         monkeypatch.setattr(engine, "decode", counting_decode)
+        monkeypatch.setattr(services, "add_prompt", add_prompt_after_the_guess)
         await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "id": "b",
                                                  "prompt": {"kind": "point", "x": 5, "y": 5,
                                                             "positive": False}}))

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from maskweb.masking import embeddings, encoding, render, services
+from maskweb.masking.cores import Cores
 from maskweb.masking.models import MaskObject, Status
 from maskweb.masking.prompts import ProtocolError
 from maskweb.masking.redis_client import get_redis
@@ -353,6 +354,7 @@ def test_a_guessed_log_is_not_queued_again_by_its_write_and_a_quick_next_click_g
     take a second place for the same log (a key has two), or the next click, coming while
     the first decodes, would find none and wait for the first render to finish."""
     monkeypatch.setattr(render, "CORES", 2)  # a free core for the second click
+    monkeypatch.setattr(render, "cores", Cores(2))
     session = make_session()
     threads, started, release = held_decoder(monkeypatch)
     access = edit(session)
@@ -398,6 +400,7 @@ def test_a_quick_second_click_is_decoded_alongside_the_first_when_a_core_is_free
     from maskweb.masking import engine
 
     monkeypatch.setattr(render, "CORES", 2)
+    monkeypatch.setattr(render, "cores", Cores(2))
     session = make_session()
     real = engine.decode
     seen: list[tuple[int, bool]] = []  # (points, fed the previous prediction)
@@ -423,7 +426,6 @@ def test_a_render_that_waited_for_a_core_decodes_the_prompts_that_came_meanwhile
     """With every core busy, a render reads the log again once it has a core: the clicks that
     came while it waited are decoded with its own, in one step, not one decode each."""
     from maskweb.masking import engine
-    from maskweb.masking.cores import Cores
     from tests.web.test_cores import hold_in_thread
 
     monkeypatch.setattr(render, "CORES", 1)
