@@ -145,7 +145,6 @@ class Bare:
                 times.append(time.perf_counter() - started)
         return times
 
-
     def time_decodes_two_at_once(self) -> list[float]:
         """The same decodes in two threads at once, as the server runs them when both cores
         are busy. Not a yardstick for the ratios (the issue's is the decoder alone): it shows
@@ -292,6 +291,8 @@ def measure_clicks(stack: LiveStack, concurrency: int, clicks: int, offset: int,
     """``concurrency`` sessions clicking at once. Each starts at its own moment within one
     click interval (seeded, so runs compare), as people who did not agree on the instant of
     their first click do; ``sync_start`` starts them all at once."""
+    import psutil
+
     items = davis_items(concurrency, offset)
     sessions = [open_session(stack, path) for path, _ in items]
     results = [ClientResult() for _ in sessions]
@@ -300,8 +301,6 @@ def measure_clicks(stack: LiveStack, concurrency: int, clicks: int, offset: int,
     threads = [threading.Thread(target=run_client,
                                 args=(sock, gt, clicks, i, results[i], delays[i]))
                for i, ((_, sock), (_, gt)) in enumerate(zip(sessions, items, strict=True))]
-    import psutil
-
     others = {"load generator (the clients)": psutil.Process(), "Redis": stack.redis_proc,
               "worker": stack.worker}
     others_before = {name: cpu_s(p) for name, p in others.items() if p is not None}
