@@ -172,10 +172,8 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
     if not stored_prompts or session.status != Status.READY:
         return False
     key = embeddings.embedding_key(session.photo, session.model_id)
-    if not new:
-        wanted = (key, prefix_digests(stored_prompts)[-1])
-        if decoding.running(wanted) is not None or predictions.get(wanted) is not None:
-            return False
+    if not new and in_hand(session, stored_prompts):
+        return False
     with _prefetch_lock:
         pending = _prefetching[key]
         if pending >= 2 or _prefetching.total() >= CORES or cores.busy() >= CORES:
