@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -148,16 +149,29 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(out)
 
 
+def parse_param(key: str, value: str) -> object:
+    if key == "refine":
+        return value
+    if value in ("None", "True", "False"):
+        return {"None": None, "True": True, "False": False}[value]
+    return int(value) if value.isdigit() else float(value)
+
+
 def load(model_id: str, refine: str | None, params: dict[str, str]) -> Segmenter:
+    kwargs = {k: parse_param(k, v) for k, v in params.items()}
     if model_id == GRABCUT_ID:
         from maskweb.segment.classical import GrabCutSegmenter
 
-        kwargs: dict[str, object] = {}
-        for k, v in params.items():
-            kwargs[k] = v if k == "refine" else (int(v) if v.isdigit() else float(v))
         if refine:
             kwargs["refine"] = refine
         return GrabCutSegmenter(**kwargs)  # type: ignore[arg-type]
+    if kwargs:
+        # Tuning an ONNX model's grabCut edge: the engine calls the module's function, so
+        # rebinding it with the keywords reaches every decode of this process.
+        from maskweb.segment import classical, onnx_engine
+
+        onnx_engine.refine_with_grabcut = functools.partial(  # type: ignore[assignment]
+            classical.refine_with_grabcut, **kwargs)
     if refine:
         from maskweb.segment.onnx_engine import OnnxSegmenter
 
@@ -176,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refine", choices=["none", "guided", "grabcut"], default=None,
                    help="override the model's edge refinement")
     p.add_argument("--param", action="append", default=[],
-                   help="grabcut constructor parameter key=value (tuning, on coco only)")
+                   help="key=value for the grabcut engine's constructor, or for an ONNX "
+                   "model's grabCut refinement (refine_with_grabcut); tuning, on coco only")
     p.add_argument("--tag", default="", help="suffix for the results file name")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--exclude-limit", type=int, default=None,

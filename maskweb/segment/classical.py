@@ -182,40 +182,8 @@ class GrabCutSegmenter:
         for p, r in zip(points, seed_r, strict=True):
             cv2.circle(gc, (int(p.x), int(p.y)), max(1, round(r)),
                        cv2.GC_FGD if p.positive else cv2.GC_BGD, -1)
-        is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-        if not is_fg.any():
-            return is_fg
-        # grabCut only where the answer can be: around what is (probably) foreground, with a
-        # margin to grow into. Outside stays background. Faster (grabCut's cost is per pixel)
-        # and the background colour model becomes local, which suits it better.
-        rows, cols = np.flatnonzero(is_fg.any(axis=1)), np.flatnonzero(is_fg.any(axis=0))
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        m = max(self.crop_min, round(self.crop_margin * max(y1 - y0, x1 - x0)))
-        y0, y1, x0, x1 = max(0, y0 - m), min(wh, y1 + m), max(0, x0 - m), min(ww, x1 + m)
-        sub = np.ascontiguousarray(gc[y0:y1, x0:x1])
-        sub_fg = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
-        if sub_fg.all():
-            # grabCut needs both colour models: treat the frame as probable background.
-            sub[[0, -1], :] = np.where(sub[[0, -1], :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
-            sub[:, [0, -1]] = np.where(sub[:, [0, -1]] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
-        bgd = np.zeros((1, 65), np.float64)
-        fgd = np.zeros((1, 65), np.float64)
-        # Too few samples for a colour model (tiny image, all-certain mask): keep the seeds.
-        with contextlib.suppress(cv2.error):
-            # grabCut seeds its k-means from OpenCV's per-thread RNG: reseed so the same
-            # prompts always give the same mask, whatever ran before on this thread.
-            cv2.setRNGSeed(GRABCUT_SEED)
-            # The rect is ignored with GC_INIT_WITH_MASK.
-            cv2.grabCut(np.ascontiguousarray(work[y0:y1, x0:x1]), sub, (0, 0, 1, 1), bgd, fgd,
-                        self.iterations, cv2.GC_INIT_WITH_MASK)
-        out = np.zeros((wh, ww), bool)
-        out[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
-        if out.sum() < self.collapse * is_fg.sum():
-            # The colour models could not tell the object from its surroundings (a zebra
-            # among zebras) and grabCut kept next to nothing: the prompts' own region is a
-            # better answer than an empty mask.
-            return is_fg
-        return out
+        return grabcut_near_foreground(work, gc, self.iterations, self.crop_margin,
+                                       self.crop_min, collapse=self.collapse)
 
     def _cut_negatives(self, fg: np.ndarray, points: list[Point]) -> np.ndarray:
         neg = [p for p in points if not p.positive]
@@ -236,7 +204,10 @@ class GrabCutSegmenter:
 
 def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point],
                         box: Box | None, work_side: int = 512, iterations: int = 2,
-                        confident: float = 0.95, band: float = 0.02) -> np.ndarray:
+                        confident: float = 0.95, band: float = 0.02,
+                        crop_margin: float | None = 0.3, crop_min: int = 16,
+                        max_pixels: int | None = 20000, edge_pass: bool = True,
+                        collapse: float = 0.15) -> np.ndarray:
     """Post-process a model's soft mask (H, W) with grabCut along its uncertain edge.
 
     The model's confident regions become certain foreground / background (confident
@@ -244,6 +215,14 @@ def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point]
     "probable" as the model says, the clicks are certain; grabCut then moves the edge to where
     the photo's colours change. ``band`` is the half-width of the free zone around the model's
     edge as a fraction of the working image's long side. Returns a bool mask (H, W).
+
+    A small model is rarely confident (litemedsam-photo after one click: background at p 0.1
+    to 0.4 across the photo), so in practice grabCut decides every pixel it is given, and on
+    the whole 512-px photo that took 0.2 to 2.2 s a decode on DAVIS. So grabCut gets only
+    the crop around the model's mask, at most ``max_pixels`` of it, with a full-resolution
+    pass along the edge (see grabcut_near_foreground). The three settings (crop 0.3, 20000
+    pixels, the collapse guard) were chosen on COCO_MVal; MODEL_CARD.md of litemedsam-photo
+    has the figures.
     """
     h, w = prob.shape
     gh, gw = guide.shape[:2]
@@ -261,22 +240,117 @@ def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point]
     gc[sure_fg] = cv2.GC_FGD
     gc[sure_bg] = cv2.GC_BGD
     sx, sy = ww / w, wh / h
+    box_px = None
     if box is not None:
+        box_px = (max(0, int(box.x0 * sx)), max(0, int(box.y0 * sy)),
+                  int(np.ceil(box.x1 * sx)), int(np.ceil(box.y1 * sy)))
         outside = np.ones((wh, ww), bool)
-        outside[max(0, int(box.y0 * sy)):int(np.ceil(box.y1 * sy)),
-                max(0, int(box.x0 * sx)):int(np.ceil(box.x1 * sx))] = False
+        outside[box_px[1]:box_px[3], box_px[0]:box_px[2]] = False
         gc[outside] = cv2.GC_BGD
     r = max(1, round(0.01 * max(ww, wh)))
     for pt in points:
         cv2.circle(gc, (int(pt.x * sx), int(pt.y * sy)), r,
                    cv2.GC_FGD if pt.positive else cv2.GC_BGD, -1)
-    has_fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).any()
-    has_bg = ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any()
-    if has_fg and has_bg:
-        with contextlib.suppress(cv2.error):
-            cv2.setRNGSeed(GRABCUT_SEED)
-            cv2.grabCut(work, gc, (0, 0, 1, 1), np.zeros((1, 65)), np.zeros((1, 65)),
-                        iterations, cv2.GC_INIT_WITH_MASK)
-    fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)
+    fg = grabcut_near_foreground(work, gc, iterations, crop_margin, crop_min, max_pixels,
+                                 box_px, edge_pass, collapse).astype(np.float32)
     soft = resample(cv2.GaussianBlur(fg, (0, 0), 0.8), sx, sy, (h, w))
     return refine_guided(soft, guide) > 0.5
+
+
+def grabcut_near_foreground(work: np.ndarray, gc: np.ndarray, iterations: int,
+                            crop_margin: float | None, crop_min: int,
+                            max_pixels: int | None = None,
+                            box: tuple[int, int, int, int] | None = None,
+                            edge_pass: bool = True, collapse: float = 0.0) -> np.ndarray:
+    """Run grabCut on the trimap ``gc`` (cv2.GC_* labels, same size as ``work``); returns
+    the bool foreground.
+
+    grabCut runs only where the answer can be: around what is (probably) foreground, with a
+    margin of ``crop_margin`` times the foreground's larger side (at least ``crop_min`` px) to
+    grow into, and all of ``box`` (x0, y0, x1, y1 in ``work``'s pixels) where the user drew
+    one; outside stays background. Faster (grabCut's cost is per pixel, and its
+    max-flow gets slower still on a large undecided area) and the background colour model
+    becomes local, which suits it better. ``crop_margin=None`` runs on the whole image.
+    A crop of more than ``max_pixels`` is scaled down to that many first (the certain seeds
+    kept), so a large object costs no more than a small one; the answer is scaled back up
+    and its edge decided again at full resolution (``edge_pass``).
+
+    If grabCut keeps less than ``collapse`` of the foreground it was given, the colour models
+    could not tell the object from its surroundings (a zebra among zebras) and the given
+    foreground is returned instead: a better answer than next to nothing.
+    """
+    wh, ww = gc.shape
+    is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    if not is_fg.any():
+        return is_fg
+    y0, y1, x0, x1 = 0, wh, 0, ww
+    if crop_margin is not None:
+        rows, cols = np.flatnonzero(is_fg.any(axis=1)), np.flatnonzero(is_fg.any(axis=0))
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        if box is not None:
+            y0, y1 = min(y0, box[1]), max(y1, box[3])
+            x0, x1 = min(x0, box[0]), max(x1, box[2])
+        m = max(crop_min, round(crop_margin * max(y1 - y0, x1 - x0)))
+        y0, y1, x0, x1 = max(0, y0 - m), min(wh, y1 + m), max(0, x0 - m), min(ww, x1 + m)
+    sub = np.ascontiguousarray(gc[y0:y1, x0:x1])
+    image = np.ascontiguousarray(work[y0:y1, x0:x1])
+    image_full, full_trimap = image, sub.copy()
+    ch, cw = sub.shape
+    if max_pixels is not None and ch * cw > max_pixels:
+        f = (max_pixels / (ch * cw)) ** 0.5
+        size = (max(2, round(cw * f)), max(2, round(ch * f)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(sub, size, interpolation=cv2.INTER_NEAREST)
+        # A click's disc may fall between the samples: any part of a certain label that
+        # covers a scaled-down pixel makes it certain (background first, clicks win).
+        for label in (cv2.GC_BGD, cv2.GC_FGD):
+            cover = cv2.resize((sub == label).astype(np.float32), size,
+                               interpolation=cv2.INTER_AREA)
+            small[cover > 0.0] = label
+        sub = small
+    sub_fg = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+    if sub_fg.all():
+        # grabCut needs both colour models: treat the frame as probable background.
+        sub[[0, -1], :] = np.where(sub[[0, -1], :] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+        sub[:, [0, -1]] = np.where(sub[:, [0, -1]] == cv2.GC_FGD, cv2.GC_FGD, cv2.GC_PR_BGD)
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    # Too few samples for a colour model (tiny image, all-certain mask): keep the seeds.
+    with contextlib.suppress(cv2.error):
+        # grabCut seeds its k-means from OpenCV's per-thread RNG: reseed so the same
+        # prompts always give the same mask, whatever ran before on this thread.
+        cv2.setRNGSeed(GRABCUT_SEED)
+        # The rect is ignored with GC_INIT_WITH_MASK.
+        cv2.grabCut(image, sub, (0, 0, 1, 1), bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    fg = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+    if fg.shape != (ch, cw):
+        fg = cv2.resize(fg.astype(np.float32), (cw, ch), interpolation=cv2.INTER_LINEAR) > 0.5
+        if edge_pass and bgd.any() and fgd.any():
+            fg = _regrab_edge(image_full, full_trimap, fg, bgd, fgd, ch / sub.shape[0])
+    out = np.zeros((wh, ww), bool)
+    out[y0:y1, x0:x1] = fg
+    if out.sum() < collapse * is_fg.sum():
+        return is_fg
+    return out
+
+
+def _regrab_edge(image: np.ndarray, trimap: np.ndarray, fg: np.ndarray, bgd: np.ndarray,
+                 fgd: np.ndarray, step: float) -> np.ndarray:
+    """One grabCut at full resolution along the edge of a scaled-down answer ``fg``.
+
+    ``step`` is the size of one scaled-down pixel here. Only a band of two of them on either
+    side of the edge is left open; the rest is certain, and the colour models are the
+    scaled-down pass's (GC_EVAL: no k-means again), so this pass costs little.
+    """
+    band = max(2, int(np.ceil(2 * step)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    inside = fg.astype(np.uint8)
+    fine = np.where(fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    fine[cv2.erode(inside, kernel) > 0] = cv2.GC_FGD
+    fine[cv2.dilate(inside, kernel) == 0] = cv2.GC_BGD
+    # What the caller made certain stays so (clicks, outside a box).
+    fine[trimap == cv2.GC_FGD] = cv2.GC_FGD
+    fine[trimap == cv2.GC_BGD] = cv2.GC_BGD
+    with contextlib.suppress(cv2.error):
+        cv2.grabCut(image, fine, (0, 0, 1, 1), bgd, fgd, 1, cv2.GC_EVAL)
+    return np.asarray((fine == cv2.GC_FGD) | (fine == cv2.GC_PR_FGD))

@@ -2,7 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from maskweb.segment.classical import GrabCutSegmenter
+from maskweb.segment.classical import (
+    GrabCutSegmenter,
+    grabcut_near_foreground,
+    refine_with_grabcut,
+)
 from maskweb.segment.embedding import embedding_from_bytes, embedding_to_bytes
 from maskweb.segment.types import Box, Point, Prompts, Stroke
 from tests.segment.synthetic import disc_mask, iou, paint, textured_background
@@ -108,3 +112,58 @@ def test_same_prompts_give_the_same_mask_whatever_ran_before(engine, photo):
     engine.decode(emb, Prompts(points=(Point(30, 30), Point(300, 200, False))))
     cv2.randu(np.zeros((4, 4), np.float32), 0, 1)  # move OpenCV's RNG on
     assert (engine.decode(emb, p).best.mask == first).all()
+
+
+# Two red discs far apart; the trimap (or the model) only says "probably the left one".
+LEFT, RIGHT = disc_mask(70.0, 120.0, 35.0), disc_mask(300.0, 120.0, 35.0)
+
+
+@pytest.fixture(scope="module")
+def two_discs():
+    return paint(textured_background(), LEFT | RIGHT, (220, 40, 40))
+
+
+def test_grabcut_stays_near_the_foreground_it_was_given(two_discs):
+    trimap = np.full(LEFT.shape, cv2.GC_PR_BGD, np.uint8)
+    trimap[disc_mask(70.0, 120.0, 45.0)] = cv2.GC_PR_FGD
+    whole = grabcut_near_foreground(two_discs, trimap.copy(), 2, None, 16)
+    near = grabcut_near_foreground(two_discs, trimap.copy(), 2, 0.3, 16)
+    # On the whole image the red colour model also claims the other disc; within the crop
+    # around the given foreground it cannot, and the edge is found just as well.
+    assert whole[RIGHT].mean() > 0.9
+    assert near[RIGHT].sum() == 0
+    assert iou(near, LEFT) > 0.9
+
+
+def test_grabcut_refines_an_unsure_model_mask_to_the_object(two_discs):
+    # What a small model says after one click: nowhere confident, a blob a little off the
+    # object, and the rest of the photo far from certain background (p 0.3).
+    prob = np.full(LEFT.shape, 0.3, np.float32)
+    prob[disc_mask(78.0, 114.0, 30.0)] = 0.7
+    mask = refine_with_grabcut(prob, two_discs, [Point(70, 120)], None)
+    assert iou(mask, LEFT) > 0.9
+    assert mask[RIGHT].sum() == 0
+
+
+def test_grabcut_refinement_reaches_all_of_a_box(two_discs):
+    # The model found only a sliver of the boxed object: the crop still spans the whole box.
+    prob = np.full(LEFT.shape, 0.3, np.float32)
+    prob[disc_mask(45.0, 120.0, 8.0)] = 0.7
+    mask = refine_with_grabcut(prob, two_discs, [], Box(30, 80, 112, 162))
+    assert iou(mask, LEFT) > 0.9
+
+
+def test_grabcut_on_a_scaled_down_crop_keeps_the_answer_and_the_clicks(two_discs):
+    trimap = np.full(LEFT.shape, cv2.GC_PR_BGD, np.uint8)
+    trimap[disc_mask(70.0, 120.0, 45.0)] = cv2.GC_PR_FGD
+    # A click on plain background, smaller than one pixel of the scaled-down crop.
+    cv2.circle(trimap, (200, 40), 1, cv2.GC_FGD, -1)
+    full = grabcut_near_foreground(two_discs, trimap.copy(), 2, None, 16)
+    coarse = grabcut_near_foreground(two_discs, trimap.copy(), 2, None, 16, max_pixels=1500,
+                                     edge_pass=False)
+    fine = grabcut_near_foreground(two_discs, trimap.copy(), 2, None, 16, max_pixels=1500)
+    assert full[40, 200] and coarse[40, 200] and fine[40, 200]
+    # 1500 px is a 13% scale: the coarse edge is blocky, the edge pass puts it back where
+    # grabCut at full resolution has it.
+    assert 0.85 < iou(coarse, full) < 0.95
+    assert iou(fine, full) > 0.98
