@@ -167,3 +167,14 @@ def test_grabcut_on_a_scaled_down_crop_keeps_the_answer_and_the_clicks(two_discs
     # grabCut at full resolution has it.
     assert 0.85 < iou(coarse, full) < 0.95
     assert iou(fine, full) > 0.98
+
+
+def test_grabcut_that_keeps_next_to_nothing_gives_back_what_it_was_given():
+    # A region with nothing to tell it from its surroundings: grabCut drops all of it.
+    plain = textured_background(seed=3)
+    given = disc_mask(180.0, 120.0, 30.0)
+    trimap = np.full(given.shape, cv2.GC_PR_BGD, np.uint8)
+    trimap[given] = cv2.GC_PR_FGD
+    assert grabcut_near_foreground(plain, trimap.copy(), 2, 0.3, 16).sum() == 0
+    kept = grabcut_near_foreground(plain, trimap.copy(), 2, 0.3, 16, collapse=0.15)
+    assert (kept == given).all()
