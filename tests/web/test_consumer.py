@@ -375,19 +375,29 @@ def test_the_first_of_two_quick_clicks_is_answered_without_waiting_for_the_secon
     from maskweb.masking import engine
 
     session = make_session()
-    real_decode = engine.decode
-    decoding = threading.Event()
+    real_decode, real_add_prompt = engine.decode, services.add_prompt
+    decoding, second_written = threading.Event(), threading.Event()
 
     def slow_decode(*args: Any, **kwargs: Any) -> Any:
+        # A decoder slower than the person clicking: it ends only once "b" is written (a
+        # fixed sleep let a loaded machine write "b" after "a" was drawn, and then "a" was
+        # rightly sent to the viewer too).
         decoding.set()
-        time.sleep(0.3)
+        second_written.wait(10)
         return real_decode(*args, **kwargs)
+
+    def add_prompt(access: Any, prompt: Any, *args: Any, **kwargs: Any) -> Any:
+        written = real_add_prompt(access, prompt, *args, **kwargs)
+        if prompt["x"] == 240:
+            second_written.set()
+        return written
 
     async def scenario() -> None:
         comm, viewer = await connect(session.edit_token), await connect(session.view_token)
         await recv(comm)
         await recv(viewer)
         monkeypatch.setattr(engine, "decode", slow_decode)
+        monkeypatch.setattr(services, "add_prompt", add_prompt)
         for request_id, dx in (("a", 0), ("b", 10)):
             await comm.send_to(text_data=json.dumps(
                 {"v": 1, "type": "prompt", "id": request_id,
