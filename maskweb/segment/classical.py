@@ -52,7 +52,8 @@ class GrabCutSegmenter:
                  iterations: int = 3, prior_radius: float = 0.12, seed_radius: float = 0.012,
                  negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 20,
                  flood_max: float = 0.6, shift_sp: int = 6, shift_sr: int = 12,
-                 crop_margin: float = 0.3, crop_min: int = 16, collapse: float = 0.15) -> None:
+                 crop_margin: float = 0.3, crop_min: int = 16, collapse: float = 0.15,
+                 max_pixels: int | None = 40000) -> None:
         self.model_id = model_id
         self.work_side = work_side
         self.iterations = iterations
@@ -73,6 +74,7 @@ class GrabCutSegmenter:
         self.crop_margin = crop_margin
         self.crop_min = crop_min
         self.collapse = collapse
+        self.max_pixels = max_pixels  # see grabcut_near_foreground
         self.shift_sr = shift_sr
 
     # -- encode -----------------------------------------------------------------------------
@@ -183,7 +185,7 @@ class GrabCutSegmenter:
             cv2.circle(gc, (int(p.x), int(p.y)), max(1, round(r)),
                        cv2.GC_FGD if p.positive else cv2.GC_BGD, -1)
         return grabcut_near_foreground(work, gc, self.iterations, self.crop_margin,
-                                       self.crop_min, collapse=self.collapse)
+                                       self.crop_min, self.max_pixels, collapse=self.collapse)
 
     def _cut_negatives(self, fg: np.ndarray, points: list[Point]) -> np.ndarray:
         neg = [p for p in points if not p.positive]
