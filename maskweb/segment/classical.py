@@ -253,8 +253,9 @@ def refine_with_grabcut(prob: np.ndarray, guide: np.ndarray, points: list[Point]
     for pt in points:
         cv2.circle(gc, (int(pt.x * sx), int(pt.y * sy)), r,
                    cv2.GC_FGD if pt.positive else cv2.GC_BGD, -1)
-    fg = grabcut_near_foreground(work, gc, iterations, crop_margin, crop_min, max_pixels,
-                                 box_px, edge_pass, collapse).astype(np.float32)
+    fg = grabcut_near_foreground(work, gc, iterations, crop_margin, crop_min,
+                                 max_pixels=max_pixels, box=box_px, edge_pass=edge_pass,
+                                 collapse=collapse).astype(np.float32)
     soft = resample(cv2.GaussianBlur(fg, (0, 0), 0.8), sx, sy, (h, w))
     return refine_guided(soft, guide) > 0.5
 
@@ -296,7 +297,9 @@ def grabcut_near_foreground(work: np.ndarray, gc: np.ndarray, iterations: int,
         y0, y1, x0, x1 = max(0, y0 - m), min(wh, y1 + m), max(0, x0 - m), min(ww, x1 + m)
     sub = np.ascontiguousarray(gc[y0:y1, x0:x1])
     image = np.ascontiguousarray(work[y0:y1, x0:x1])
-    image_full, full_trimap = image, sub.copy()
+    # The edge pass needs the crop as given; the scaled-down pass below works on new arrays,
+    # so these stay untouched without a copy.
+    image_full, full_trimap = image, sub
     ch, cw = sub.shape
     if max_pixels is not None and ch * cw > max_pixels:
         f = (max_pixels / (ch * cw)) ** 0.5
