@@ -1,0 +1,91 @@
+"""Time per decode of the classical engine's settings, side by side, alone on one thread.
+
+    .venv/bin/python -m bench.decode_speed --variant iterations=3 --variant iterations=1
+
+For every ``--limit`` evenly spaced DAVIS photo (the same fixed subset as bench.quality),
+each variant decodes the protocol's first click (deepest inside the object) and the object's
+bounding box, in turn, so the host's drift (20% within minutes here) hits every variant
+alike. A time covers the whole decode: grabCut, upsampling, the guided edge and the clean-up.
+bench.quality's "decode s/click" is not this: it is timed alongside whatever else runs.
+A variant is ``key=value[,key=value]`` of GrabCutSegmenter's settings; ``default`` is the
+engine as shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from bench.quality import dataset_items, fixed_subset, load, next_click
+from maskweb.segment.registry import GRABCUT_ID
+from maskweb.segment.types import Box, Point, Prompts, Segmenter
+
+
+def parse_variant(text: str) -> dict[str, str]:
+    if text == "default":
+        return {}
+    settings = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if not key or not sep or not value:
+            raise ValueError(f"a variant is key=value[,key=value] or 'default', not {text!r}")
+        settings[key] = value
+    return settings
+
+
+def first_prompts(gt: np.ndarray) -> tuple[Prompts, Prompts]:
+    """The protocol's first click and the gt box."""
+    _, y, x = next_click(np.zeros_like(gt), gt, np.ones_like(gt))
+    rows, cols = np.flatnonzero(gt.any(axis=1)), np.flatnonzero(gt.any(axis=0))
+    box = Box(float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+    return Prompts(points=(Point(x + 0.5, y + 0.5, True),)), Prompts(box=box)
+
+
+def timed(model: Segmenter, embedding: object, prompts: Prompts) -> float:
+    started = time.perf_counter()
+    model.decode(embedding, prompts)  # type: ignore[arg-type]
+    return time.perf_counter() - started
+
+
+def summary(times: list[float]) -> str:
+    ms = np.asarray(times) * 1e3
+    return f"{statistics.median(ms):.0f} / {np.percentile(ms, 90):.0f} / {ms.max():.0f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--variant", action="append", default=[],
+                   help="key=value[,key=value] of GrabCutSegmenter, or 'default' (repeatable)")
+    p.add_argument("--limit", type=int, default=35)
+    args = p.parse_args(argv)
+    cv2.setNumThreads(1)
+    names = args.variant or ["default"]
+    models = [load(GRABCUT_ID, None, parse_variant(v)) for v in names]
+    items = dataset_items("davis")
+    clicks: list[list[float]] = [[] for _ in names]
+    boxes: list[list[float]] = [[] for _ in names]
+    for index in fixed_subset(len(items), args.limit):
+        img_path, gt_path = items[index]
+        image = np.asarray(Image.open(img_path).convert("RGB"))
+        gt = np.array(Image.open(gt_path)) > 0  # as bench.quality reads it
+        if gt.ndim == 3:
+            gt = gt[..., 0]
+        click, box = first_prompts(gt)
+        embeddings = [m.encode(image) for m in models]
+        for i, (model, embedding) in enumerate(zip(models, embeddings, strict=True)):
+            clicks[i].append(timed(model, embedding, click))
+            boxes[i].append(timed(model, embedding, box))
+    print(f"DAVIS, {len(clicks[0])} photos, one thread, median / p90 / max\n")
+    print("| grabcut | first click | gt box |\n|---|---|---|")
+    for name, c, b in zip(names, clicks, boxes, strict=True):
+        print(f"| {name} | {summary(c)} | {summary(b)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
