@@ -170,8 +170,8 @@ def load(model_id: str, refine: str | None, params: dict[str, str]) -> Segmenter
         # rebinding it with the keywords reaches every decode of this process.
         from maskweb.segment import classical, onnx_engine
 
-        onnx_engine.refine_with_grabcut = functools.partial(  # type: ignore[assignment]
-            classical.refine_with_grabcut, **kwargs)
+        onnx_engine.refine_with_grabcut = functools.partial(
+            classical.refine_with_grabcut, **kwargs)  # type: ignore[arg-type]
     if refine:
         from maskweb.segment.onnx_engine import OnnxSegmenter
 

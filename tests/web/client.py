@@ -77,7 +77,7 @@ class Socket:
 
     def wait_for(self, predicate: Any, timeout: float = 60) -> Any:
         deadline = time.monotonic() + timeout
-        seen = []
+        seen: list[dict[str, Any]] = []
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -88,10 +88,10 @@ class Socket:
             seen.append(item if isinstance(item, dict) else item[0])
 
     def wait_mask(self, timeout: float = 60) -> tuple[dict[str, Any], Any]:
-        return self.wait_for(lambda f: isinstance(f, tuple), timeout)  # type: ignore[no-any-return]
+        return self.wait_for(lambda f: isinstance(f, tuple), timeout)
 
     def wait_type(self, kind: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
-        return self.wait_for(  # type: ignore[no-any-return]
+        return self.wait_for(
             lambda f: isinstance(f, dict) and f.get("type") == kind
             and all(f.get(k) == v for k, v in fields.items()), timeout)
 
