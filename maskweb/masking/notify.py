@@ -7,10 +7,13 @@ consumer fetches it (from this process's memory when it was made here).
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -73,10 +76,59 @@ def get_frame(key: str) -> bytes | None:
     return bytes(data) if data is not None else None  # type: ignore[arg-type]
 
 
+class _OwnLoop:
+    """One long-lived event loop in a background thread, for sends from a process that has
+    no event loop (the Celery worker).
+
+    There, async_to_sync starts a new thread and a new loop for every message, and the
+    channel layer opens a new Redis connection for each loop: 2.8 ms of CPU and 2.0 ms of
+    wall time a send, against 0.2 ms on a loop that lives on (its connections are pooled).
+    A worker sends four statuses per photo, on the cores its encoder needs. In the web process, sync code runs in
+    threads of the server's own loop, where async_to_sync already reuses that loop.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # A forked child has the parent's loop object but not its thread.
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="notify-loop",
+                                 daemon=True).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+
+_own_loop = _OwnLoop()
+
+
+def send_from_own_loop(enabled: bool = True) -> None:
+    """Makes this process's sends go through one event loop of its own (see _OwnLoop)."""
+    _own_loop.enabled = enabled
+
+
 def send(session_pk: int, message: dict[str, Any]) -> None:
     """From sync code (views, services, the worker)."""
     layer = get_channel_layer()
-    if layer is not None:
+    if layer is None:
+        return
+    if _own_loop.enabled:
+        for attempt in (1, 2):
+            try:
+                asyncio.run_coroutine_threadsafe(
+                    layer.group_send(group_name(session_pk), message), _own_loop.loop()).result()
+                return
+            except redis.exceptions.ConnectionError:
+                # A pooled connection that Redis closed (a restart) fails once; the pool
+                # then connects anew. async_to_sync's fresh connection never saw this.
+                if attempt == 2:
+                    raise
+    else:
         async_to_sync(layer.group_send)(group_name(session_pk), message)
 
 

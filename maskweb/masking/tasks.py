@@ -9,7 +9,7 @@ from celery import shared_task
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
 
-from maskweb.masking import encoding, engine
+from maskweb.masking import encoding, engine, notify
 
 # A worker needs an embedding once, right after encoding it, to draw the masks of prompts that
 # waited for it; the web process's cache budgets (256 MB each) would only hold memory here.
@@ -40,6 +40,12 @@ def warm_up_encoder(**_: object) -> None:
     """The default model's encoder runs before the first photo: a fresh onnxruntime session's
     first runs are slow (see OnnxSegmenter.warm_up)."""
     engine.warm_up_default("encoder")
+
+
+@worker_init.connect
+def notify_from_own_loop(**_: object) -> None:
+    """The worker has no event loop: its status messages go through one that lives on."""
+    notify.send_from_own_loop()
 
 
 @worker_init.connect
