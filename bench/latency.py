@@ -6,9 +6,10 @@ Prints a markdown table and writes it, with the machine's description, to
 ``bench/results/latency-<model>-<timestamp>.md``. What it measures:
 
 - bare limits: the engine's own encode time per photo and decode time per prompt (same
-  process, same thread settings as the server), the yardstick for everything else; the decodes
-  are timed again before and after each click level, the encodes just before each worker
-  count, and the ratios use those times: this machine's speed drifts by 20% within minutes;
+  process, same thread settings as the server), the yardstick for everything else; each click
+  level's yardstick is the level's own photos and clicks, decoded before and after it, the
+  encodes are timed again just before each worker count, and the ratios use those times: this
+  machine's speed drifts by 20% within minutes, and grabCut's time depends on the photo;
 - click -> mask over the real socket (Daphne, Redis, Celery worker started here on free
   ports), for 1, 4 and 16 concurrent sessions each clicking like a person refining (a click
   every ~300 ms, with bursts, each starting at its own moment within the first 300 ms, as
@@ -157,6 +158,24 @@ class Bare:
         for t in threads:
             t.join()
         return halves[0] + halves[1]
+
+    def work_of_level(self, concurrency: int, clicks: int, offset: int,
+                      rounds: int) -> list[tuple[Any, list[Any]]]:
+        """The photos and clicks a click level sends (``measure_clicks``' choice, round by
+        round), encoded here: the level's yardstick decodes exactly what the level asks the
+        server for. The ONNX decoders take the same time on any photo; grabCut's time
+        depends on the object (its crop) and on the clicks, so another photo's time is
+        no yardstick for it."""
+        from maskweb.segment.types import Point
+
+        work = []
+        for round_ in range(rounds):
+            for seed, (path, gt) in enumerate(davis_items(concurrency,
+                                                          offset + round_ * concurrency)):
+                embedding = self.model.encode(np.asarray(Image.open(path).convert("RGB")))
+                work.append((embedding, [Point(x, y, positive) for x, y, positive
+                                         in click_plan(gt, clicks, seed)]))
+        return work
 
 
 def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: int) -> Bare:
@@ -490,18 +509,21 @@ def main(argv: list[str] | None = None) -> int:
             # At least MIN_CLICKS clicks a level: fewer sessions run several rounds, each on
             # new photos (a person refines an object with a dozen clicks, not a hundred).
             rounds = 1 if args.quick else -(-MIN_CLICKS // (level * clicks))
-            bare_around = bare.time_decodes()
+            level_work = bare.work_of_level(level, clicks, offset, rounds)
+            bare_around = bare.time_decodes(level_work)
             result = ClientResult()
             for _ in range(rounds):
                 result.merge(measure_clicks(stack, level, clicks, offset, args.sync_start))
                 offset += level
             # Timed before and after the level: the yardstick brackets the clicks it measures.
-            level_dec = statistics.median(bare_around + bare.time_decodes())
+            level_dec = statistics.median(bare_around + bare.time_decodes(level_work))
+            del level_work
             lat = result.latencies
             p50, p95, p99 = (percentile(lat, q) for q in (50, 95, 99))
             rows.append((f"click→mask, {level} session(s): p50 / p95 / p99",
                          f"{p50 * 1e3:.1f} / {p95 * 1e3:.1f} / {p99 * 1e3:.1f} ms"))
-            rows.append((f"  ratio to bare decoder ({level}), timed before and after: "
+            rows.append((f"  ratio to bare decoder ({level}), its photos and clicks timed before"
+                         f" and after: "
                          f"{level_dec * 1e3:.1f} ms",
                          f"p50 {p50 / level_dec:.2f}× (+{(p50 - level_dec) * 1e3:.1f} ms), "
                          f"p95 {p95 / level_dec:.2f}×, p99 {p99 / level_dec:.2f}×"))
