@@ -83,8 +83,9 @@ class _OwnLoop:
     There, async_to_sync starts a new thread and a new loop for every message, and the
     channel layer opens a new Redis connection for each loop: 2.8 ms of CPU and 2.0 ms of
     wall time a send, against 0.2 ms on a loop that lives on (its connections are pooled).
-    A worker sends four statuses per photo, on the cores its encoder needs. In the web process, sync code runs in
-    threads of the server's own loop, where async_to_sync already reuses that loop.
+    A worker sends four statuses per photo, on the cores its encoder needs. In the web
+    process, sync code runs in threads of the server's own loop, where async_to_sync already
+    reuses that loop.
     """
 
     def __init__(self) -> None:
