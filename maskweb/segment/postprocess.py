@@ -58,12 +58,18 @@ def guide_image(image: np.ndarray, max_side: int = GUIDE_MAX_SIDE) -> np.ndarray
     return cv2.resize(image[..., :3], size, interpolation=cv2.INTER_AREA)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
+                  where: np.ndarray | None = None) -> np.ndarray:
     """He et al.'s guided filter with a colour guide, built on cv2.boxFilter.
 
     (opencv-contrib's ximgproc.guidedFilter is not available.) ``guide``: uint8 or float RGB
     (H, W, 3) or grey (H, W); ``src``: float (H, W), here a probability. The output follows
     ``src`` in flat areas and snaps its transitions to the guide's edges.
+
+    ``where`` (bool (H, W)): the pixels whose local model (a, b) is solved; elsewhere a = 0
+    and b is the window's mean of ``src``, which is the filter's own answer where ``src`` is
+    flat around the pixel. The per-pixel algebra is most of the cost and a mask's edge is a
+    thin line, so a caller that knows where ``src`` is flat saves most of it.
     """
     def box(a: np.ndarray) -> np.ndarray:
         return cv2.boxFilter(a, cv2.CV_32F, (2 * radius + 1, 2 * radius + 1),
@@ -71,31 +77,48 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
 
     p = src.astype(np.float32, copy=False)
     g = guide.astype(np.float32) / (255.0 if guide.dtype == np.uint8 else 1.0)
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        """The pixels that are solved, as a flat array."""
+        return a[where] if where is not None else a.reshape(-1)
+
+    def spread(values: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        """Solved values back into an (H, W) array that holds ``rest`` elsewhere."""
+        if where is None:
+            return values.reshape(p.shape)
+        out = rest.copy()
+        out[where] = values
+        return out
+
+    zeros = np.zeros(p.shape, np.float32)
     if g.ndim == 2:
         mean_i, mean_p = box(g), box(p)
-        cov = box(g * p) - mean_i * mean_p
-        var = box(g * g) - mean_i * mean_i
-        a = cov / (var + eps)
-        b = mean_p - a * mean_i
+        m_i, m_p = pick(mean_i), pick(mean_p)
+        cov = pick(box(g * p)) - m_i * m_p
+        var = pick(box(g * g)) - m_i * m_i
+        a_flat = cov / (var + eps)
+        a = spread(a_flat, zeros)
+        b = spread(m_p - a_flat * m_i, mean_p)
         return box(a) * g + box(b)
     # Colour guide: a per-pixel 3x3 system (Sigma + eps I) a = cov(I, p), solved in closed form.
     chans = [g[..., i] for i in range(3)]
-    means = [box(c) for c in chans]
+    means = [pick(box(c)) for c in chans]
     mean_p = box(p)
-    cov_ip = [box(c * p) - m * mean_p for c, m in zip(chans, means, strict=True)]
-    var = np.empty(g.shape[:2] + (3, 3), dtype=np.float32)
+    m_p = pick(mean_p)
+    cov_ip = [pick(box(c * p)) - m * m_p for c, m in zip(chans, means, strict=True)]
+    var = np.empty(m_p.shape + (3, 3), dtype=np.float32)
     for i in range(3):
         for j in range(i, 3):
-            v = box(chans[i] * chans[j]) - means[i] * means[j]
+            v = pick(box(chans[i] * chans[j])) - means[i] * means[j]
             if i == j:
                 v = v + eps
             var[..., i, j] = v
             var[..., j, i] = v
-    a = _solve3(var, np.stack(cov_ip, axis=-1))
-    b = mean_p - (a * np.stack(means, axis=-1)).sum(axis=-1)
+    a_flat = _solve3(var, np.stack(cov_ip, axis=-1))
+    b = spread(m_p - (a_flat * np.stack(means, axis=-1)).sum(axis=-1), mean_p)
     out = box(b)
     for i in range(3):
-        out += box(np.ascontiguousarray(a[..., i])) * chans[i]
+        out += box(spread(np.ascontiguousarray(a_flat[..., i]), zeros)) * chans[i]
     return out
 
 
@@ -111,6 +134,17 @@ def _solve3(m: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.stack([(c00 * x + c01 * y + c02 * z) / det,
                      (c01 * x + c11 * y + c12 * z) / det,
                      (c02 * x + c12 * y + c22 * z) / det], axis=-1)
+
+
+def not_flat(prob: np.ndarray, radius: int, tol: float = 0.01) -> np.ndarray:
+    """The pixels whose (2 radius + 1)-square window holds a value above ``tol`` and one
+    below 1 - ``tol``: elsewhere a probability is flat, and the guided filter's answer there
+    stays within a few hundredths of it (its slope a is at most tol / sqrt(eps)), far from
+    the 0.5 that decides the mask."""
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    above = cv2.dilate((prob > tol).view(np.uint8), kernel) > 0
+    below = cv2.dilate((prob < 1.0 - tol).view(np.uint8), kernel) > 0
+    return np.asarray(above & below)
 
 
 def refine_guided(prob: np.ndarray, guide: np.ndarray, radius: int | None = None,
@@ -133,8 +167,9 @@ def refine_guided(prob: np.ndarray, guide: np.ndarray, radius: int | None = None
         m = 2 * r + 1
         y0, y1 = max(0, rows[0] - m), min(gh, rows[-1] + m + 1)
         x0, x1 = max(0, cols[0] - m), min(gw, cols[-1] + m + 1)
+        sub = p[y0:y1, x0:x1]
         q[y0:y1, x0:x1] = np.clip(
-            guided_filter(guide[y0:y1, x0:x1], p[y0:y1, x0:x1], r, eps), 0.0, 1.0)
+            guided_filter(guide[y0:y1, x0:x1], sub, r, eps, where=not_flat(sub, r)), 0.0, 1.0)
     if (gh, gw) != (h, w):
         return np.asarray(cv2.resize(q, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
     return q

@@ -6,6 +6,7 @@ from maskweb.segment.postprocess import (
     clean_mask,
     guided_filter,
     keep_prompted_regions,
+    not_flat,
     refine_guided,
     region_areas,
     remove_small,
@@ -89,6 +90,36 @@ def test_colour_and_grey_guided_filters_agree_on_a_grey_guide():
     colour = guided_filter(np.repeat(g[..., None], 3, axis=2), p, 2, 3e-2)
     # A colour guide of three identical channels is a grey guide with 3x the variance.
     assert np.allclose(grey, colour, atol=2e-2)
+
+
+def test_a_flat_window_is_one_near_0_or_near_1_and_a_sharp_step_is_not_flat():
+    p = np.zeros((40, 40), np.float32)
+    p[:, 20:] = 1.0  # a step with no value in between: still an edge
+    p[5, 5] = 0.004  # within the tolerance of 0
+    flat = ~not_flat(p, 2)
+    assert flat[:, :18].all() and flat[:, 22:].all()
+    assert not flat[:, 18:22].any()
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_solving_the_guided_filter_only_off_the_flat_areas_gives_the_same_mask(grey: bool):
+    """Where the probability is flat around a pixel, the filter's own slope is next to
+    nothing; solving only elsewhere must not move the mask, and barely the soft values."""
+    rng = np.random.default_rng(3)
+    h, w = 90, 130
+    photo = rng.integers(0, 255, (h, w, 3)).astype(np.uint8)
+    photo[20:70, 30:100] //= 3  # a dark object in texture
+    guide = photo[..., 0] if grey else photo
+    object_ = np.zeros((h, w), np.float32)
+    object_[22:68, 34:98] = 1.0
+    prob = cv2.GaussianBlur(object_, (0, 0), 3.0)
+    where = not_flat(prob, 4)
+    assert 0.1 < where.mean() < 0.7  # the edge's band, not all or nothing
+    whole = guided_filter(guide, prob, 4, 1e-3)
+    banded = guided_filter(guide, prob, 4, 1e-3, where=where)
+    assert np.array_equal(whole > 0.5, banded > 0.5)
+    assert np.abs(whole - banded).max() < 0.05
+    assert np.allclose(whole[where], banded[where], atol=0.05)
 
 
 # The one-region layers take a shortcut past connectedComponentsWithStats; these pin that
