@@ -179,6 +179,17 @@ def min_area_for(shape: tuple[int, ...], fraction: float = DEFAULT_MIN_AREA_FRAC
     return max(MIN_AREA_FLOOR, int(round(shape[0] * shape[1] * fraction)))
 
 
+def inside_box(shape: tuple[int, ...], box: Box) -> np.ndarray:
+    """1 on the pixels a box covers (partly covered ones included), 0 elsewhere (uint8)."""
+    h, w = shape[:2]
+    b = box.ordered()
+    x0, y0 = max(0, int(np.floor(b.x0))), max(0, int(np.floor(b.y0)))
+    x1, y1 = min(w, int(np.ceil(b.x1))), min(h, int(np.ceil(b.y1)))
+    inside = np.zeros((h, w), np.uint8)
+    inside[y0:y1, x0:x1] = 1
+    return inside
+
+
 def keep_prompted_regions(mask: np.ndarray, points: Sequence[Point],
                           box: Box | None = None) -> np.ndarray:
     """Keep only the connected regions the user asked for.
@@ -191,12 +202,7 @@ def keep_prompted_regions(mask: np.ndarray, points: Sequence[Point],
     h, w = mask.shape
     m = mask.astype(np.uint8)
     if box is not None:
-        b = box.ordered()
-        x0, y0 = max(0, int(np.floor(b.x0))), max(0, int(np.floor(b.y0)))
-        x1, y1 = min(w, int(np.ceil(b.x1))), min(h, int(np.ceil(b.y1)))
-        inside = np.zeros_like(m)
-        inside[y0:y1, x0:x1] = 1
-        m &= inside
+        m &= inside_box(m.shape, box)
     positives = [p for p in points if p.positive]
     if not positives:
         return m.astype(bool)
@@ -251,10 +257,34 @@ def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ())
 
 def clean_mask(mask: np.ndarray, points: Sequence[Point], box: Box | None = None,
                min_area: int | None = None) -> np.ndarray:
-    """Prompted regions only, no specks, no pinholes."""
+    """Prompted regions only, no specks, no pinholes.
+
+    Done on the foreground's bounding box (one pixel wider where the image allows), not on
+    the whole image: every region, speck and hole lies inside it, and a background region
+    that reaches its one-pixel frame is the outside, as one that reaches the image's border
+    is. On a 12 MP photo's 2048-px work image the object is often a fifth of the frame.
+    """
     area = min_area if min_area is not None else min_area_for(mask.shape)
-    kept = keep_prompted_regions(mask, points, box)
-    return remove_small(kept, area, protect=points)
+    h, w = mask.shape
+    m = np.asarray(mask, dtype=bool)
+    if box is not None:
+        m = m & (inside_box(m.shape, box) > 0)
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return np.zeros((h, w), bool)
+    y0, y1 = max(0, int(rows[0]) - 1), min(h, int(rows[-1]) + 2)
+    x0, x1 = max(0, int(cols[0]) - 1), min(w, int(cols[-1]) + 2)
+    # The clicks in the frame, at their pixels' centres there; one outside lies on the
+    # outside (no region to keep, no hole to protect) and would be clamped onto the frame.
+    inside = []
+    for point in points:
+        r, c = pixel_of(point, h, w)
+        if y0 <= r < y1 and x0 <= c < x1:
+            inside.append(Point(c - x0 + 0.5, r - y0 + 0.5, point.positive))
+    kept = keep_prompted_regions(m[y0:y1, x0:x1], inside)
+    out = np.zeros((h, w), bool)
+    out[y0:y1, x0:x1] = remove_small(kept, area, protect=inside)
+    return out
 
 
 def finish_logits(logits_full: np.ndarray, points: Sequence[Point], box: Box | None,

@@ -122,6 +122,36 @@ def test_solving_the_guided_filter_only_off_the_flat_areas_gives_the_same_mask(g
     assert np.allclose(whole[where], banded[where], atol=0.05)
 
 
+def test_a_click_beyond_the_objects_frame_keeps_no_region_of_its_own():
+    """clean_mask works on the foreground's bounding box; a click outside it must not be
+    clamped onto the box's edge, where region B lies."""
+    m = np.zeros((100, 100), bool)
+    m[20:40, 20:40] = True  # A
+    m[50:70, 50:70] = True  # B, in the bounding box's bottom-right corner
+    out = clean_mask(m, [Point(30.5, 30.5), Point(95.5, 95.5)], min_area=16)
+    assert out[20:40, 20:40].all() and not out[50:70, 50:70].any()
+
+
+def test_cleaning_the_objects_frame_decides_as_cleaning_the_whole_image():
+    """The whole-image computation (the two steps on the full mask) is the reference."""
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(8, 70, 2))
+        m = np.zeros((h, w), np.uint8)
+        for _ in range(int(rng.integers(0, 4))):
+            cv2.circle(m, (int(rng.integers(-5, w + 5)), int(rng.integers(-5, h + 5))),
+                       int(rng.integers(1, 20)), 1, -1)
+        mask = m.astype(bool) ^ (rng.random((h, w)) < rng.choice([0.0, 0.02, 0.06]))
+        points = [Point(float(rng.uniform(-3, w + 3)), float(rng.uniform(-3, h + 3)),
+                        bool(rng.random() < 0.6)) for _ in range(int(rng.integers(0, 4)))]
+        box = None
+        if rng.random() < 0.3:
+            box = Box(*(float(v) for v in rng.uniform(-5, max(h, w) + 5, 4)))
+        area = int(rng.integers(1, 50))
+        whole = remove_small(keep_prompted_regions(mask, points, box), area, protect=points)
+        assert np.array_equal(clean_mask(mask, points, box, min_area=area), whole)
+
+
 # The one-region layers take a shortcut past connectedComponentsWithStats; these pin that
 # the shortcut decides as the general case does.
 def test_a_lone_pinhole_in_a_mask_that_covers_the_border_is_filled():
