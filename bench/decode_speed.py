@@ -1,6 +1,7 @@
 """Time per decode of the classical engine's settings, side by side, alone on one thread.
 
     .venv/bin/python -m bench.decode_speed --variant iterations=3 --variant iterations=1
+    .venv/bin/python -m bench.decode_speed --model litemedsam --width 2048
 
 For every ``--limit`` evenly spaced DAVIS photo (the same fixed subset as bench.quality),
 each variant decodes the protocol's first click (deepest inside the object) and the object's
@@ -8,7 +9,9 @@ bounding box, in turn, so the host's drift (20% within minutes here) hits every 
 alike. A time covers the whole decode: grabCut, upsampling, the guided edge and the clean-up.
 bench.quality's "decode s/click" is not this: it is timed alongside whatever else runs.
 A variant is ``key=value[,key=value]`` of GrabCutSegmenter's settings; ``default`` is the
-engine as shipped.
+engine as shipped (the only variant of another ``--model``). ``--width 2048`` scales the
+photos up to the work size of a 12 MP photo (DAVIS's are 854 px wide), where the per-pixel
+steps (upsampling, the guided edge, the clean-up) weigh most.
 """
 
 from __future__ import annotations
@@ -62,26 +65,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[],
                    help="key=value[,key=value] of GrabCutSegmenter, or 'default' (repeatable)")
     p.add_argument("--limit", type=int, default=35)
+    p.add_argument("--model", default=GRABCUT_ID)
+    p.add_argument("--width", type=int, default=None,
+                   help="scale each photo (and its mask) to this width first")
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
     names = args.variant or ["default"]
-    models = [load(GRABCUT_ID, None, parse_variant(v)) for v in names]
+    if args.model != GRABCUT_ID and names != ["default"]:
+        p.error("variants are the grabcut engine's settings")
+    models = [load(args.model, None, parse_variant(v)) for v in names]
+    for model in models:  # a fresh onnxruntime session's first runs are slow
+        warm_up = getattr(model, "warm_up", None)
+        if callable(warm_up):
+            warm_up("decoder")
     items = dataset_items("davis")
     clicks: list[list[float]] = [[] for _ in names]
     boxes: list[list[float]] = [[] for _ in names]
     for index in fixed_subset(len(items), args.limit):
         img_path, gt_path = items[index]
-        image = np.asarray(Image.open(img_path).convert("RGB"))
+        photo = Image.open(img_path).convert("RGB")
         gt = np.array(Image.open(gt_path)) > 0  # as bench.quality reads it
         if gt.ndim == 3:
             gt = gt[..., 0]
+        if args.width:
+            size = (args.width, round(photo.height * args.width / photo.width))
+            photo = photo.resize(size, Image.Resampling.BICUBIC)
+            gt = np.asarray(Image.fromarray(gt).resize(size, Image.Resampling.NEAREST))
+        image = np.asarray(photo)
         click, box = first_prompts(gt)
         embeddings = [m.encode(image) for m in models]
         for i, (model, embedding) in enumerate(zip(models, embeddings, strict=True)):
             clicks[i].append(timed(model, embedding, click))
             boxes[i].append(timed(model, embedding, box))
-    print(f"DAVIS, {len(clicks[0])} photos, one thread, median / p90 / max\n")
-    print("| grabcut | first click | gt box |\n|---|---|---|")
+    scaled = f", scaled to {args.width} px wide" if args.width else ""
+    print(f"DAVIS, {len(clicks[0])} photos{scaled}, one thread, median / p90 / max\n")
+    print(f"| {args.model} | first click | gt box |\n|---|---|---|")
     for name, c, b in zip(names, clicks, boxes, strict=True):
         print(f"| {name} | {summary(c)} | {summary(b)} |")
     return 0
