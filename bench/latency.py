@@ -584,8 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-2], rows[-1], sep="\n", flush=True)
 
         if args.only_clicks:
-            print("\n" + "\n".join(f"| {k} | {v} |" for k, v in rows))
-            return 0
+            return report(rows, model_id, "clicks", args.quick)
         before = encoder_runs(stack)
         path, _ = davis_items(1, 100)[0]  # encoded in the click runs above
         status, state = upload(stack.url, path.name, path.read_bytes())
@@ -609,13 +608,20 @@ def main(argv: list[str] | None = None) -> int:
                      f"{rss_before:.0f} / {rss_mb(stack.daphne):.0f} MiB"))
         rows.append(("worker process RSS after the run", f"{rss_mb(stack.worker):.0f} MiB"))
 
+    return report(rows, model_id, "", args.quick)
+
+
+def report(rows: list[tuple[str, str]], model_id: str, kind: str, quick: bool) -> int:
+    """Prints the table and, unless ``quick``, writes it with the machine's description to
+    ``bench/results/latency-<model>[-<kind>]-<timestamp>.md``."""
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    header = f"# bench.latency, model `{model_id}`, {stamp}\n\n{machine()}\n\n"
+    what = f" ({kind} only)" if kind else ""
+    header = f"# bench.latency{what}, model `{model_id}`, {stamp}\n\n{machine()}\n\n"
     print("\n" + table)
-    if not args.quick:
+    if not quick:
         RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"latency-{model_id}-{stamp}.md"
+        out = RESULTS / f"latency-{model_id}{'-' + kind if kind else ''}-{stamp}.md"
         out.write_text(header + table + "\n")
         print(f"\nwritten to {out}")
     return 0
