@@ -57,8 +57,9 @@ class GrabCutSegmenter:
         self.model_id = model_id
         self.work_side = work_side
         # One grabCut iteration: with the crop and the clicks' colour regions it starts close
-        # to the answer, and more iterations bought nothing on COCO_MVal (NoC@90 9.40 with
-        # one, 9.31 with two or three) while each cost 20-25 ms; docs/engine.md.
+        # to the answer, and more iterations bought next to nothing on COCO_MVal (at 40000
+        # px, NoC@90 9.40 with one, 9.31 with two or three) while each cost 20-25 ms;
+        # docs/engine.md.
         self.iterations = iterations
         # Fractions of the working image's long side.
         self.prior_radius = prior_radius
