@@ -166,7 +166,7 @@ def new_page(browser, frames: list | None = None):
     page.on("pageerror", lambda e: errors.append(str(e)))
     if frames is not None:
         page.on("websocket", lambda ws: ws.on("framesent", lambda f: frames.append(f)))
-    page.js_errors = errors  # type: ignore[attr-defined]
+    page.js_errors = errors
     return context, page
 
 

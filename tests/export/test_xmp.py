@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,9 +38,11 @@ def box() -> np.ndarray:
     return m
 
 
-def parts(data: bytes) -> tuple[object, list, list]:
+def parts(data: bytes) -> tuple[Any, list[Any], list[Any]]:
+    """The rdf:Description, its history items and its mask items."""
     root = fromstring(data)
     desc = root.find(f".//{{{NS_RDF}}}Description")
+    assert desc is not None, "no rdf:Description"
     hist = desc.findall(f"{DT}history/{{{NS_RDF}}}Seq/{LI}")
     masks = desc.findall(f"{DT}masks_history/{{{NS_RDF}}}Seq/{LI}")
     return desc, hist, masks

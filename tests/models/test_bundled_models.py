@@ -142,8 +142,10 @@ ROOT = MODELS.parent
 
 def coco_photo(name: str) -> tuple[np.ndarray, np.ndarray]:
     folder = ROOT.parent / "shared" / "datasets" / "COCO_MVal"
-    img = cv2.cvtColor(cv2.imread(str(folder / "img" / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
-    return img, cv2.imread(str(folder / "gt" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 0
+    bgr = cv2.imread(str(folder / "img" / f"{name}.jpg"))
+    gt = cv2.imread(str(folder / "gt" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    assert bgr is not None and gt is not None, f"COCO_MVal photo {name} is missing"
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.asarray(gt > 0)
 
 
 @pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)

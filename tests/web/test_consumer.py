@@ -68,7 +68,9 @@ async def pong(comm: WebsocketCommunicator) -> None:
 
 
 def actions_of(session) -> list:
-    return services.reload(session).current.actions
+    current = services.reload(session).current
+    assert current is not None
+    return current.actions
 
 
 def test_hello_then_a_click_gives_a_mask_frame_to_every_socket():
@@ -487,7 +489,7 @@ def test_encode_progress_and_ready_reach_the_page_then_waiting_prompts_get_their
 
         await database_sync_to_async(encoding.encode_photo, thread_sensitive=False)(
             session.photo.pk, "grabcut")
-        statuses = []
+        statuses: list[dict[str, Any]] = []
         while not statuses or statuses[-1]["status"] != "ready":
             statuses.append(await recv_until(
                 comm, lambda i: isinstance(i, dict) and i["type"] == "status"))

@@ -64,7 +64,9 @@ def test_mask_of_a_rotated_photo_is_upright_and_covers_the_object():
 def services_png(session) -> np.ndarray:
     from maskweb.masking import downloads
 
-    data = downloads.png(session.photo, [mask_of(session)])
+    mask = mask_of(session)
+    assert mask is not None
+    data = downloads.png(session.photo, [mask])
     return np.asarray(Image.open(io.BytesIO(data))) >= 128
 
 

@@ -27,14 +27,14 @@ def test_a_starting_worker_runs_the_default_models_encoder_only(settings, fresh_
     settings.DEFAULT_MODEL = "litemedsam"
     tasks.warm_up_encoder()
     model = engine._loaded["litemedsam"]
-    assert model._encoder is not None and model._decoder is None  # type: ignore[attr-defined]
+    assert model._encoder is not None and model._decoder is None
 
 
 def test_a_starting_web_process_runs_the_default_models_decoder_only(settings, fresh_models):
     settings.DEFAULT_MODEL = "litemedsam"
     engine.warm_up_default("decoder")  # what maskweb.asgi starts in a thread
     model = engine._loaded["litemedsam"]
-    assert model._decoder is not None and model._encoder is None  # type: ignore[attr-defined]
+    assert model._decoder is not None and model._encoder is None
 
 
 def test_warm_up_can_be_turned_off(settings, fresh_models):
