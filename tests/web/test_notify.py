@@ -3,7 +3,6 @@ real channel layer on a real redis-server."""
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,11 +60,12 @@ def test_statuses_sent_from_the_own_loop_reach_the_session_in_order(own_loop: No
     assert notify_threads() == 1
 
 
-def test_a_send_after_a_redis_restart_arrives(own_loop: None, settings: Any) -> None:
+def test_a_send_after_a_redis_restart_arrives(own_loop: None, settings: Any,
+                                              tmp_path: Path) -> None:
     """The own loop keeps its Redis connections; after a restart the stale one is replaced,
     and the status still arrives (a worker must not fail a finished encode over it)."""
     port = runner.free_port()
-    directory = Path(tempfile.mkdtemp(prefix="maskweb-redis-restart-"))
+    directory = tmp_path
     url = f"redis://127.0.0.1:{port}/0"
 
     def start() -> Any:
