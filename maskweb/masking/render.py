@@ -42,6 +42,7 @@ from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import engine_prompts, to_upright
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import to_stored
+from maskweb.segment.postprocess import bounds
 from maskweb.segment.types import Embedding, Prediction
 
 log = logging.getLogger(__name__)
@@ -243,11 +244,11 @@ def png_to_mask(data: bytes) -> np.ndarray:
 
 
 def bbox(mask: np.ndarray | None) -> list[int] | None:
-    if mask is None or not mask.any():
+    found = bounds(mask) if mask is not None else None
+    if found is None:
         return None
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
+    y0, y1, x0, x1 = found
+    return [x0, y0, x1, y1]
 
 
 def stored_full_mask(photo: Photo, work_mask: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from maskweb.segment.postprocess import (
+    bounds,
     clean_mask,
     guide_image,
     refine_guided,
@@ -290,12 +291,12 @@ def grabcut_near_foreground(work: np.ndarray, gc: np.ndarray, iterations: int,
     """
     wh, ww = gc.shape
     is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
-    if not is_fg.any():
+    fg_bounds = bounds(is_fg)
+    if fg_bounds is None:
         return is_fg
     y0, y1, x0, x1 = 0, wh, 0, ww
     if crop_margin is not None:
-        rows, cols = np.flatnonzero(is_fg.any(axis=1)), np.flatnonzero(is_fg.any(axis=0))
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        y0, y1, x0, x1 = fg_bounds
         if box is not None:
             y0, y1 = min(y0, box[1]), max(y1, box[3])
             x0, x1 = min(x0, box[0]), max(x1, box[2])

@@ -39,6 +39,17 @@ def resample(values: np.ndarray, scale_x: float, scale_y: float,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+def bounds(mask: np.ndarray, margin: int = 0) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1), end exclusive, of the mask's set pixels grown by ``margin`` on every
+    side and kept inside the mask's frame; None when no pixel is set."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = mask.shape[:2]
+    return (max(0, int(rows[0]) - margin), min(h, int(rows[-1]) + 1 + margin),
+            max(0, int(cols[0]) - margin), min(w, int(cols[-1]) + 1 + margin))
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(x, -40.0, 40.0)))).astype(np.float32)
 
@@ -82,22 +93,21 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
         """The pixels that are solved, as a flat array."""
         return a[where] if where is not None else a.reshape(-1)
 
-    def spread(values: np.ndarray, rest: np.ndarray) -> np.ndarray:
-        """Solved values back into an (H, W) array that holds ``rest`` elsewhere."""
+    def spread(values: np.ndarray, rest: np.ndarray | None = None) -> np.ndarray:
+        """Solved values back into an (H, W) array that holds ``rest`` (or 0) elsewhere."""
         if where is None:
             return values.reshape(p.shape)
-        out = rest.copy()
+        out = np.zeros(p.shape, np.float32) if rest is None else rest.copy()
         out[where] = values
         return out
 
-    zeros = np.zeros(p.shape, np.float32)
     if g.ndim == 2:
         mean_i, mean_p = box(g), box(p)
         m_i, m_p = pick(mean_i), pick(mean_p)
         cov = pick(box(g * p)) - m_i * m_p
         var = pick(box(g * g)) - m_i * m_i
         a_flat = cov / (var + eps)
-        a = spread(a_flat, zeros)
+        a = spread(a_flat)
         b = spread(m_p - a_flat * m_i, mean_p)
         return box(a) * g + box(b)
     # Colour guide: a per-pixel 3x3 system (Sigma + eps I) a = cov(I, p), solved in closed form.
@@ -118,7 +128,7 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
     b = spread(m_p - (a_flat * np.stack(means, axis=-1)).sum(axis=-1), mean_p)
     out = box(b)
     for i in range(3):
-        out += box(spread(np.ascontiguousarray(a_flat[..., i]), zeros)) * chans[i]
+        out += box(spread(np.ascontiguousarray(a_flat[..., i]))) * chans[i]
     return out
 
 
@@ -162,12 +172,9 @@ def refine_guided(prob: np.ndarray, guide: np.ndarray, radius: int | None = None
     q = p.astype(np.float32, copy=True)
     # Only the uncertain band can change; filter the box around it (plus the filter's
     # two-pass support) instead of the whole photo.
-    band = (p > 0.01) & (p < 0.99)
-    if band.any():
-        rows, cols = np.flatnonzero(band.any(axis=1)), np.flatnonzero(band.any(axis=0))
-        m = 2 * r + 1
-        y0, y1 = max(0, rows[0] - m), min(gh, rows[-1] + m + 1)
-        x0, x1 = max(0, cols[0] - m), min(gw, cols[-1] + m + 1)
+    around_band = bounds((p > 0.01) & (p < 0.99), 2 * r + 1)
+    if around_band is not None:
+        y0, y1, x0, x1 = around_band
         sub = p[y0:y1, x0:x1]
         q[y0:y1, x0:x1] = np.clip(
             guided_filter(guide[y0:y1, x0:x1], sub, r, eps, where=not_flat(sub, r)), 0.0, 1.0)
@@ -270,11 +277,10 @@ def clean_mask(mask: np.ndarray, points: Sequence[Point], box: Box | None = None
     m = np.asarray(mask, dtype=bool)
     if box is not None:
         m = m & (inside_box(m.shape, box) > 0)
-    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    if rows.size == 0:
+    frame = bounds(m, 1)
+    if frame is None:
         return np.zeros((h, w), bool)
-    y0, y1 = max(0, int(rows[0]) - 1), min(h, int(rows[-1]) + 2)
-    x0, x1 = max(0, int(cols[0]) - 1), min(w, int(cols[-1]) + 2)
+    y0, y1, x0, x1 = frame
     # The clicks in the frame, at their pixels' centres there; one outside lies on the
     # outside (no region to keep, no hole to protect) and would be clamped onto the frame.
     inside = []
