@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from bench.quality import dataset_items, fixed_subset, load, next_click
+from bench.quality import dataset_items, fixed_subset, gt_box, load, next_click, read_gt
 from maskweb.segment.registry import GRABCUT_ID
-from maskweb.segment.types import Box, Point, Prompts, Segmenter
+from maskweb.segment.types import Point, Prompts, Segmenter
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -44,9 +44,7 @@ def parse_variant(text: str) -> dict[str, str]:
 def first_prompts(gt: np.ndarray) -> tuple[Prompts, Prompts]:
     """The protocol's first click and the gt box."""
     _, y, x = next_click(np.zeros_like(gt), gt, np.ones_like(gt))
-    rows, cols = np.flatnonzero(gt.any(axis=1)), np.flatnonzero(gt.any(axis=0))
-    box = Box(float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-    return Prompts(points=(Point(x + 0.5, y + 0.5, True),)), Prompts(box=box)
+    return Prompts(points=(Point(x + 0.5, y + 0.5, True),)), Prompts(box=gt_box(gt))
 
 
 def timed(model: Segmenter, embedding: object, prompts: Prompts) -> float:
@@ -84,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for index in fixed_subset(len(items), args.limit):
         img_path, gt_path = items[index]
         photo = Image.open(img_path).convert("RGB")
-        gt = np.array(Image.open(gt_path)) > 0  # as bench.quality reads it
-        if gt.ndim == 3:
-            gt = gt[..., 0]
+        gt = read_gt(gt_path)
         if args.width:
             size = (args.width, round(photo.height * args.width / photo.width))
             photo = photo.resize(size, Image.Resampling.BICUBIC)

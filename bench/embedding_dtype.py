@@ -30,9 +30,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from bench.quality import RESULTS, dataset_items, fixed_subset, iou, load, next_click
+from bench.quality import (
+    RESULTS,
+    dataset_items,
+    fixed_subset,
+    gt_box,
+    iou,
+    load,
+    next_click,
+    read_gt,
+)
 from maskweb.segment.embedding import embedding_from_bytes, embedding_to_bytes
-from maskweb.segment.types import Box, Embedding, Point, Prediction, Prompts, Segmenter
+from maskweb.segment.types import Embedding, Point, Prediction, Prompts, Segmenter
 
 # A path: the model that decodes and the embedding it decodes from (given the float32 one).
 Path_ = tuple[Segmenter, Callable[[Embedding], Embedding]]
@@ -71,9 +80,7 @@ def compare(ref: Path_, alt: Path_, image: np.ndarray, gt: np.ndarray, clicks: i
             raw_ref = raw[0][0].decode(e_ref, prompts, raw_ref)
             raw_alt = raw[1][0].decode(e_alt, prompts, raw_alt)
             raw_agree.append(iou(raw_ref.best.mask, raw_alt.best.mask))
-    rows, cols = np.nonzero(gt)
-    box = Prompts(box=Box(float(cols.min()), float(rows.min()), float(cols.max() + 1),
-                          float(rows.max() + 1)))
+    box = Prompts(box=gt_box(gt))
     m_ref, m_alt = ref[0].decode(e_ref, box).best.mask, alt[0].decode(e_alt, box).best.mask
     raw_box = (iou(raw[0][0].decode(e_ref, box).best.mask,
                    raw[1][0].decode(e_alt, box).best.mask) if raw is not None else None)
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in fixed_subset(len(items), args.limit):
         img_path, gt_path = items[i]
         image = np.array(Image.open(img_path).convert("RGB"))
-        gt = np.array(Image.open(gt_path)) > 0
+        gt = read_gt(gt_path)
         rs.append(compare(ref, alt, image, gt, args.clicks, raw))
         print(f"{img_path.name}: agreement {np.mean(rs[-1]['agree']):.4f} "
               f"box {rs[-1]['box_agree']:.4f}", file=sys.stderr, flush=True)

@@ -63,6 +63,18 @@ def fixed_subset(n_items: int, limit: int | None) -> list[int]:
     return sorted(set(np.linspace(0, n_items - 1, limit).round().astype(int).tolist()))
 
 
+def read_gt(path: Path) -> np.ndarray:
+    """An object mask as every bench reads it: any non-zero pixel is the object."""
+    gt = np.array(Image.open(path)) > 0
+    return gt[..., 0] if gt.ndim == 3 else gt
+
+
+def gt_box(gt: np.ndarray) -> Box:
+    """The object's bounding box: the protocol's box prompt."""
+    rows, cols = np.nonzero(gt)
+    return Box(float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
+
+
 def next_click(pred: np.ndarray, gt: np.ndarray, not_clicked: np.ndarray) -> tuple[bool, int, int]:
     """RITM's clicker: (positive, row, col) at the deepest point of the larger error."""
     fn = np.pad(gt & ~pred, 1).astype(np.uint8)
@@ -110,10 +122,8 @@ def run_image(model: Segmenter, image: np.ndarray, gt: np.ndarray, dtype: str) -
         ious.append(iou(pred_mask, gt))
         if ious[-1] >= 0.90 and k + 1 >= 5:
             break
-    rows, cols = np.nonzero(gt)
-    box = Box(float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))
     t0 = time.perf_counter()
-    box_pred = model.decode(emb, Prompts(box=box))
+    box_pred = model.decode(emb, Prompts(box=gt_box(gt)))
     dec_times.append(time.perf_counter() - t0)
     return {"ious": ious, "box_iou": iou(box_pred.best.mask, gt), "encode_s": enc_s,
             "decode_s": float(np.mean(dec_times)), "clicks": len(ious)}
@@ -230,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, i in enumerate(subset):
         img_path, gt_path = items[i]
         image = np.array(Image.open(img_path).convert("RGB"))
-        gt = np.array(Image.open(gt_path)) > 0
-        if gt.ndim == 3:
-            gt = gt[..., 0]
+        gt = read_gt(gt_path)
         r = run_image(model, image, gt, args.dtype)
         r["image"] = img_path.name
         results.append(r)
