@@ -26,7 +26,7 @@ from PIL import Image
 
 from bench.quality import dataset_items, fixed_subset, gt_box, load, next_click, read_gt
 from maskweb.segment.registry import GRABCUT_ID
-from maskweb.segment.types import Point, Prompts, Segmenter
+from maskweb.segment.types import Embedding, Point, Prompts, Segmenter
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -47,9 +47,9 @@ def first_prompts(gt: np.ndarray) -> tuple[Prompts, Prompts]:
     return Prompts(points=(Point(x + 0.5, y + 0.5, True),)), Prompts(box=gt_box(gt))
 
 
-def timed(model: Segmenter, embedding: object, prompts: Prompts) -> float:
+def timed(model: Segmenter, embedding: Embedding, prompts: Prompts) -> float:
     started = time.perf_counter()
-    model.decode(embedding, prompts)  # type: ignore[arg-type]
+    model.decode(embedding, prompts)
     return time.perf_counter() - started
 
 
