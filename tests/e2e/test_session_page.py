@@ -99,14 +99,16 @@ def wait_or_explain(page, predicate: str, stack=None, timeout: int = WAIT_MS) ->
     try:
         page.wait_for_function(predicate, timeout=timeout)
     except Exception as exc:
-        state = page.evaluate("""() => JSON.stringify({
+        state = page.evaluate("""() => { const app = window.maskweb && window.maskweb.app;
+            return JSON.stringify({
             data: {...document.body.dataset},
-            objects: window.maskweb.app.objects,
-            drawn: [...window.maskweb.app.objectMasks.entries()].map(
-                ([id, r]) => [id, r.key, r.mask && r.mask.area]),
-            toasts: document.getElementById('toasts').innerText})""")
+            objects: app && app.objects,
+            drawn: app ? [...app.objectMasks.entries()].map(
+                ([id, r]) => [id, r.key, r.mask && r.mask.area]) : null,
+            toasts: document.getElementById('toasts').innerText}); }""")
+        console = "\n".join(getattr(page, "console_lines", [])[-40:])
         logs = stack.logs() if stack is not None else ""
-        raise AssertionError(f"{exc}\npage: {state}\n{logs}") from None
+        raise AssertionError(f"{exc}\npage: {state}\nconsole:\n{console}\n{logs}") from None
 
 
 def mask_seq(page) -> int:
@@ -126,13 +128,14 @@ def sample(region: np.ndarray, n: int = 300, seed: int = 0) -> list[tuple[float,
     return [(float(xs[i]) + 0.5, float(ys[i]) + 0.5) for i in idx]
 
 
-def upload_through_page(page, base: str, photo: Path = PHOTO) -> str:
+def upload_through_page(page, stack, photo: Path = PHOTO) -> str:
     """Upload with the page's file picker; returns the edit token from the session URL."""
-    page.goto(base + "/")
+    page.goto(stack.url + "/")
     page.set_input_files("#file-input", str(photo))
     page.wait_for_url("**/s/*/", timeout=WAIT_MS)
-    page.wait_for_selector("body[data-status=ready][data-connection=online]",
-                           timeout=ENCODE_WAIT_MS)
+    wait_or_explain(page, "document.body.dataset.status === 'ready'"
+                    " && document.body.dataset.connection === 'online'",
+                    stack, timeout=ENCODE_WAIT_MS)
     page.wait_for_function("window.maskweb && window.maskweb.viewer.image !== null")
     return page.url.rstrip("/").rsplit("/", 1)[-1]
 
@@ -164,6 +167,9 @@ def new_page(browser, frames: list | None = None):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # Kept for wait_or_explain's message: what the page said before a wait timed out.
+    page.console_lines = []
+    page.on("console", lambda m: page.console_lines.append(f"{m.type}: {m.text}"))
     if frames is not None:
         page.on("websocket", lambda ws: ws.on("framesent", lambda f: frames.append(f)))
     page.js_errors = errors
@@ -176,7 +182,7 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
                                                   tmp_path):
     context, page = new_page(browser)
     try:
-        token = upload_through_page(page, live_stack.url)
+        token = upload_through_page(page, live_stack)
         assert page.inner_text("#status-text") == "Ready"
         assert overlay_pixels(page) == 0  # nothing drawn before the first click
 
@@ -281,7 +287,7 @@ def test_view_link_follows_live_and_cannot_prompt(live_stack, browser, artifacts
     viewer_frames: list = []
     viewer_ctx, viewer = new_page(browser, viewer_frames)
     try:
-        upload_through_page(editor, live_stack.url)
+        upload_through_page(editor, live_stack)
         view_url = editor.input_value("#view-link")
         assert "/s/" in view_url and view_url != editor.url
         assert editor.input_value("#edit-link").rstrip("/") == editor.url.rstrip("/")
@@ -352,7 +358,7 @@ def test_upload_of_a_non_image_shows_the_servers_message(live_stack, browser, ar
 def test_page_reconnects_after_daphne_restart_and_resyncs(live_stack, browser, gt_mask):
     context, page = new_page(browser)
     try:
-        upload_through_page(page, live_stack.url)
+        upload_through_page(page, live_stack)
         fx, fy = deepest_point(gt_mask)
         page.mouse.click(*to_page(page, fx, fy))
         wait_new_mask(page, -1)
@@ -393,7 +399,7 @@ def test_rotated_photo_is_shown_upright_and_masks_stay_in_place(live_stack, brow
 
     context, page = new_page(browser)
     try:
-        upload_through_page(page, live_stack.url, rotated)
+        upload_through_page(page, live_stack, rotated)
         photo = page.evaluate("window.maskweb.app.photo")
         assert (photo["width"], photo["height"]) == (upright.shape[1], upright.shape[0])
         assert photo["orientation"] == 6
@@ -441,7 +447,7 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
     context, page = new_page(browser)
     page.on("dialog", lambda d: d.accept())  # the delete confirmation
     try:
-        token = upload_through_page(page, live_stack.url)
+        token = upload_through_page(page, live_stack)
         fx, fy = deepest_point(gt_mask)
         # Two objects (the bear twice: a click that surely gives a mask, whatever the model).
         for n in (1, 2):
