@@ -25,6 +25,16 @@ DONE, ALREADY, BUSY, FAILED, GONE = "done", "already", "busy", "failed", "gone"
 LOCK_SECONDS = 10
 
 
+def queued_key(key: str) -> str:
+    """Set while an encode job for this embedding key is queued (see services.queue_encode)."""
+    return f"maskweb:queued:{key}"
+
+
+def lock_key(key: str) -> str:
+    """Held, and refreshed, by the worker encoding this embedding key."""
+    return f"maskweb:lock:{key}"
+
+
 def _waiting(photo: Photo, model_id: str) -> list[int]:
     return list(MaskSession.objects.filter(photo=photo, model_id=model_id)
                 .exclude(status=Status.READY).values_list("pk", flat=True))
@@ -34,7 +44,12 @@ def _mark(pks: list[int], status: str, progress: float, message: str = "") -> No
     MaskSession.objects.filter(pk__in=pks).update(status=status, progress=progress,
                                                    message=message)
     for pk in pks:
-        notify.status(pk, status, progress, message)
+        try:
+            notify.status(pk, status, progress, message)
+        except Exception:
+            # The status is stored; a page that hears nothing asks for it (encode_status).
+            # A lost message must not cost the encode itself.
+            log.warning("telling session %s its status failed", pk, exc_info=True)
 
 
 def _publish_masks(pks: list[int]) -> None:
@@ -71,16 +86,16 @@ def encode_photo(photo_id: int, model_id: str) -> str:
         return GONE
     key = embeddings.embedding_key(photo, model_id)
     client = get_redis()
-    client.delete(f"maskweb:queued:{key}")
+    client.delete(queued_key(key))
     if embeddings.in_redis(key):
         pks = _waiting(photo, model_id)
         _mark(pks, Status.READY, 1.0)
         _publish_masks(pks)
         return ALREADY
-    lock_key, token = f"maskweb:lock:{key}", f"{time.time()}:{threading.get_ident()}"
-    if not client.set(lock_key, token, nx=True, ex=LOCK_SECONDS):
+    lock, token = lock_key(key), f"{time.time()}:{threading.get_ident()}"
+    if not client.set(lock, token, nx=True, ex=LOCK_SECONDS):
         return BUSY
-    heartbeat = _Heartbeat(lock_key, token)
+    heartbeat = _Heartbeat(lock, token)
     heartbeat.start()
     try:
         pks = _waiting(photo, model_id)
@@ -108,8 +123,8 @@ def encode_photo(photo_id: int, model_id: str) -> str:
                  time.monotonic() - started)
     finally:
         heartbeat.stop.set()
-        if client.get(lock_key) == token.encode():
-            client.delete(lock_key)
+        if client.get(lock) == token.encode():
+            client.delete(lock)
     pks = _waiting(photo, model_id)
     _mark(pks, Status.READY, 1.0)
     _publish_masks(pks)

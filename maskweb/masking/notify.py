@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 from maskweb.masking.redis_client import get_redis
 
 FRAME_TTL_SECONDS = 120
+SEND_TIMEOUT_SECONDS = 10
 _frames: OrderedDict[str, bytes] = OrderedDict()
 _frames_lock = threading.Lock()
 
@@ -120,10 +121,15 @@ def send(session_pk: int, message: dict[str, Any]) -> None:
         return
     if _own_loop.enabled:
         for attempt in (1, 2):
+            future = asyncio.run_coroutine_threadsafe(
+                layer.group_send(group_name(session_pk), message), _own_loop.loop())
             try:
-                asyncio.run_coroutine_threadsafe(
-                    layer.group_send(group_name(session_pk), message), _own_loop.loop()).result()
+                # Bounded: a send that hangs must not hold the worker's job for good.
+                future.result(timeout=SEND_TIMEOUT_SECONDS)
                 return
+            except TimeoutError:
+                future.cancel()
+                raise
             except redis.exceptions.ConnectionError:
                 # A pooled connection that Redis closed (a restart) fails once; the pool
                 # then connects anew. async_to_sync's fresh connection never saw this.

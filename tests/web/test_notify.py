@@ -3,6 +3,7 @@ real channel layer on a real redis-server."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from maskweb import runner
-from maskweb.masking import notify
+from maskweb.masking import encoding, notify, services
+from maskweb.masking.models import Status
 from maskweb.settings import channel_layer_config
 
 
@@ -87,3 +89,46 @@ def test_a_send_after_a_redis_restart_arrives(own_loop: None, settings: Any,
         assert receive(layer, channel)[0]["status"] == "ready"
     finally:
         runner.stop(process)
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers: a hung Redis."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_encode_finishes_when_the_channel_layer_never_answers(
+        own_loop: None, settings: Any, silent_redis: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A send that hangs is given up after SEND_TIMEOUT_SECONDS, and a status message that
+    cannot be sent costs the encode nothing: the session is ready in the database, where a
+    page that heard nothing asks for it (services.encode_status)."""
+    from tests.web.conftest import make_session
+
+    monkeypatch.setattr(notify, "SEND_TIMEOUT_SECONDS", 0.3)
+    session = make_session(ready=False)
+    settings.CHANNEL_LAYERS = {"default": channel_layer_config(silent_redis)}
+    with pytest.raises(TimeoutError):
+        notify.status(session.pk, "encoding", 0.5)
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+    assert services.reload(session).status == Status.READY
