@@ -171,7 +171,7 @@ function setStatus(status, progress = 0, message = "") {
   app.status = status;
   app.progress = Number.isFinite(progress) ? Math.max(0, Math.min(1, progress)) : 0;
   body.dataset.status = status;
-  const working = status === "encoding" || status === "reencoding";
+  const working = isWorking(status);
   const pct = Math.round(app.progress * 100);
   $("status-text").textContent =
     working && app.progress > 0 ? `${STATUS_TEXT[status]} ${pct}%` : STATUS_TEXT[status] ?? status;
@@ -362,6 +362,26 @@ function connect() {
   app.socket.connect();
 }
 
+// The page learns of the photo's analysis by messages. One lost on the way (a Redis restart
+// empties the channel layer; a worker's send can fail) would leave it waiting for good, so a
+// page that has heard nothing for a while asks; the server also queues the encode again when
+// no worker is on it (services.encode_status).
+const STATUS_ASK_MS = 5000;
+const STATUS_ASK_ID = "status-ask";
+
+function isWorking(status) {
+  return status === "encoding" || status === "reencoding";
+}
+
+function askStatusWhenQuiet() {
+  setInterval(() => {
+    const quiet = Date.now() - (app.statusHeardAt ?? 0) >= STATUS_ASK_MS;
+    if (quiet && isWorking(app.status) && app.socket?.connected) {
+      app.socket.send({ type: "status", id: STATUS_ASK_ID });
+    }
+  }, STATUS_ASK_MS);
+}
+
 function handleMessage(msg) {
   switch (msg.type) {
     case "hello":
@@ -374,6 +394,13 @@ function handleMessage(msg) {
       if (msg.state) applyState(msg.state);
       break;
     case "status":
+      app.statusHeardAt = Date.now();
+      if (msg.id === STATUS_ASK_ID && msg.status === "encoding" && isWorking(app.status)) {
+        // The stored status answers our question: it says "encoding" for a re-encode too,
+        // and may be older than a progress message that overtook it.
+        setStatus(app.status, Math.max(app.progress, msg.progress ?? 0), msg.message ?? "");
+        break;
+      }
       setStatus(msg.status, msg.progress ?? 0, msg.message ?? "");
       if (msg.model) setModelValue(msg.model);
       break;
@@ -1151,6 +1178,7 @@ async function start() {
   }
   loadModels();
   connect();
+  askStatusWhenQuiet();
 }
 
 // A handle for the browser console and the end-to-end tests (view transform, state).

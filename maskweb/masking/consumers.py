@@ -320,11 +320,19 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_ping(self, message: dict[str, Any], request_id: Any) -> None:
         await self.send_json({"type": "pong", "id": request_id})
 
+    async def on_status(self, message: dict[str, Any], request_id: Any) -> None:
+        """The stored encode status, for a page that waited without news (a lost message)."""
+        assert self.access is not None
+        session = await off_loop(services.encode_status)(self.access)
+        await self.send_json({"type": "status", "status": session.status,
+                              "progress": session.progress, "message": session.message,
+                              "id": request_id})
+
     HANDLERS = {
         "prompt": on_prompt, "undo": on_undo, "redo": on_redo, "clear": on_clear,
         "candidate": on_candidate, "apply": on_apply, "reopen": on_reopen,
         "rename": on_rename, "visibility": on_visibility, "delete": on_delete,
-        "model": on_model, "ping": on_ping,
+        "model": on_model, "ping": on_ping, "status": on_status,
     }
 
     # --- group notifications (small; the frame itself is fetched by key) ----------------------

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from maskweb.masking import downloads, embeddings, engine, notify, render
+from maskweb.masking import downloads, embeddings, encoding, engine, notify, render
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import ProtocolError, parse_upright, to_stored, to_upright
 from maskweb.masking.redis_client import get_redis
@@ -24,6 +24,8 @@ from maskweb.photos.models import Photo
 log = logging.getLogger(__name__)
 
 EDIT, VIEW = "edit", "view"
+# How long a queued encode job keeps others of the same photo and model from being queued.
+QUEUED_SECONDS = 60
 
 
 class NotFound(Exception):
@@ -84,18 +86,46 @@ def request_encode(session: MaskSession, *, lost: bool = False) -> None:
     MaskSession.objects.filter(pk=session.pk).update(status=Status.ENCODING, progress=0.0,
                                                      message=message)
     session.status, session.progress, session.message = Status.ENCODING, 0.0, message
-    key = embeddings.embedding_key(session.photo, session.model_id)
-    photo_id, model_id, pk = session.photo_id, session.model_id, session.pk
+    photo, model_id, pk = session.photo, session.model_id, session.pk
 
     def enqueue() -> None:
-        notify.status(pk, "reencoding" if lost else "encoding", 0.0, message)
-        # Many clicks on a session whose embedding is gone must not queue many encodes.
-        if get_redis().set(f"maskweb:queued:{key}", "1", nx=True, ex=60):
-            from maskweb.masking.tasks import encode_photo
-
-            encode_photo.delay(photo_id, model_id)
+        try:
+            notify.status(pk, "reencoding" if lost else "encoding", 0.0, message)
+        except Exception:  # the pages also learn it by asking (encode_status); queue anyway
+            log.warning("telling session %s it is encoding failed", pk, exc_info=True)
+        queue_encode(photo, model_id)
 
     transaction.on_commit(enqueue)
+
+
+def queue_encode(photo: Photo, model_id: str) -> bool:
+    """Queues the encode job unless one was queued in the last QUEUED_SECONDS (many clicks on
+    a session whose embedding is gone, or many pages asking, must not queue many encodes).
+    A job queued twice is harmless: the second finds the embedding and only reports it."""
+    key = embeddings.embedding_key(photo, model_id)
+    if not get_redis().set(encoding.queued_key(key), "1", nx=True, ex=QUEUED_SECONDS):
+        return False
+    from maskweb.masking.tasks import encode_photo
+
+    encode_photo.delay(photo.pk, model_id)
+    return True
+
+
+def encode_status(access: Access) -> MaskSession:
+    """The session's encode status as stored, for a page that has waited a while without news.
+
+    A page learns the status from messages, and a message can be lost (a Redis restart
+    empties the channel layer and the job queue with it; a worker's send can fail). A session
+    still encoding with no worker holding its encode lock gets its job queued again: the
+    worker then encodes, or finds the embedding and marks the session ready.
+    """
+    session = reload(access.session)
+    if session.status == Status.ENCODING:
+        key = embeddings.embedding_key(session.photo, session.model_id)
+        if not get_redis().exists(encoding.lock_key(key)) and queue_encode(session.photo,
+                                                                           session.model_id):
+            log.info("session %s was encoding with no job in sight: queued one", session.pk)
+    return session
 
 
 def preload_embedding(session: MaskSession) -> None:

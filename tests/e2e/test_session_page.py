@@ -386,6 +386,34 @@ def test_page_reconnects_after_daphne_restart_and_resyncs(live_stack, browser, g
         context.close()
 
 
+def test_page_that_missed_the_ready_message_finds_out_and_works(live_stack, browser):
+    """A Redis restart while a photo waits in the queue loses the job and the socket's group:
+    the "ready" message reaches nobody. The page asks when it hears nothing for a while, so it
+    still turns ready, and a click gets its mask."""
+    photo = DAVIS / "img" / "001.jpg"
+    context, page = new_page(browser)
+    try:
+        live_stack.kill_worker()  # the job stays queued, not started
+        page.goto(live_stack.url + "/")
+        page.set_input_files("#file-input", str(photo))
+        page.wait_for_url("**/s/*/", timeout=WAIT_MS)
+        page.wait_for_selector("body[data-status=encoding][data-connection=online]",
+                               timeout=WAIT_MS)
+        live_stack.flush_redis()  # the queued job and the socket's group: gone
+        live_stack.start_worker()
+        wait_or_explain(page, "document.body.dataset.status === 'ready'", live_stack,
+                        timeout=ENCODE_WAIT_MS)
+        assert page.evaluate("document.body.dataset.connects") == "1", "no reconnect needed"
+
+        width, height = Image.open(photo).size
+        page.mouse.click(*to_page(page, width / 2, height / 2))
+        wait_new_mask(page, -1)
+        assert overlay_pixels(page) > 0
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
 def test_rotated_photo_is_shown_upright_and_masks_stay_in_place(live_stack, browser, tmp_path,
                                                                 gt_mask):
     """A camera JPEG stored sideways (EXIF orientation 6): the page shows it upright, clicks are

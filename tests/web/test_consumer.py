@@ -140,6 +140,31 @@ def test_two_editors_on_one_edit_link_see_each_others_prompts_live():
     assert len(services.reload(session).current.effective_prompts()) == 1
 
 
+def test_a_page_that_asks_for_the_status_gets_the_stored_one():
+    """What a page that waited without news does (a view link may ask too): the answer is the
+    database's status, with the question's id."""
+    from maskweb.masking import encoding
+
+    session = make_session(ready=False)
+
+    async def ask(comm: WebsocketCommunicator, request_id: str) -> dict[str, Any]:
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "status", "id": request_id}))
+        return await recv_until(comm, lambda i: isinstance(i, dict) and i.get("id") == request_id)
+
+    async def scenario() -> None:
+        comm = await connect(session.view_token)
+        assert (await recv(comm))["state"]["status"] == "encoding"
+        waiting = await ask(comm, "first")
+        assert (waiting["type"], waiting["status"], waiting["progress"]) == \
+            ("status", "encoding", 0.0)
+        await database_sync_to_async(encoding.encode_photo)(session.photo.pk, "grabcut")
+        answer = await ask(comm, "second")
+        assert (answer["type"], answer["status"], answer["progress"]) == ("status", "ready", 1.0)
+        await comm.disconnect()
+
+    run(scenario())
+
+
 def test_the_clicker_gets_its_mask_once_and_the_others_get_it_too():
     """The clicking socket is answered directly (no round trip through the channel layer) and
     skips the broadcast copy of the same revision; another editor still gets the broadcast."""

@@ -4,6 +4,7 @@ model choice, the embedding cache, and coordinates in the stored grid."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 
 import numpy as np
@@ -279,12 +280,42 @@ def test_a_dead_workers_lock_runs_out_and_the_next_worker_encodes(monkeypatch):
     session = make_session(ready=False)
     key = embeddings.embedding_key(session.photo, "grabcut")
     # What a worker killed mid-encode leaves behind: its lock, and no embedding.
-    get_redis().set(f"maskweb:lock:{key}", "dead-worker", ex=1)
+    get_redis().set(encoding.lock_key(key), "dead-worker", ex=1)
     assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.BUSY
     time.sleep(1.2)
     assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
     assert services.reload(session).status == Status.READY
     assert encoding.unfinished() == []
+
+
+def queued_encodes() -> list[str]:
+    """The encode jobs waiting in Celery's queue (a Redis list), as "(photo_id, 'model')"."""
+    return [json.loads(item)["headers"]["argsrepr"] for item in get_redis().lrange("celery", 0, -1)]
+
+
+def test_a_session_whose_encode_job_was_lost_gets_it_back_when_a_page_asks():
+    """A Redis restart loses the queued job and the messages a page waits on: the page asks
+    for the status, and the job is queued again (once, whoever asks)."""
+    session = make_session(ready=False)
+    job = f"({session.photo.pk}, 'grabcut')"
+    assert queued_encodes() == [job]
+    get_redis().flushall()
+    assert services.encode_status(view(session)).status == Status.ENCODING
+    assert queued_encodes() == [job]
+    services.encode_status(edit(session))
+    assert queued_encodes() == [job], "a second ask while the job waits queues nothing"
+
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+    assert services.encode_status(edit(session)).status == Status.READY
+
+
+def test_a_session_being_encoded_is_not_queued_again_when_a_page_asks():
+    session = make_session(ready=False)
+    key = embeddings.embedding_key(session.photo, "grabcut")
+    get_redis().flushall()
+    get_redis().set(encoding.lock_key(key), "a-worker-encoding-it", ex=10)
+    assert services.encode_status(edit(session)).status == Status.ENCODING
+    assert queued_encodes() == []
 
 
 def test_a_click_after_many_other_sessions_clicked_is_one_decode(monkeypatch):
