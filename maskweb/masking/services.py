@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -122,9 +123,15 @@ def encode_status(access: Access) -> MaskSession:
     session = reload(access.session)
     if session.status == Status.ENCODING:
         key = embeddings.embedding_key(session.photo, session.model_id)
-        if not get_redis().exists(encoding.lock_key(key)) and queue_encode(session.photo,
-                                                                           session.model_id):
-            log.info("session %s was encoding with no job in sight: queued one", session.pk)
+        try:
+            if not get_redis().exists(encoding.lock_key(key)) and queue_encode(
+                    session.photo, session.model_id):
+                log.info("session %s was encoding with no job in sight: queued one",
+                         session.pk)
+        except redis.exceptions.RedisError:
+            # Redis down: the stored status is still the answer; the page asks again later.
+            log.warning("checking the encode job of session %s failed", session.pk,
+                        exc_info=True)
     return session
 
 

@@ -318,6 +318,14 @@ def test_a_session_being_encoded_is_not_queued_again_when_a_page_asks():
     assert queued_encodes() == []
 
 
+def test_a_page_asking_while_redis_is_down_gets_the_stored_status(settings):
+    from maskweb import runner
+
+    session = make_session(ready=False)
+    settings.REDIS_URL = f"redis://127.0.0.1:{runner.free_port()}/0"  # nothing listens there
+    assert services.encode_status(edit(session)).status == Status.ENCODING
+
+
 def test_a_click_after_many_other_sessions_clicked_is_one_decode(monkeypatch):
     """Each active session keeps its last prediction in memory: a new click is one decode on
     top of it, not a replay of the whole chain (with 16 sessions, an LRU of 16 entries lost
