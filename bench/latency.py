@@ -516,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
                 result.merge(measure_clicks(stack, level, clicks, offset, args.sync_start))
                 offset += level
             # Timed before and after the level: the yardstick brackets the clicks it measures.
-            level_dec = statistics.median(bare_around + bare.time_decodes(level_work))
+            bare_after = bare.time_decodes(level_work)
+            level_dec = statistics.median(bare_around + bare_after)
             del level_work
             lat = result.latencies
             p50, p95, p99 = (percentile(lat, q) for q in (50, 95, 99))
@@ -527,12 +528,18 @@ def main(argv: list[str] | None = None) -> int:
                          f"{level_dec * 1e3:.1f} ms",
                          f"p50 {p50 / level_dec:.2f}× (+{(p50 - level_dec) * 1e3:.1f} ms), "
                          f"p95 {p95 / level_dec:.2f}×, p99 {p99 / level_dec:.2f}×"))
-            ideal = fifo_latencies(result.send_times, level_dec, CORES)
+            # The sends come round by round, session by session, click by click: the order in
+            # which work_of_level listed them, so each send gets its own click's bare time.
+            own_times = [(a + b) / 2 for a, b in zip(bare_around, bare_after, strict=True)]
+            matched = len(own_times) == len(result.send_times)
+            ideal = fifo_latencies(result.send_times, own_times if matched else level_dec, CORES)
             rows.append((f"  an ideal server on the same sends ({level}): p50 / p95",
                          f"{percentile(ideal, 50) * 1e3:.1f} / {percentile(ideal, 95) * 1e3:.1f}"
                          f" ms = p95 {percentile(ideal, 95) / level_dec:.2f}× (one decode a click,"
-                         f" first come first served on {CORES} cores at that bare time,"
-                         f" nothing else; no floor once the cores fall behind)"))
+                         f" first come first served on {CORES} cores, each at "
+                         + ("its own click's bare time" if matched else
+                            "the median bare time (sends and clicks did not match up)")
+                         + ", nothing else; no floor once the cores fall behind)"))
             by_kind = []
             for kind in ("first", "other", "burst"):
                 some = [t for t, k in zip(lat, result.kinds, strict=True) if k == kind]

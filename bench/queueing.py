@@ -16,17 +16,25 @@ moments, as four people would.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 
-def fifo_latencies(send_times: list[float], decode_s: float, slots: int) -> list[float]:
-    """Each send's time to its mask, in send order, on ``slots`` first-come-first-served cores."""
+def fifo_latencies(send_times: Sequence[float], decode_s: float | Sequence[float],
+                   slots: int) -> list[float]:
+    """Each send's time to its mask, in send-time order, on ``slots`` first-come-first-served
+    cores. ``decode_s`` is one service time for every send, or each send's own (grabCut's
+    decodes differ threefold between clicks: one median understates the ideal p95)."""
     if slots < 1:
         raise ValueError("at least one slot")
+    if isinstance(decode_s, (int, float)):
+        decode_s = [float(decode_s)] * len(send_times)
+    if len(decode_s) != len(send_times):
+        raise ValueError(f"{len(send_times)} sends but {len(decode_s)} service times")
     free_at = [float("-inf")] * slots  # when each core finishes its last decode
     heapq.heapify(free_at)
     latencies = []
-    for sent in sorted(send_times):
+    for sent, service in sorted(zip(send_times, decode_s, strict=True)):
         start = max(sent, heapq.heappop(free_at))
-        heapq.heappush(free_at, start + decode_s)
-        latencies.append(start + decode_s - sent)
+        heapq.heappush(free_at, start + service)
+        latencies.append(start + service - sent)
     return latencies

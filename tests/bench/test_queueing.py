@@ -18,6 +18,14 @@ def test_a_click_waits_only_for_the_core_that_frees_first():
     assert got == pytest.approx([0.05, 0.05, 0.06])
 
 
-def test_no_cores_is_an_error():
+def test_each_send_may_take_its_own_decode_time():
+    # One core: a long decode (0.2) sent first holds up the short one sent at 0.1.
+    got = fifo_latencies([0.1, 0.0], [0.05, 0.2], 1)
+    assert got == pytest.approx([0.2, 0.15])
+
+
+def test_no_cores_or_unmatched_decode_times_are_errors():
     with pytest.raises(ValueError):
         fifo_latencies([0.0], 0.05, 0)
+    with pytest.raises(ValueError):
+        fifo_latencies([0.0, 1.0], [0.05], 1)
