@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -77,8 +78,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         assert self.access is not None
         self.group = notify.group_name(self.access.session.pk)
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await off_loop(notify.join)(self.access.session.pk, self.channel_name)
+        await self._join()
         state = await off_loop(services.session_state)(self.access)
         await self.send_json({"type": "hello", "role": self.access.role, "state": state})
         if state["status"] == "ready":
@@ -317,7 +317,20 @@ class SessionConsumer(AsyncWebsocketConsumer):
         session = await off_loop(services.switch_model)(self.access, message.get("model"))
         self.access.session = session
 
+    async def _join(self) -> None:
+        """Into the session's group, and its set of sockets (see notify.alone)."""
+        assert self.access is not None
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await off_loop(notify.join)(self.access.session.pk, self.channel_name)
+
     async def on_ping(self, message: dict[str, Any], request_id: Any) -> None:
+        # The group lives in Redis: a Redis restart empties it (and it expires after a day).
+        # Pages ping every 25 s, so joining again here brings every socket back into its
+        # session's live updates within that time. Both writes are idempotent.
+        try:
+            await self._join()
+        except (redis.exceptions.RedisError, OSError):
+            log.warning("joining the group again failed (Redis down?)", exc_info=True)
         await self.send_json({"type": "pong", "id": request_id})
 
     async def on_status(self, message: dict[str, Any], request_id: Any) -> None:

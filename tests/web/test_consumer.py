@@ -240,6 +240,38 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
     run(scenario())
 
 
+def test_a_viewer_that_a_redis_restart_dropped_from_its_group_is_back_after_a_ping():
+    """The session's group lives in Redis. After a flush the viewer misses the editor's
+    frames, until its next ping (pages ping every 25 s) joins it again."""
+    from maskweb.masking.redis_client import get_redis
+
+    session = make_session()
+
+    async def click(comm: WebsocketCommunicator, request_id: str, dx: int) -> Any:
+        await comm.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": request_id,
+             "prompt": {"kind": "point", "x": 240 + dx, "y": 180}}))
+        header, _ = await recv_until(comm, is_mask)
+        await asyncio.sleep(0.5)  # time for a broadcast to reach the viewer, if it is sent
+        return header
+
+    async def scenario() -> None:
+        editor, viewer = await connect(session.edit_token), await connect(session.view_token)
+        await recv(editor)
+        await recv(viewer)
+        get_redis().flushall()
+        await click(editor, "unheard", 0)
+        await viewer.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "p"}))
+        first = await recv_until(viewer, lambda i: is_mask(i) or i.get("type") == "pong")
+        assert not is_mask(first), "the flush should have dropped the viewer from the group"
+        header = await click(editor, "heard", 4)
+        await recv_until(viewer, lambda i: is_mask(i) and i[0]["seq"] == header["seq"])
+        await editor.disconnect()
+        await viewer.disconnect()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("raw,code", [
     ("this is not json", "bad_json"),
     ("[1, 2, 3]", "bad_json"),
