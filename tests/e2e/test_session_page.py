@@ -99,13 +99,16 @@ def wait_or_explain(page, predicate: str, stack=None, timeout: int = WAIT_MS) ->
     try:
         page.wait_for_function(predicate, timeout=timeout)
     except Exception as exc:
-        state = page.evaluate("""() => { const app = window.maskweb && window.maskweb.app;
-            return JSON.stringify({
-            data: {...document.body.dataset},
-            objects: app && app.objects,
-            drawn: app ? [...app.objectMasks.entries()].map(
-                ([id, r]) => [id, r.key, r.mask && r.mask.area]) : null,
-            toasts: document.getElementById('toasts').innerText}); }""")
+        try:
+            state = page.evaluate("""() => { const app = window.maskweb && window.maskweb.app;
+                return JSON.stringify({
+                data: {...document.body.dataset},
+                objects: app && app.objects,
+                drawn: app ? [...app.objectMasks.entries()].map(
+                    ([id, r]) => [id, r.key, r.mask && r.mask.area]) : null,
+                toasts: document.getElementById('toasts').innerText}); }""")
+        except Exception as unreadable:  # the logs below matter more than the page's state
+            state = f"(not readable: {unreadable})"
         console = "\n".join(getattr(page, "console_lines", [])[-40:])
         logs = stack.logs() if stack is not None else ""
         raise AssertionError(f"{exc}\npage: {state}\nconsole:\n{console}\n{logs}") from None
