@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from maskweb import redis_retry
 from maskweb.config import (
     data_dir,
     env_bool,
@@ -88,7 +89,7 @@ def channel_layer_config(url: str) -> dict[str, object]:
     return {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [{"address": url, "socket_timeout": 30,
-                              "socket_connect_timeout": 10}],
+                              "socket_connect_timeout": 10, **redis_retry.async_options()}],
                    "capacity": 500, "expiry": 30},
     }
 

@@ -10,6 +10,7 @@ Use the session-scoped pytest fixture ``live_stack`` (exported by tests/conftest
         live_stack.ws_url                    # "ws://127.0.0.1:<port>"
         live_stack.restart_worker()          # kill -9 the worker (mid-job) and start a new one
         live_stack.flush_redis()             # FLUSHALL: embeddings, queue, channel layer
+        live_stack.restart_redis()           # stop and start redis-server: dead connections
         live_stack.restart_daphne()
         live_stack.logs()                    # the processes' output, for failure messages
 
@@ -82,6 +83,19 @@ class LiveStack(str):
         runner.stop(self.daphne)
         self.start_daphne()
 
+    def start_redis(self) -> None:
+        port = int(self.redis_url.rsplit(":", 1)[1].split("/", 1)[0])
+        self.redis_proc = runner.spawn(runner.redis_command(port, self.data_dir / "redis",
+                                                            "256mb"),
+                                       self.env, REPO, self._log("redis"))
+        runner.wait_for_redis(self.redis_url, process=self.redis_proc)
+
+    def restart_redis(self) -> None:
+        """SIGTERM (Redis saves its data, as a service manager's restart does), then the same
+        port and directory again: every client's pooled connection is now dead."""
+        runner.stop(self.redis_proc)
+        self.start_redis()
+
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
 
@@ -128,10 +142,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Iterator[LiveStack]:
     stack.redis_url = redis_url
     stack.redis_proc = stack.worker = stack.daphne = None
     try:
-        stack.redis_proc = runner.spawn(runner.redis_command(redis_port, data_dir / "redis",
-                                                             "256mb"),
-                                        env, REPO, stack._log("redis"))
-        runner.wait_for_redis(redis_url, process=stack.redis_proc)
+        stack.start_redis()
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
                        cwd=REPO, env=env, check=True, timeout=120)
         stack.start_worker()

@@ -362,8 +362,8 @@ function connect() {
   app.socket.connect();
 }
 
-// The page learns of the photo's analysis by messages. One lost on the way (a Redis restart
-// empties the channel layer; a worker's send can fail) would leave it waiting for good, so a
+// The page learns of the photo's analysis by messages. One lost on the way (a Redis that lost
+// its data empties the channel layer; a worker's send can fail) would leave it waiting for good, so a
 // page that has heard nothing for a while asks; the server also queues the encode again when
 // no worker is on it (services.encode_status).
 const STATUS_ASK_MS = 5000;

@@ -324,7 +324,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await off_loop(notify.join)(self.access.session.pk, self.channel_name)
 
     async def on_ping(self, message: dict[str, Any], request_id: Any) -> None:
-        # The group lives in Redis: a Redis restart empties it (and it expires after a day).
+        # The group lives in Redis: a Redis that lost its data (flushed, or restarted without
+        # saving) no longer has it, and it expires after a day.
         # Pages ping every 25 s, so joining again here brings every socket back into its
         # session's live updates within that time. Both writes are idempotent.
         try:

@@ -13,7 +13,6 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -120,21 +119,16 @@ def send(session_pk: int, message: dict[str, Any]) -> None:
     if layer is None:
         return
     if _own_loop.enabled:
-        for attempt in (1, 2):
-            future = asyncio.run_coroutine_threadsafe(
-                layer.group_send(group_name(session_pk), message), _own_loop.loop())
-            try:
-                # Bounded: a send that hangs must not hold the worker's job for good.
-                future.result(timeout=SEND_TIMEOUT_SECONDS)
-                return
-            except TimeoutError:
-                future.cancel()
-                raise
-            except redis.exceptions.ConnectionError:
-                # A pooled connection that Redis closed (a restart) fails once; the pool
-                # then connects anew. async_to_sync's fresh connection never saw this.
-                if attempt == 2:
-                    raise
+        # A pooled connection that a Redis restart closed reconnects inside the channel
+        # layer (maskweb.redis_retry); async_to_sync's fresh connection never meets one.
+        future = asyncio.run_coroutine_threadsafe(
+            layer.group_send(group_name(session_pk), message), _own_loop.loop())
+        try:
+            # Bounded: a send that hangs must not hold the worker's job for good.
+            future.result(timeout=SEND_TIMEOUT_SECONDS)
+        except TimeoutError:
+            future.cancel()
+            raise
     else:
         async_to_sync(layer.group_send)(group_name(session_pk), message)
 

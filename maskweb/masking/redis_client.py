@@ -7,6 +7,8 @@ import threading
 import redis
 from django.conf import settings
 
+from maskweb import redis_retry
+
 _lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}
 
@@ -20,6 +22,7 @@ def get_redis() -> redis.Redis:
     with _lock:
         client = _clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30)
+            client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30,
+                                          **redis_retry.sync_options())
             _clients[url] = client
         return client

@@ -115,8 +115,8 @@ def queue_encode(photo: Photo, model_id: str) -> bool:
 def encode_status(access: Access) -> MaskSession:
     """The session's encode status as stored, for a page that has waited a while without news.
 
-    A page learns the status from messages, and a message can be lost (a Redis restart
-    empties the channel layer and the job queue with it; a worker's send can fail). A session
+    A page learns the status from messages, and a message can be lost (a Redis that lost its
+    data empties the channel layer and the job queue with it; a worker's send can fail). A session
     still encoding with no worker holding its encode lock gets its job queued again: the
     worker then encodes, or finds the embedding and marks the session ready.
     """

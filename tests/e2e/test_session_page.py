@@ -390,9 +390,9 @@ def test_page_reconnects_after_daphne_restart_and_resyncs(live_stack, browser, g
 
 
 def test_page_that_missed_the_ready_message_finds_out_and_works(live_stack, browser):
-    """A Redis restart while a photo waits in the queue loses the job and the socket's group:
-    the "ready" message reaches nobody. The page asks when it hears nothing for a while, so it
-    still turns ready, and a click gets its mask."""
+    """A Redis that loses its data while a photo waits in the queue loses the job and the
+    socket's group: the "ready" message reaches nobody. The page asks when it hears nothing
+    for a while, so it still turns ready, and a click gets its mask."""
     photo = DAVIS / "img" / "001.jpg"
     context, page = new_page(browser)
     try:

@@ -81,6 +81,37 @@ def test_session_survives_redis_flush_and_daphne_restart(live_stack):
         sock.close()
 
 
+def test_a_redis_restart_costs_open_sockets_and_new_uploads_nothing(live_stack):
+    """Redis restarted (its data saved and loaded again): every pooled connection of Daphne
+    and the worker is dead. An open socket stays open and its next click gets its mask, with
+    no error frame; a new upload is encoded (the worker reconnects to the broker) and its
+    first socket connects at once. Before the clients reconnected on their own, Daphne closed
+    every open socket with 1011 and failed the next new one."""
+    state = _session(live_stack, seed=5)
+    sock = Socket(live_stack.ws_url, state["edit_token"])
+    try:
+        wait_ready(sock, sock.next())
+        sock.send(type="prompt", id="before", prompt={"kind": "point", "x": 240, "y": 180})
+        sock.wait_mask()
+        live_stack.restart_redis()
+        sock.send(type="prompt", id="after", prompt={"kind": "point", "x": 250, "y": 180})
+        header = sock.wait_for(lambda f: isinstance(f, tuple) or f.get("type") == "error")
+        assert isinstance(header, tuple) and header[0]["id"] == "after", header
+        assert len(header[0]["prompts"]) == 2
+    finally:
+        sock.close()
+
+    fresh = _session(live_stack, seed=6)
+    sock = Socket(live_stack.ws_url, fresh["edit_token"])
+    try:
+        wait_ready(sock, sock.next(), timeout=90)
+        sock.send(type="prompt", prompt={"kind": "point", "x": 240, "y": 180})
+        _, mask = sock.wait_mask()
+        assert mask[180, 240] and not mask[5, 5]
+    finally:
+        sock.close()
+
+
 def test_encode_job_lost_with_its_worker_is_finished_by_the_next_worker(live_stack):
     live_stack.kill_worker()
     state = _session(live_stack, seed=3)

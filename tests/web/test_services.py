@@ -294,7 +294,7 @@ def queued_encodes() -> list[str]:
 
 
 def test_a_session_whose_encode_job_was_lost_gets_it_back_when_a_page_asks():
-    """A Redis restart loses the queued job and the messages a page waits on: the page asks
+    """A Redis that lost its data loses the queued job and the messages a page waits on: it asks
     for the status, and the job is queued again (once, whoever asks)."""
     session = make_session(ready=False)
     job = f"({session.photo.pk}, 'grabcut')"
