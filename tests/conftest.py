@@ -32,6 +32,17 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
         database.setdefault("TEST", {})["NAME"] = str(test_db)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used the live stack reports the stack's logs: its worker and Daphne
+    saw what went wrong, and CI keeps only the test output."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    funcargs = getattr(item, "funcargs", {})
+    if report.when == "call" and report.failed and funcargs.get("live_stack") is not None:
+        report.sections.append(("live stack logs", funcargs["live_stack"].logs()))
+
+
 @pytest.fixture(scope="session")
 def live_stack() -> Iterator[LiveStack]:
     with start_stack() as stack:

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from maskweb.masking.redis_client import get_redis
 
 FRAME_TTL_SECONDS = 120
-SEND_TIMEOUT_SECONDS = 10
+SEND_TIMEOUT_SECONDS = 30  # as long as one Redis read may take (socket_timeout)
 _frames: OrderedDict[str, bytes] = OrderedDict()
 _frames_lock = threading.Lock()
 
