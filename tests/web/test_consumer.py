@@ -240,7 +240,7 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
     run(scenario())
 
 
-def test_a_viewer_that_a_redis_restart_dropped_from_its_group_is_back_after_a_ping():
+def test_a_viewer_a_redis_flush_dropped_from_its_group_is_back_after_a_ping():
     """The session's group lives in Redis. After a flush the viewer misses the editor's
     frames, until its next ping (pages ping every 25 s) joins it again."""
     from maskweb.masking.redis_client import get_redis
