@@ -138,17 +138,26 @@ def status(session_pk: int, status: str, progress: float, message: str = "") -> 
                       "progress": round(progress, 3), "message": message})
 
 
+def _sent_key(session_pk: int, seq: int) -> str:
+    return f"maskweb:sent:{session_pk}:{seq}"
+
+
 def mask(session_pk: int, seq: int, frame: bytes) -> bool:
     """Broadcasts the frame of this revision unless someone already did (False then).
 
     The worker (prompts sent while encoding) and a consumer (a prompt just after "ready") can
     both render the same revision; the page gets it once.
     """
-    if not get_redis().set(f"maskweb:sent:{session_pk}:{seq}", "1", nx=True,
-                           ex=FRAME_TTL_SECONDS):
+    if not get_redis().set(_sent_key(session_pk, seq), "1", nx=True, ex=FRAME_TTL_SECONDS):
         return False
     send(session_pk, {"type": "session.mask", "seq": seq, "key": put_frame(session_pk, seq, frame)})
     return True
+
+
+def forget_sent(session_pk: int, seq: int) -> None:
+    """This revision's frame must go out again: its embedding is being encoded anew, and the
+    pages waiting for it (a reconnect, a new viewer) never got it."""
+    get_redis().delete(_sent_key(session_pk, seq))
 
 
 def objects(session_pk: int) -> None:

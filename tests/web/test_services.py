@@ -225,6 +225,42 @@ def test_missing_embedding_is_reencoded_and_the_prompts_replayed():
     assert (after == before).mean() > 0.99
 
 
+def test_a_mask_sent_before_its_embedding_was_lost_is_sent_again_after_the_reencode():
+    """A page that reconnects after the embedding was evicted waits for the worker's frame of
+    the same revision. "Sent already" (the mark that keeps the worker and a socket from
+    both sending one revision) must not stop it: it was stale."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+
+    from tests.web.test_notify import listen
+
+    session = make_session()
+    services.add_prompt(edit(session), INSIDE)
+    revision = services.reload(session).revision
+    assert services.render_current(session).header["seq"] == revision  # broadcast: marked sent
+    key = embeddings.embedding_key(session.photo, "grabcut")
+    get_redis().delete(key)  # evicted; the mark stays
+    embeddings.local_cache.clear()
+    render.predictions.clear()
+    assert services.render_current(session, broadcast=False).current is None
+
+    layer, channel = listen(session.pk)
+    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+
+    async def heard() -> list[dict]:
+        messages: list[dict] = []
+        try:
+            while True:
+                messages.append(await asyncio.wait_for(layer.receive(channel), 2))
+        except TimeoutError:
+            return messages
+
+    messages = async_to_sync(heard)()
+    assert [m.get("status") for m in messages if m["type"] == "session.status"][-1] == "ready"
+    assert [m["seq"] for m in messages if m["type"] == "session.mask"] == [revision]
+
+
 def test_embedding_kept_by_a_web_process_is_written_back_after_a_flush():
     session = make_session()
     services.add_prompt(edit(session), INSIDE)
