@@ -87,15 +87,15 @@ def request_encode(session: MaskSession, *, lost: bool = False) -> None:
     MaskSession.objects.filter(pk=session.pk).update(status=Status.ENCODING, progress=0.0,
                                                      message=message)
     session.status, session.progress, session.message = Status.ENCODING, 0.0, message
-    photo, model_id, pk = session.photo, session.model_id, session.pk
-    revision = MaskSession.objects.filter(pk=pk).values_list("revision", flat=True).first()
+    # Every caller has just read or written the session: its revision is the one the
+    # worker's frame will carry (mask_header's seq).
+    photo, model_id, pk, revision = session.photo, session.model_id, session.pk, session.revision
 
     def enqueue() -> None:
-        if revision is not None:
-            # The worker broadcasts the mask when the encode is done. If this revision's
-            # frame went out before the embedding was lost, "sent already" would stop that
-            # broadcast, and a page that reconnected since would wait with no mask.
-            notify.forget_sent(pk, revision)
+        # The worker broadcasts the mask when the encode is done. If this revision's frame
+        # went out before the embedding was lost, "sent already" would stop that broadcast,
+        # and a page that reconnected since would wait with no mask.
+        notify.forget_sent(pk, revision)
         try:
             notify.status(pk, "reencoding" if lost else "encoding", 0.0, message)
         except Exception:  # the pages also learn it by asking (encode_status); queue anyway
