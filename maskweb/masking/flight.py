@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -30,17 +31,20 @@ class SingleFlight(Generic[V]):
         with self._lock:
             return len(self._running)
 
-    def run(self, key: Hashable, compute: Callable[[], V]) -> V:
+    def run(self, key: Hashable, compute: Callable[[], V],
+            waiting: Callable[[], AbstractContextManager[object]] = nullcontext) -> V:
         """``compute()``, unless ``key`` is being computed already: then that result (or its
-        exception). ``compute`` should store its result where later callers look first (a
-        cache): the key stops counting as running as soon as it returns."""
+        exception), waited for inside ``waiting()``. ``compute`` should store its result where
+        later callers look first (a cache): the key stops counting as running as soon as it
+        returns."""
         with self._lock:
             future = self._running.get(key)
             owner = future is None
             if future is None:
                 future = self._running[key] = Future()
         if not owner:
-            return future.result()
+            with waiting():
+                return future.result()
         try:
             value = compute()
         except BaseException as exc:

@@ -109,9 +109,10 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     for i in range(len(prefixes), 0, -1):
         hit = predictions.get((key, prefixes[i - 1]))
         if hit is None and (i == len(prefixes) or not alongside):
-            # Safe to wait for while holding a core: a running decode holds one (see below).
             running = decoding.running((key, prefixes[i - 1]))
-            hit = running.result() if running is not None else None
+            if running is not None:
+                with cores.lent():  # the running decode holds a core of its own
+                    hit = running.result()
         if hit is not None:
             start, previous = i, hit
             break
@@ -123,8 +124,8 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     if alongside or (latest_only and start > 0):
         start = len(prefixes) - 1
     steps = [(i, (key, prefixes[i])) for i in range(start, len(prefixes))]
-    # The core first, then the claim on the key: a decode others wait for is always running,
-    # never itself waiting for a core that one of its waiters holds.
+    # The core first, then the claim on the key: a decode others wait for is running, and its
+    # waiters lend their cores meanwhile (see maskweb.masking.cores).
     if not wait_for_core:
         with cores.hold_if_free() as free:
             return _decode_steps(session, embedding, stored_prompts, previous, steps) \
@@ -139,15 +140,17 @@ def _decode_steps(session: MaskSession, embedding: Embedding,
     """Decodes prompts[:i + 1] for each (i, cache key) in turn, each on top of the last."""
     for i, cache_key in steps:
         previous = decoding.run(cache_key, _decoder(
-            session, embedding, stored_prompts[: i + 1], previous, cache_key))
+            session, embedding, stored_prompts[: i + 1], previous, cache_key),
+            waiting=cores.lent)
     return previous
 
 
 def _decoder(session: MaskSession, embedding: Embedding, stored_prompts: list[dict[str, Any]],
              previous: Prediction | None, cache_key: tuple[str, str]) -> Callable[[], Prediction]:
     def decode() -> Prediction:
-        prediction = engine.decode(session.model_id, embedding,
-                                   engine_prompts(stored_prompts, session.photo), previous)
+        with cores.hold():  # a no-op for the core the step holds, unless it was lent
+            prediction = engine.decode(session.model_id, embedding,
+                                       engine_prompts(stored_prompts, session.photo), previous)
         predictions.put(cache_key, prediction)
         return prediction
     return decode

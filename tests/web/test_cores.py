@@ -67,3 +67,34 @@ def test_a_core_is_freed_when_the_block_raises():
         pass
     with cores.hold_if_free() as free:
         assert free
+
+
+def test_a_lent_core_is_free_for_others_during_the_wait_and_not_taken_back():
+    cores = Cores(1)
+    with cores.hold():
+        with cores.lent():
+            assert not cores.held() and cores.busy() == 0
+            holder, release = hold_in_thread(cores)  # would block were the core still held
+            release.set()
+            holder.join(10)
+        assert not cores.held() and cores.busy() == 0, "taken back after the wait"
+        with cores.hold() as waited:  # what needs a core after the wait takes one again
+            assert not waited and cores.held() and cores.busy() == 1
+        assert cores.busy() == 0
+    assert cores.busy() == 0
+    holder, release = hold_in_thread(cores)
+    with cores.hold_if_free() as free:
+        assert not free, "the block's end freed the lent core a second time: two holders"
+    release.set()
+    holder.join(10)
+
+
+def test_lending_without_a_core_changes_nothing():
+    cores = Cores(1)
+    with cores.lent():
+        assert cores.busy() == 0
+    holder, release = hold_in_thread(cores)
+    with cores.hold_if_free() as free:
+        assert not free
+    release.set()
+    holder.join(10)

@@ -70,3 +70,34 @@ def test_other_keys_do_not_wait():
     inner: list[str] = []
     assert flight.run("a", lambda: inner.append(flight.run("b", lambda: "b")) or "a") == "a"
     assert inner == ["b"]
+
+
+def test_a_waiter_waits_inside_its_waiting_context_and_the_owner_does_not():
+    from contextlib import contextmanager
+
+    flight: SingleFlight[int] = SingleFlight()
+    started, release = threading.Event(), threading.Event()
+    waited_in: list[str] = []
+
+    @contextmanager
+    def waiting():
+        waited_in.append(threading.current_thread().name)
+        yield
+
+    def slow() -> int:
+        started.set()
+        assert release.wait(10)
+        return 1
+
+    owner = threading.Thread(target=lambda: flight.run("k", slow, waiting=waiting),
+                             name="owner")
+    owner.start()
+    assert started.wait(10)
+    waiter = threading.Thread(target=lambda: flight.run("k", lambda: 2, waiting=waiting),
+                              name="waiter")
+    waiter.start()
+    waiter.join(0.2)
+    release.set()
+    owner.join(10)
+    waiter.join(10)
+    assert waited_in == ["waiter"]

@@ -539,6 +539,40 @@ def test_a_render_that_waited_for_a_core_decodes_the_prompts_that_came_meanwhile
     assert render.cores.busy() == 0
 
 
+def test_a_render_waiting_for_the_decode_of_its_own_click_leaves_its_core_to_others(
+        monkeypatch):
+    """A render takes a core before it finds that a prefetch started decoding the same
+    prompts a moment earlier. Waiting for that decode, it must not keep the core: with two
+    cores, one decode would hold both while another session's click waited."""
+    monkeypatch.setattr(render, "CORES", 2)
+    monkeypatch.setattr(render, "cores", Cores(2))
+    monkeypatch.setattr(render, "prefetch", lambda *args, **kwargs: False)
+    session = make_session()
+    services.add_prompt(edit(session), INSIDE)
+    session = services.reload(session)
+    prompts = session.current.effective_prompts()
+    threads, started, release = held_decoder(monkeypatch)
+    first = threading.Thread(target=render.predict, args=(session, prompts), name="first")
+    first.start()
+    assert started.wait(10)
+
+    def render_after_the_race() -> None:
+        with render.cores.hold():  # as render_current, which checked before the decode began
+            render.predict(session, prompts)
+
+    second = threading.Thread(target=render_after_the_race, name="second")
+    second.start()
+    second.join(0.2)
+    assert second.is_alive(), "it did not wait for the running decode"
+    with render.cores.hold_if_free() as free:
+        assert free, "the waiting render kept a core: one decode held both"
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert threads == ["first"], "decoded twice"
+    assert render.cores.busy() == 0
+
+
 def test_a_mask_frame_carries_a_one_bit_png_that_reads_back_as_the_same_mask():
     rng = np.random.default_rng(7)
     for shape in [(1, 1), (7, 13), (333, 501)]:
