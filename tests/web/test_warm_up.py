@@ -37,6 +37,27 @@ def test_a_starting_web_process_runs_the_default_models_decoder_only(settings, f
     assert model._decoder is not None and model._encoder is None
 
 
+def test_a_web_process_freezes_what_it_loaded_at_start_so_full_collections_skip_it(
+        settings, fresh_models):
+    import gc
+    import threading
+
+    from maskweb.asgi import settle_in
+
+    settings.DEFAULT_MODEL = "litemedsam"
+    for thread in threading.enumerate():  # importing maskweb.asgi started one of its own
+        if thread.name == "warm-up":
+            thread.join(60)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        settle_in()
+        assert engine._loaded["litemedsam"]._decoder is not None
+        assert gc.get_freeze_count() > 10_000, "Django and the models are not out of sight"
+    finally:
+        gc.unfreeze()
+
+
 def test_warm_up_can_be_turned_off(settings, fresh_models):
     settings.DEFAULT_MODEL = "litemedsam"
     settings.WARM_UP = False
