@@ -190,6 +190,11 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
 def _prefetch(key: str, session: MaskSession, stored_prompts: list[dict[str, Any]],
               alongside: bool) -> None:
     try:
+        if not alongside and len(stored_prompts) > 1:
+            # The click before is decoding in a render (it found no core free, or came with no
+            # guess): this one does not wait for it either.
+            before = (key, prefix_digests(stored_prompts)[-2])
+            alongside = decoding.running(before) is not None
         # Every core taken meanwhile: give up rather than wait and decode a log that may be
         # stale by then; the render decodes the newest log when it gets a core.
         predict(session, stored_prompts, latest_only=True, alongside=alongside,

@@ -498,6 +498,49 @@ def test_a_quick_second_click_is_decoded_alongside_the_first_when_a_core_is_free
     assert sorted(seen) == [(1, False), (2, False)], seen
 
 
+def test_a_quick_second_click_is_decoded_alongside_a_first_one_that_a_render_decodes(
+        monkeypatch):
+    """The first click found no core free, so no prefetch: its render decodes it once a core
+    frees up. A second click that comes meanwhile, with a core free, does not wait for it."""
+    from maskweb.masking import engine
+    from tests.web.test_cores import hold_in_thread
+
+    monkeypatch.setattr(render, "CORES", 2)
+    monkeypatch.setattr(render, "cores", Cores(2))
+    session = make_session()
+    access = edit(session)
+    busy = [hold_in_thread(render.cores) for _ in range(2)]  # other sessions' decodes
+    services.add_prompt(access, INSIDE)  # no core free: nothing prefetched
+    for holder, release_core in busy:
+        release_core.set()
+        holder.join(10)
+    real = engine.decode
+    seen: list[str] = []
+    both_started, release = threading.Barrier(3), threading.Event()
+
+    def held(model_id, embedding, prompts, previous):
+        seen.append(threading.current_thread().name)
+        both_started.wait(10)
+        assert release.wait(10)
+        return real(model_id, embedding, prompts, previous)
+
+    monkeypatch.setattr(engine, "decode", held)
+    first = threading.Thread(target=services.render_prompts, args=(access,),
+                             kwargs={"broadcast": False}, name="render")
+    first.start()
+    for _ in range(1000):  # until the render's decode has begun
+        if seen:
+            break
+        threading.Event().wait(0.01)
+    assert seen, "the render did not decode"
+    services.add_prompt(access, {"kind": "point", "x": 250, "y": 190})
+    both_started.wait(10)  # broken (a timeout) when the second decode waits for the first
+    release.set()
+    first.join(10)
+    assert mask_of(services.reload(session))[180, 240]
+    assert seen[0] == "render" and seen[1].startswith("prefetch"), seen
+
+
 def test_a_render_that_waited_for_a_core_decodes_the_prompts_that_came_meanwhile_at_once(
         monkeypatch):
     """With every core busy, a render reads the log again once it has a core: the clicks that
