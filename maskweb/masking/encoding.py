@@ -44,12 +44,7 @@ def _mark(pks: list[int], status: str, progress: float, message: str = "") -> No
     MaskSession.objects.filter(pk__in=pks).update(status=status, progress=progress,
                                                    message=message)
     for pk in pks:
-        try:
-            notify.status(pk, status, progress, message)
-        except Exception:
-            # The status is stored; a page that hears nothing asks for it (encode_status).
-            # A lost message must not cost the encode itself.
-            log.warning("telling session %s its status failed", pk, exc_info=True)
+        notify.status_or_log(pk, status, progress, message)
 
 
 def _publish_masks(pks: list[int]) -> None:

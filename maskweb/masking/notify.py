@@ -8,6 +8,7 @@ consumer fetches it (from this process's memory when it was made here).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -17,6 +18,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from maskweb.masking.redis_client import get_redis
+
+log = logging.getLogger(__name__)
 
 FRAME_TTL_SECONDS = 120
 SEND_TIMEOUT_SECONDS = 30  # as long as one Redis read may take (socket_timeout)
@@ -136,6 +139,17 @@ def send(session_pk: int, message: dict[str, Any]) -> None:
 def status(session_pk: int, status: str, progress: float, message: str = "") -> None:
     send(session_pk, {"type": "session.status", "status": status,
                       "progress": round(progress, 3), "message": message})
+
+
+def status_or_log(session_pk: int, status_: str, progress: float, message: str = "") -> None:
+    """``status``, with a failure logged instead of raised: for callers that stored the status
+    first. A page that hears nothing asks for it (services.encode_status), so a lost message
+    must not cost the work that sent it (an encode, the queueing of one)."""
+    try:
+        status(session_pk, status_, progress, message)
+    except Exception:
+        log.warning("telling session %s its status (%s) failed", session_pk, status_,
+                    exc_info=True)
 
 
 def _sent_key(session_pk: int, seq: int) -> str:

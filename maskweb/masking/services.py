@@ -96,10 +96,7 @@ def request_encode(session: MaskSession, *, lost: bool = False) -> None:
         # went out before the embedding was lost, "sent already" would stop that broadcast,
         # and a page that reconnected since would wait with no mask.
         notify.forget_sent(pk, revision)
-        try:
-            notify.status(pk, "reencoding" if lost else "encoding", 0.0, message)
-        except Exception:  # the pages also learn it by asking (encode_status); queue anyway
-            log.warning("telling session %s it is encoding failed", pk, exc_info=True)
+        notify.status_or_log(pk, "reencoding" if lost else "encoding", 0.0, message)
         queue_encode(photo, model_id)
 
     transaction.on_commit(enqueue)
