@@ -202,6 +202,9 @@ def keep_prompted_regions(mask: np.ndarray, points: Sequence[Point],
                           box: Box | None = None) -> np.ndarray:
     """Keep only the connected regions the user asked for.
 
+    With ``remove_small`` after it, the definition of what clean_mask does (the tests hold
+    clean_mask to the two), which computes the same with fewer passes over the pixels.
+
     With positive points: the regions containing one. With only a box: the regions touching
     the box (and nothing outside it). If no region contains a positive point (the model
     disagreed with every click), the mask is returned unchanged rather than emptied: an empty
@@ -265,21 +268,34 @@ def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ())
 
 def clean_mask(mask: np.ndarray, points: Sequence[Point], box: Box | None = None,
                min_area: int | None = None) -> np.ndarray:
-    """Prompted regions only, no specks, no pinholes.
-
-    Done on the foreground's bounding box (one pixel wider where the image allows), not on
-    the whole image: every region, speck and hole lies inside it, and a background region
-    that reaches its one-pixel frame is the outside, as one that reaches the image's border
-    is. On a 12 MP photo's 2048-px work image the object is often a fifth of the frame.
-    """
+    """Prompted regions only, no specks, no pinholes (see object_frame and clean_frame)."""
     area = min_area if min_area is not None else min_area_for(mask.shape)
+    h, w = mask.shape
+    framed = object_frame(mask, points, box)
+    out = np.zeros((h, w), bool)
+    if framed is not None:
+        (y0, y1, x0, x1), sub, inside = framed
+        out[y0:y1, x0:x1] = clean_frame(sub, inside, area)
+    return out
+
+
+def object_frame(mask: np.ndarray, points: Sequence[Point], box: Box | None = None
+                 ) -> tuple[tuple[int, int, int, int], np.ndarray, list[Point]] | None:
+    """Where the clean-up works: the foreground's bounding box (in the box, if any) one pixel
+    wider where the image allows, (y0, y1, x0, x1); the mask there; the clicks in it, in its
+    coordinates. None when the mask is empty.
+
+    Every region, speck and hole lies inside that frame, and a background region that
+    reaches its one-pixel rim is the outside, as one that reaches the image's border is. On a
+    12 MP photo's 2048-px work image the object is often a fifth of the frame.
+    """
     h, w = mask.shape
     m = np.asarray(mask, dtype=bool)
     if box is not None:
         m = m & (inside_box(m.shape, box) > 0)
     frame = bounds(m, 1)
     if frame is None:
-        return np.zeros((h, w), bool)
+        return None
     y0, y1, x0, x1 = frame
     # The clicks in the frame, at their pixels' centres there; one outside lies on the
     # outside (no region to keep, no hole to protect) and would be clamped onto the frame.
@@ -288,10 +304,71 @@ def clean_mask(mask: np.ndarray, points: Sequence[Point], box: Box | None = None
         r, c = pixel_of(point, h, w)
         if y0 <= r < y1 and x0 <= c < x1:
             inside.append(Point(c - x0 + 0.5, r - y0 + 0.5, point.positive))
-    kept = keep_prompted_regions(m[y0:y1, x0:x1], inside)
-    out = np.zeros((h, w), bool)
-    out[y0:y1, x0:x1] = remove_small(kept, area, protect=inside)
-    return out
+    return frame, m[y0:y1, x0:x1], inside
+
+
+# A label set this small is picked out by comparing the labels with each (half a millisecond
+# per label at 2048 x 1363), a larger one by a lookup (label -> kept) at 5 ms.
+FEW_LABELS = 6
+
+
+def clean_frame(mask: np.ndarray, points: Sequence[Point], min_area: int) -> np.ndarray:
+    """keep_prompted_regions, then remove_small, on the object's frame: the same mask from
+    two labellings of the pixels instead of three (bench.cleanup times the two).
+
+    The foreground is labelled once for both of its steps: removing whole regions leaves the
+    others as they were, so remove_small would label the kept regions the same again. Where
+    some regions are clicked and some not, the clicked ones are kept and nothing else: every
+    kept region holds a click, which protects it from being dropped as a speck.
+    """
+    fh, fw = mask.shape
+    layer = np.ascontiguousarray(mask).view(np.uint8)
+    n, labels = cv2.connectedComponents(layer, connectivity=8)
+    foreground = mask
+    clicked = sorted({int(labels[pixel_of(p, fh, fw)]) for p in points if p.positive} - {0})
+    if len(clicked) < n - 1:  # else there is no region, or every one is clicked: all stay
+        if clicked:
+            keep = np.zeros(n, bool)
+            keep[clicked] = True
+        else:  # none clicked: all stay but the specks
+            keep = region_areas(layer, labels, n) >= min_area
+            keep[0] = False
+        if not keep[1:].all():
+            foreground = pixels_labelled(labels, keep)
+    background = np.ascontiguousarray(~foreground).view(np.uint8)
+    n, labels = cv2.connectedComponents(background, connectivity=8)
+    if n <= 1:
+        return np.asarray(foreground, bool)
+    hole = region_areas(background, labels, n) < min_area
+    hole[0] = False
+    # A background region on the frame's edge is the outside, not a hole; one under a
+    # background click is the user's intent.
+    hole[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = False
+    for p in points:
+        if not p.positive:
+            hole[labels[pixel_of(p, fh, fw)]] = False
+    if not hole.any():
+        return np.asarray(foreground, bool)
+    stays_background = ~hole
+    stays_background[0] = False
+    return ~pixels_labelled(labels, stays_background)
+
+
+def pixels_labelled(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Where ``labels`` holds a chosen label (``chosen``: one bool per label)."""
+    picked = np.flatnonzero(chosen)
+    if len(picked) <= FEW_LABELS:
+        out = np.zeros(labels.shape, bool)
+        for k in picked:
+            out |= labels == k
+        return out
+    left = np.flatnonzero(~chosen)
+    if len(left) <= FEW_LABELS:
+        out = np.ones(labels.shape, bool)
+        for k in left:
+            out &= labels != k
+        return out
+    return np.asarray(chosen[labels])
 
 
 def finish_logits(logits_full: np.ndarray, points: Sequence[Point], box: Box | None,

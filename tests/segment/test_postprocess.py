@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 
 from maskweb.segment.postprocess import (
+    FEW_LABELS,
     clean_mask,
     guided_filter,
     keep_prompted_regions,
     not_flat,
+    pixels_labelled,
     refine_guided,
     region_areas,
     remove_small,
@@ -150,6 +152,39 @@ def test_cleaning_the_objects_frame_decides_as_cleaning_the_whole_image():
         area = int(rng.integers(1, 50))
         whole = remove_small(keep_prompted_regions(mask, points, box), area, protect=points)
         assert np.array_equal(clean_mask(mask, points, box, min_area=area), whole)
+
+
+def test_cleaning_a_fragmented_mask_decides_as_the_two_steps():
+    """Larger masks in many pieces, as a weak model gives on a photo: many regions kept,
+    many dropped, holes large and small (clean_mask picks them out by other means then)."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        h, w = (int(v) for v in rng.integers(120, 260, 2))
+        blobs = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 3)
+        mask = blobs > np.quantile(blobs, float(rng.uniform(0.3, 0.8)))
+        points = [Point(float(rng.uniform(0, w)), float(rng.uniform(0, h)),
+                        bool(rng.random() < 0.7)) for _ in range(int(rng.integers(1, 12)))]
+        area = int(rng.integers(4, 400))
+        whole = remove_small(keep_prompted_regions(mask, points), area, protect=points)
+        assert np.array_equal(clean_mask(mask, points, min_area=area), whole)
+
+
+def test_a_small_region_is_kept_when_every_region_is_clicked():
+    m = np.zeros((60, 60), bool)
+    m[5:30, 5:30] = True
+    m[50:52, 50:52] = True  # 4 pixels, under min_area, but clicked
+    out = clean_mask(m, [Point(10.5, 10.5), Point(50.5, 50.5)], min_area=16)
+    assert np.array_equal(out, m)
+
+
+@pytest.mark.parametrize("count", [0, 1, FEW_LABELS, FEW_LABELS + 1, 20])
+def test_pixels_labelled_is_the_lookup_of_the_chosen_labels(count):
+    rng = np.random.default_rng(count)
+    labels = rng.integers(0, 24, (40, 50)).astype(np.int32)
+    for chosen_ones in (count, 24 - count):  # few chosen, or few left out
+        chosen = np.zeros(24, bool)
+        chosen[rng.choice(24, min(chosen_ones, 24), replace=False)] = True
+        assert np.array_equal(pixels_labelled(labels, chosen), chosen[labels])
 
 
 # The one-region layers take a shortcut past connectedComponentsWithStats; these pin that

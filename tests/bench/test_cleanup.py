@@ -1,0 +1,19 @@
+import numpy as np
+
+from bench import cleanup
+from maskweb.segment import classical, onnx_engine, postprocess
+
+
+def test_the_bench_collects_the_masks_the_engine_cleans_and_finds_them_cleaned_alike(capsys):
+    cases = cleanup.collect("grabcut", limit=1, side=256, clicks=3)
+    assert len(cases) == 3  # one clean-up a click
+    mask, points, box = cases[-1]
+    assert mask.dtype == bool and max(mask.shape) == 256 and len(points) == 3
+    # The engines' own clean_mask is back once collecting is done.
+    assert classical.clean_mask is postprocess.clean_mask
+    assert onnx_engine.clean_mask is postprocess.clean_mask
+    assert np.array_equal(cleanup.two_steps(mask, points, box),
+                          postprocess.clean_mask(mask, points, box))
+    assert cleanup.main(["--model", "grabcut", "--limit", "1", "--side", "256",
+                         "--clicks", "2", "--rounds", "1"]) == 0
+    assert "the same mask in 2 of 2" in capsys.readouterr().out
