@@ -44,6 +44,13 @@ def thread_count(role: str) -> int:
     one thread decoded in 81 ms, two threads in 155 ms (87 ms without spinning), and one
     thread per decode also gave the most decodes per second with 2 and 4 sessions clicking at
     once. Decodes of several sockets run side by side, which is parallelism enough.
+
+    Tried again on 2026-12-02 with the int8 decoder and no spinning: two threads decode in
+    22 ms alone against 32 ms, and two 2-thread decodes at once share the cores as well as
+    two 1-thread ones. In the live stack (bench.latency, 2 runs each, alternating) the gain
+    mostly went: a 1-session click took 44-45 ms against 46-47 ms, +20 ms over the faster
+    bare decoder instead of +10 ms, as the event loop and the page's other work took the
+    second core from the decode; the 4-session p95 was 68-77 ms against 66-70 ms.
     """
     env = os.environ.get("MASKWEB_ONNX_THREADS", "").strip()
     cores = os.cpu_count() or 1
