@@ -239,6 +239,24 @@ def region_areas(layer: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(labels.ravel(), minlength=n)
 
 
+def small_regions(layer: np.ndarray, min_area: int, protected: Sequence[tuple[int, int]],
+                  inner_only: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The labels of a 0/1 layer, and per label whether it is a region of fewer than
+    ``min_area`` pixels under none of the ``protected`` (row, col) pixels. Label 0, what the
+    layer leaves out, never is. ``inner_only``: nor is a region on the layer's edge (a
+    background region there is the outside, not a hole)."""
+    n, labels = cv2.connectedComponents(layer, connectivity=8)
+    if n <= 1:
+        return labels, np.zeros(n, bool)
+    small = region_areas(layer, labels, n) < min_area
+    small[0] = False
+    if inner_only:
+        small[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = False
+    for rc in protected:
+        small[labels[rc]] = False
+    return labels, small
+
+
 def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ()) -> np.ndarray:
     """Drop foreground specks and fill background pinholes smaller than ``min_area`` pixels.
 
@@ -250,17 +268,7 @@ def remove_small(mask: np.ndarray, min_area: int, protect: Sequence[Point] = ())
     out = mask.astype(bool).copy()
     for value, protected in ((True, protected_fg), (False, protected_bg)):
         layer = (out == value).view(np.uint8)
-        n, labels = cv2.connectedComponents(layer, connectivity=8)
-        if n <= 1:
-            continue
-        area = region_areas(layer, labels, n)
-        small = area < min_area
-        small[0] = False
-        if not value:
-            # A background "hole" that touches the border is the outside, not a hole.
-            small[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = False
-        for rc in protected:
-            small[labels[rc]] = False
+        labels, small = small_regions(layer, min_area, protected, inner_only=not value)
         if small.any():
             out[small[labels]] = not value
     return out
@@ -336,17 +344,10 @@ def clean_frame(mask: np.ndarray, points: Sequence[Point], min_area: int) -> np.
         if not keep[1:].all():
             foreground = pixels_labelled(labels, keep)
     background = np.ascontiguousarray(~foreground).view(np.uint8)
-    n, labels = cv2.connectedComponents(background, connectivity=8)
-    if n <= 1:
-        return np.asarray(foreground, bool)
-    hole = region_areas(background, labels, n) < min_area
-    hole[0] = False
-    # A background region on the frame's edge is the outside, not a hole; one under a
-    # background click is the user's intent.
-    hole[np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1]))] = False
-    for p in points:
-        if not p.positive:
-            hole[labels[pixel_of(p, fh, fw)]] = False
+    # A hole under a background click is the user's intent.
+    labels, hole = small_regions(background, min_area,
+                                 [pixel_of(p, fh, fw) for p in points if not p.positive],
+                                 inner_only=True)
     if not hole.any():
         return np.asarray(foreground, bool)
     stays_background = ~hole
