@@ -22,17 +22,16 @@ from redis.retry import Retry
 RETRIES = 4
 
 
-def _backoff() -> ExponentialBackoff:
-    return ExponentialBackoff(cap=0.8, base=0.05)
+def _options(retry_class: Any) -> dict[str, Any]:
+    return {"retry": retry_class(ExponentialBackoff(cap=0.8, base=0.05), RETRIES),
+            "retry_on_error": [redis.exceptions.ConnectionError]}
 
 
 def sync_options() -> dict[str, Any]:
     """For redis.Redis (and its pool)."""
-    return {"retry": Retry(_backoff(), RETRIES),
-            "retry_on_error": [redis.exceptions.ConnectionError]}
+    return _options(Retry)
 
 
 def async_options() -> dict[str, Any]:
     """For redis.asyncio connections (channels_redis passes a host's options to its pool)."""
-    return {"retry": AsyncRetry(_backoff(), RETRIES),
-            "retry_on_error": [redis.exceptions.ConnectionError]}
+    return _options(AsyncRetry)
