@@ -88,6 +88,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self._log = rendered.log
         if rendered is not None and rendered.frame is not None and not rendered.header["empty"]:
             await self.send(bytes_data=rendered.frame)
+            # A change made while this drew is also on its way through the group: not twice.
+            self._sent_seq = rendered.header["seq"]
 
     async def disconnect(self, code: int) -> None:
         # Work in flight is let finish, not cancelled: cancelling the task leaves its thread

@@ -490,6 +490,49 @@ def test_the_first_of_two_quick_clicks_is_answered_without_waiting_for_the_secon
     run(scenario())
 
 
+def test_a_mask_drawn_at_connect_is_not_sent_again_by_the_group(monkeypatch):
+    """A socket that comes while someone clicks may draw that click's revision itself (its
+    connect draws the current mask), while the same revision's broadcast waits in its channel
+    for the connect to end. The page gets that frame once."""
+    from maskweb.masking.consumers import SessionConsumer
+
+    session = make_session()
+    real_render, real_publish = SessionConsumer._render, services.publish
+    published = threading.Event()
+
+    def late_render(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.access.role == services.VIEW:  # the viewer's connect draws after the click
+            assert published.wait(10)
+        return real_render(self, *args, **kwargs)
+
+    def publish(*args: Any, **kwargs: Any) -> Any:
+        sent = real_publish(*args, **kwargs)
+        published.set()
+        return sent
+
+    monkeypatch.setattr(SessionConsumer, "_render", late_render)
+    monkeypatch.setattr(services, "publish", publish)
+
+    async def scenario() -> None:
+        editor = await connect(session.edit_token)
+        await settled(editor)
+        viewer = await connect(session.view_token)
+        assert (await recv(viewer))["type"] == "hello"  # in the group from here on
+        await editor.send_to(text_data=json.dumps(
+            {"v": 1, "type": "prompt", "id": "a", "prompt": INSIDE}))
+        header, _ = await recv_until(editor, is_mask)
+        assert await asyncio.to_thread(published.wait, 10)
+        drawn, _ = await recv_until(viewer, is_mask)
+        assert drawn["seq"] == header["seq"] and drawn["id"] is None  # its own draw
+        await viewer.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "p"}))
+        later = await recv_until(viewer, lambda i: is_mask(i) or i.get("type") == "pong")
+        assert not is_mask(later), f"seq {later[0]['seq']} came twice"
+        await editor.disconnect()
+        await viewer.disconnect()
+
+    run(scenario())
+
+
 def test_view_token_cannot_write_and_unknown_token_is_closed():
     session = make_session()
 
