@@ -187,6 +187,13 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
     return True
 
 
+def work_in_flight() -> int:
+    """Prefetches queued or running plus decodes running: 0 once this process is quiet."""
+    with _prefetch_lock:
+        queued = _prefetching.total()
+    return queued + decoding.count()
+
+
 def _prefetch(key: str, session: MaskSession, stored_prompts: list[dict[str, Any]],
               alongside: bool) -> None:
     try:

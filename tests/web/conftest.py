@@ -6,6 +6,7 @@ does) where a test needs a ready session; tests/web/test_live_stack.py runs the 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,12 +32,24 @@ def web_settings(settings: Any, redis_server: str, tmp_path: Any) -> Iterator[No
     settings.MEDIA_ROOT = tmp_path / "photos"
     settings.DEFAULT_MODEL = "grabcut"
     app.conf.broker_url = redis_server
+    # The caches are keyed by the photo's content, which most tests share: a decode an earlier
+    # test left running (a prefetch it did not need to wait for) would land in this test's
+    # cache and answer its clicks.
+    wait_for_decodes()
     client = redis_lib.Redis.from_url(redis_server)
     client.flushall()
     client.close()
     embeddings.local_cache.clear()
     render.predictions.clear()
     yield
+    wait_for_decodes()  # this test's own, before its database rows are flushed
+
+
+def wait_for_decodes(timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while render.work_in_flight():
+        assert time.monotonic() < deadline, "decodes still running after a test ended"
+        time.sleep(0.01)
 
 
 def make_session(content: bytes | None = None, name: str = "photo.png",

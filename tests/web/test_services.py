@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -423,6 +424,23 @@ def test_a_click_is_decoded_while_its_prompt_is_committed_and_only_once(monkeypa
     mask = mask_of(session)  # waits for the running decode instead of decoding again
     assert mask is not None and mask[180, 240] and not mask[10, 10]
     assert len(threads) == 1 and threads[0].startswith("prefetch"), threads
+
+
+def test_a_prefetch_counts_as_work_in_flight_until_its_decode_is_cached(monkeypatch):
+    """What the web tests wait on between tests (see tests/web/conftest.py)."""
+    session = make_session()
+    _, started, release = held_decoder(monkeypatch)
+    assert render.work_in_flight() == 0
+    services.add_prompt(edit(session), INSIDE)
+    assert started.wait(10)
+    assert render.work_in_flight() == 2  # the prefetch, and the decode it runs
+    release.set()
+    deadline = time.monotonic() + 10
+    while render.work_in_flight() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert render.work_in_flight() == 0
+    assert render.in_hand(services.reload(session), [services.stored_prompt(edit(session),
+                                                                            INSIDE)])
 
 
 def test_a_guessed_log_is_not_queued_again_by_its_write_and_a_quick_next_click_gets_a_place(
