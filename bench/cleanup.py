@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.cleanup                   # litemedsam, 10 COCO_MVal photos
     .venv/bin/python -m bench.cleanup --model grabcut --limit 6
+    .venv/bin/python -m bench.cleanup --clicker random  # bench.latency's person instead
 
 Every click's mask passes through postprocess.clean_mask (keep the clicked regions, drop
 specks, fill pinholes), a pass over every pixel of the object's frame, so its cost grows with
@@ -11,6 +12,11 @@ took. This bench collects the masks clean_mask really gets, photo by photo (each
 definition it must agree with (keep_prompted_regions, then remove_small, on the same frame:
 clean_mask's code before it labelled the foreground once) on each, in turn, so the host's
 drift hits both alike, and checks that the masks are the same.
+
+``--clicker``: ``ritm`` (the default) clicks the middle of the largest error, as the quality
+bench does; ``random`` clicks as bench.latency's person does (anywhere inside the object,
+some clicks outside). LiteMedSAM's masks for random clicks break up far more (hundreds of
+regions on a 2048-px photo, against tens), which is where a click's clean-up costs most.
 
 COCO_MVal, not DAVIS: DAVIS is what mask quality is measured on; this times code, and the
 photos only need to be photos.
@@ -27,6 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from bench.latency import click_plan
 from bench.quality import dataset_items, fixed_subset, load, next_click, read_gt
 from maskweb.segment import classical, onnx_engine, postprocess
 from maskweb.segment.types import Box, Point, Prompts
@@ -34,7 +41,8 @@ from maskweb.segment.types import Box, Point, Prompts
 Case = tuple[np.ndarray, list[Point], Box | None]
 
 
-def collect(model_id: str, limit: int, side: int, clicks: int) -> list[Case]:
+def collect(model_id: str, limit: int, side: int, clicks: int,
+            clicker: str = "ritm") -> list[Case]:
     """The (mask, points, box) of every clean_mask call while clicking the photos."""
     seen: list[Case] = []
     real = postprocess.clean_mask
@@ -62,10 +70,14 @@ def collect(model_id: str, limit: int, side: int, clicks: int) -> list[Case]:
             pred, not_clicked = np.zeros_like(gt), np.ones_like(gt)
             points: list[Point] = []
             previous = None
-            for _ in range(clicks):
-                positive, row, col = next_click(pred, gt, not_clicked)
-                not_clicked[row, col] = False
-                points.append(Point(col + 0.5, row + 0.5, positive))
+            plan = click_plan(gt, clicks, seed=index) if clicker == "random" else []
+            for i in range(clicks):
+                if plan:
+                    points.append(Point(*plan[i]))
+                else:
+                    positive, row, col = next_click(pred, gt, not_clicked)
+                    not_clicked[row, col] = False
+                    points.append(Point(col + 0.5, row + 0.5, positive))
                 previous = model.decode(embedding, Prompts(points=tuple(points)), previous)
                 pred = previous.candidates[0].mask
     finally:
@@ -101,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--side", type=int, default=2048,
                    help="long side of the photos (the app's work size of a large photo)")
     p.add_argument("--rounds", type=int, default=3, help="times each mask is cleaned")
+    p.add_argument("--clicker", choices=("ritm", "random"), default="ritm",
+                   help="where the clicks go (see the module's doc)")
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
-    cases = collect(args.model, args.limit, args.side, args.clicks)
+    cases = collect(args.model, args.limit, args.side, args.clicks, args.clicker)
     fast: list[float] = []
     reference: list[float] = []
     same = 0
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = [cv2.connectedComponents(m.view(np.uint8), connectivity=8)[0] - 1
              for m, _, _ in cases]
     print(f"{args.model}: {len(cases)} masks of {args.limit} COCO_MVal photos, long side"
-          f" {args.side} px, {args.clicks} clicks each; regions a mask: median"
+          f" {args.side} px, {args.clicks} {args.clicker} clicks each; regions a mask: median"
           f" {statistics.median(parts):.0f}, max {max(parts)}; each cleaned {args.rounds} times,"
           " one thread\n")
     print("| clean-up | median / p90 / max |\n|---|---|")

@@ -17,3 +17,16 @@ def test_the_bench_collects_the_masks_the_engine_cleans_and_finds_them_cleaned_a
     assert cleanup.main(["--model", "grabcut", "--limit", "1", "--side", "256",
                          "--clicks", "2", "--rounds", "1"]) == 0
     assert "the same mask in 2 of 2" in capsys.readouterr().out
+
+
+
+def test_the_random_clicker_adds_its_own_clicks_one_by_one_and_the_masks_clean_alike():
+    cases = cleanup.collect("grabcut", limit=1, side=256, clicks=4, clicker="random")
+    ritm = cleanup.collect("grabcut", limit=1, side=256, clicks=4)
+    assert len(cases) == 4
+    last = cases[-1][1]
+    assert [points for _, points, _ in cases] == [last[:i + 1] for i in range(4)]
+    assert last[0].positive  # bench.latency's person starts inside the object
+    assert last != ritm[-1][1], "the same clicks as the default clicker"
+    assert all(np.array_equal(cleanup.two_steps(m, p, b), postprocess.clean_mask(m, p, b))
+               for m, p, b in cases)
