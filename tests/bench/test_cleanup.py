@@ -19,7 +19,6 @@ def test_the_bench_collects_the_masks_the_engine_cleans_and_finds_them_cleaned_a
     assert "the same mask in 2 of 2" in capsys.readouterr().out
 
 
-
 def test_the_random_clicker_adds_its_own_clicks_one_by_one_and_the_masks_clean_alike():
     cases = cleanup.collect("grabcut", limit=1, side=256, clicks=4, clicker="random")
     ritm = cleanup.collect("grabcut", limit=1, side=256, clicks=4)

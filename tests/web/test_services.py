@@ -439,8 +439,8 @@ def test_a_prefetch_counts_as_work_in_flight_until_its_decode_is_cached(monkeypa
     while render.work_in_flight() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert render.work_in_flight() == 0
-    assert render.in_hand(services.reload(session), [services.stored_prompt(edit(session),
-                                                                            INSIDE)])
+    stored = services.stored_prompt(edit(session), INSIDE)
+    assert render.in_hand(services.reload(session), [stored]), "quiet before it was cached"
 
 
 def test_a_guessed_log_is_not_queued_again_by_its_write_and_a_quick_next_click_gets_a_place(
