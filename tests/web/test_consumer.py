@@ -77,6 +77,12 @@ async def settled(comm: WebsocketCommunicator) -> None:
     await pong(comm)
 
 
+async def mask_or_pong(comm: WebsocketCommunicator) -> Any:
+    """Pings, and returns what comes first: a mask frame already on its way, or the pong."""
+    await comm.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "p"}))
+    return await recv_until(comm, lambda i: is_mask(i) or i.get("type") == "pong")
+
+
 def actions_of(session) -> list:
     current = services.reload(session).current
     assert current is not None
@@ -193,8 +199,7 @@ def test_the_clicker_gets_its_mask_once_and_the_others_get_it_too():
         seen, _ = await recv_until(other, is_mask)
         assert seen["seq"] == header["seq"]
         await asyncio.sleep(0.5)  # time for the broadcast copy to reach the clicker
-        await clicker.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "p"}))
-        later = await recv_until(clicker, lambda i: is_mask(i) or i.get("type") == "pong")
+        later = await mask_or_pong(clicker)
         assert not is_mask(later), f"a second frame for seq {later[0]['seq']}"
         await clicker.disconnect()
         await other.disconnect()
@@ -274,8 +279,7 @@ def test_a_viewer_a_redis_flush_dropped_from_its_group_is_back_after_a_ping():
         await settled(viewer)
         get_redis().flushall()
         await click(editor, "unheard", 0)
-        await viewer.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "p"}))
-        first = await recv_until(viewer, lambda i: is_mask(i) or i.get("type") == "pong")
+        first = await mask_or_pong(viewer)
         assert not is_mask(first), "the flush should have dropped the viewer from the group"
         header = await click(editor, "heard", 4)
         await recv_until(viewer, lambda i: is_mask(i) and i[0]["seq"] == header["seq"])
@@ -524,8 +528,7 @@ def test_a_mask_drawn_at_connect_is_not_sent_again_by_the_group(monkeypatch):
         assert await asyncio.to_thread(published.wait, 10)
         drawn, _ = await recv_until(viewer, is_mask)
         assert drawn["seq"] == header["seq"] and drawn["id"] is None  # its own draw
-        await viewer.send_to(text_data=json.dumps({"v": 1, "type": "ping", "id": "p"}))
-        later = await recv_until(viewer, lambda i: is_mask(i) or i.get("type") == "pong")
+        later = await mask_or_pong(viewer)
         assert not is_mask(later), f"seq {later[0]['seq']} came twice"
         await editor.disconnect()
         await viewer.disconnect()
