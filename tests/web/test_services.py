@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from maskweb.masking.models import MaskObject, Status
 from maskweb.masking.prompts import ProtocolError
 from maskweb.masking.redis_client import get_redis
 from tests.web.client import two_tone_photo
-from tests.web.conftest import edit, make_session, view
+from tests.web.conftest import edit, make_session, view, wait_for_decodes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -435,10 +434,7 @@ def test_a_prefetch_counts_as_work_in_flight_until_its_decode_is_cached(monkeypa
     assert started.wait(10)
     assert render.work_in_flight() == 2  # the prefetch, and the decode it runs
     release.set()
-    deadline = time.monotonic() + 10
-    while render.work_in_flight() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert render.work_in_flight() == 0
+    wait_for_decodes(timeout=10)  # fails unless work_in_flight() comes down to 0
     stored = services.stored_prompt(edit(session), INSIDE)
     assert render.in_hand(services.reload(session), [stored]), "quiet before it was cached"
 
