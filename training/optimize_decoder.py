@@ -22,7 +22,7 @@ quantizer does the int8 part). Deterministic: the same float decoder gives the s
    LayerNorm2d's four ReduceMean/Pow/Div passes over 1M values, and a single transpose at the
    end, of the small mask output instead of the 2M-value feature map. The logits agree with
    the original graph's to 2e-5; LiteMedSAM's decode takes about 66 ms instead of 76.
-2. **int8 where it pays and stays accurate**: onnxruntime's dynamic quantization (weights int8
+2. **int8 where it pays and stays accurate**: onnxruntime's dynamic quantization (weights uint8
    per output channel, activations uint8 per call) of the ten MatMuls that run over every image
    token (64 x 64 = 4096 rows): the keys and values of the three token-to-image attentions and
    the queries and output of the two image-to-token attentions; about 32 of the float
@@ -31,6 +31,16 @@ quantizer does the int8 part). Deterministic: the same float decoder gives the s
    instead of 0.994 (COCO_MVal, 12 photos x 5 clicks, litemedsam-photo without edge
    refinement). The upscaling's two MatMuls in int8 too would save 4.6 ms more, at 0.993 on
    COCO_MVal, but failed the 0.99 bar on DAVIS: litemedsam's box masks agreed at 0.989.
+   **Weights are unsigned (U8U8), not signed (U8S8)**, so the integer arithmetic is exact on
+   every x86 CPU. onnxruntime's U8S8 kernel on a CPU with AVX2 and no VNNI multiplies with
+   ``vpmaddubsw``, which adds two u8 x s8 products into a *saturating* int16 (255 x 127 x 2 >
+   32767); only VNNI's ``vpdpbusd`` accumulates in int32. The same file then gave other masks
+   on an AMD EPYC without VNNI: agreement with the float decoder 0.974 (worst 0.909) instead
+   of 0.994. Its U8U8 kernels widen both operands to 16 bits before multiplying, so no CPU
+   saturates: 0.992 (worst 0.966) on that EPYC, 15 COCO_MVal photos x 5 clicks, at the same
+   speed (69.5 against 68.9 ms there; float 93.6 ms). reduce_range (7-bit signed weights,
+   onnxruntime's other cure) was 5 ms faster but agreed at 0.988 (worst 0.959).
+   tests/models/test_bundled_models.py checks the kernel's exactness on the CPU it runs on.
 
 Steps 1 and 2: 45 ms a decode instead of 76 (one thread). Choices measured on COCO_MVal only;
 DAVIS measures the result (models/*/MODEL_CARD.md).
@@ -262,7 +272,6 @@ def optimize_decoder(src: Path, dst: Path) -> list[str]:
     import tempfile
 
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
     nodes = image_token_matmuls(model)
@@ -273,9 +282,17 @@ def optimize_decoder(src: Path, dst: Path) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         rows = Path(tmp) / "rows.onnx"
         onnx.save(model, str(rows))
-        quantize_dynamic(str(rows), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                         nodes_to_quantize=nodes, op_types_to_quantize=["MatMul"])
+        quantize_matmuls(rows, dst, nodes)
     return nodes
+
+
+def quantize_matmuls(src: Path, dst: Path, nodes: list[str] | None = None) -> None:
+    """Step 2: dynamic int8 quantization of the named MatMuls (all of them when None), with
+    unsigned weights per output channel: exact integer arithmetic on every x86 CPU."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, per_channel=True,
+                     nodes_to_quantize=nodes or [], op_types_to_quantize=["MatMul"])
 
 
 def main(argv: list[str] | None = None) -> int:

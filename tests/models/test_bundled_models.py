@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -213,18 +214,53 @@ def test_int8_decoder_masks_agree_with_the_float_decoder_on_photos(photo: str) -
         previous = masks_f
 
 
-@pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
-def test_exact_rewrites_are_the_same_arithmetic(desc_path: Path, tmp_path: Path) -> None:
-    """Steps 0 and 1 of training/optimize_decoder.py (no int8) must not change the logits."""
+def optimize_script() -> Any:
+    """training/optimize_decoder.py as a module (it is a script, not part of the package)."""
     import importlib.util
-
-    import onnx
 
     spec = importlib.util.spec_from_file_location(
         "optimize_decoder", ROOT / "training" / "optimize_decoder.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_int8_matmuls_are_exact_on_this_cpu(tmp_path: Path) -> None:
+    """The int8 decoder's integer products must not saturate on this CPU, whatever it is.
+
+    Ones times ones quantize to the extreme codes (activations 255; weights 255 unsigned, 127
+    signed), so every pair of products is as large as it gets. onnxruntime's signed-weight
+    kernel on AVX2 without VNNI adds such pairs into a saturating int16 and answers about half
+    of K here; exact arithmetic answers K on every CPU."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = 512, 16
+    weights = np.ones((k, n), np.float32)
+    weights[::3, ::2] = 0.0  # not all-equal columns, so each has a real quantization range
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="image_tokens/MatMul")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
+        [numpy_helper.from_array(weights, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    float_path, int8_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(model, str(float_path))
+    optimize_script().quantize_matmuls(float_path, int8_path, ["image_tokens/MatMul"])
+    assert any(node.op_type != "MatMul" for node in onnx.load(str(int8_path)).graph.node)
+    x = np.ones((64, k), np.float32)
+    x[1::2, ::5] = 0.0
+    (y,) = session(int8_path).run(None, {"x": x})
+    np.testing.assert_allclose(y, x @ weights, rtol=2e-2)
+
+
+@pytest.mark.parametrize("desc_path", DESCRIPTORS, ids=lambda p: p.parent.name)
+def test_exact_rewrites_are_the_same_arithmetic(desc_path: Path, tmp_path: Path) -> None:
+    """Steps 0 and 1 of training/optimize_decoder.py (no int8) must not change the logits."""
+    import onnx
+
+    script = optimize_script()
     desc, enc, dec = load(desc_path)
     rows = tmp_path / "rows.onnx"
     onnx.save(script.exact_rewrites(onnx.load(str(desc_path.parent / desc["decoder"]))),
