@@ -293,5 +293,8 @@ def mask_header(session: MaskSession, obj: MaskObject, current: CurrentMask,
 
 
 def mask_frame(header: dict[str, Any], png: bytes) -> bytes:
-    head = json.dumps(header, separators=(",", ":")).encode()
+    # Sorted keys: the same mask gives the same bytes whichever database stored its prompts
+    # (PostgreSQL's jsonb hands a prompt's keys back in its own order, SQLite in the written
+    # one).
+    head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
     return struct.pack(">I", len(head)) + head + png
