@@ -60,6 +60,9 @@ try:
             # revision) runs in three worker threads, and opening a connection for each (with
             # its PRAGMAs) cost milliseconds of every click. 0 closes after every call.
             conn_max_age=env_int("MASKWEB_DB_CONN_MAX_AGE", 600, minimum=0),
+            # A kept connection is checked before a request reuses it, so a database server
+            # restarted under the app costs that request a reconnect, not an error.
+            conn_health_checks=True,
         )
     }
 except ValueError as exc:  # dj-database-url raises ValueError for unknown schemes

@@ -7,6 +7,7 @@ that only need Redis (the services' and the consumer's tests).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,23 @@ def django_db_modify_db_settings(tmp_path_factory: pytest.TempPathFactory) -> No
     if database["ENGINE"] == "django.db.backends.sqlite3":
         test_db = tmp_path_factory.mktemp("db") / "test.sqlite3"
         database.setdefault("TEST", {})["NAME"] = str(test_db)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_test_database_is_dropped(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On PostgreSQL, ends the test database's other connections before pytest-django drops
+    it: the socket tests' worker threads keep theirs open (MASKWEB_DB_CONN_MAX_AGE), and
+    PostgreSQL refuses to drop a database in use."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        yield
+        return
+    request.getfixturevalue("django_db_setup")  # set up first, so torn down after this
+    yield
+    from django.db import connection
+
+    with request.getfixturevalue("django_db_blocker").unblock(), connection.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.hookimpl(hookwrapper=True)

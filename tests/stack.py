@@ -33,6 +33,7 @@ from pathlib import Path
 import redis
 
 from maskweb import runner
+from tests.postgres import fresh_database
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,13 +136,21 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Iterator[LiveStack]:
            # Two cores shared by everything in CI: one thread per library.
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "PYTHONUNBUFFERED": "1"}
-    env.pop("DATABASE_URL", None)
+    # SQLite: a file in the data dir. PostgreSQL (scripts/test's second run sets DATABASE_URL
+    # to a server of tests.postgres): a database of the stack's own on that server.
+    server_url = env.pop("DATABASE_URL", "")
+    database = (fresh_database(server_url, "maskweb_stack") if server_url.startswith("postgres")
+                else contextlib.nullcontext(""))
     env.update(extra_env or {})
     stack = LiveStack(f"http://{host}:{port}")
     stack.data_dir, stack.env, stack.host, stack.port = data_dir, env, host, port
     stack.redis_url = redis_url
     stack.redis_proc = stack.worker = stack.daphne = None
+    stack_exit = contextlib.ExitStack()
     try:
+        database_url = stack_exit.enter_context(database)
+        if database_url:
+            env["DATABASE_URL"] = database_url
         stack.start_redis()
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
                        cwd=REPO, env=env, check=True, timeout=120)
@@ -150,6 +159,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Iterator[LiveStack]:
         yield stack
     finally:
         stack.stop()
+        stack_exit.close()
         if os.environ.get("MASKWEB_KEEP_STACK"):
             print(f"live stack data kept in {data_dir}", file=sys.stderr)
         else:

@@ -16,8 +16,15 @@ from maskweb import config
 REPO = Path(__file__).resolve().parents[2]
 
 
+def defaults_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """This environment with the defaults in place: no DATABASE_URL (scripts/test's
+    PostgreSQL run sets one) and a data dir of the test's own."""
+    full = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return {**full, "MASKWEB_DATA_DIR": str(tmp_path), **env}
+
+
 def start_django(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "MASKWEB_DATA_DIR": str(tmp_path), **env}
+    full = defaults_env(tmp_path, **env)
     return subprocess.run([sys.executable, "-c", "import django, os;"
                            "os.environ['DJANGO_SETTINGS_MODULE'] = 'maskweb.settings';"
                            "django.setup(); from django.conf import settings;"
@@ -58,10 +65,35 @@ def test_the_default_database_is_a_wal_file_without_an_fsync_per_click(tmp_path)
                            "c = connection.cursor();"
                            "print(c.execute('PRAGMA journal_mode').fetchone()[0],"
                            " c.execute('PRAGMA synchronous').fetchone()[0])"],
-                          cwd=REPO, env={**os.environ, "MASKWEB_DATA_DIR": str(tmp_path)},
+                          cwd=REPO, env=defaults_env(tmp_path),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["wal", "1"]  # 1 = NORMAL (2 = FULL, the default)
+
+
+def test_a_postgres_url_gives_postgresql_with_checked_connections_and_no_sqlite_options(
+        tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import django, os;"
+                           "os.environ['DJANGO_SETTINGS_MODULE'] = 'maskweb.settings';"
+                           "django.setup(); from django.conf import settings;"
+                           "d = settings.DATABASES['default'];"
+                           "print(d['ENGINE'], d['HOST'], d['PORT'], d['NAME'],"
+                           " d['CONN_HEALTH_CHECKS'], d.get('OPTIONS', {}))"],
+                          cwd=REPO, env=defaults_env(
+                              tmp_path, DATABASE_URL="postgres://u:pw@db.example:5433/photos"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["django.db.backends.postgresql", "db.example", "5433",
+                                   "photos", "True", "{}"]
+
+
+def test_the_tests_run_on_the_database_that_database_url_names(db):
+    """scripts/test runs the database tests twice; the second run must really be on
+    PostgreSQL, not silently on SQLite again."""
+    from django.db import connection
+
+    url = os.environ.get("DATABASE_URL", "")
+    assert connection.vendor == ("postgresql" if url.startswith("postgres") else "sqlite")
 
 
 def test_env_helpers_parse_and_bound(monkeypatch):
