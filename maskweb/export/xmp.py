@@ -16,9 +16,9 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import hashlib
 import math
 import struct
-import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -390,6 +390,20 @@ def darktable_sidecar(objects: Sequence[MaskObject], stored_width: int, stored_h
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
 
 
+def _id_base(shapes: list[tuple[MaskObject, list[Region]]]) -> int:
+    """Where new form ids start: a digest of the shapes, so the same masks always give the
+    same sidecar bytes (a download can be cached and compared), where darktable's own habit, the
+    clock, made every download differ. Ids only need to be unique within the sidecar, which
+    ``new_id`` ensures against the ids already there."""
+    digest = hashlib.blake2b(digest_size=4)
+    for obj, regions in shapes:
+        digest.update(obj.name.encode())
+        for region in regions:
+            for path in (region.outer, *region.holes):
+                digest.update(np.ascontiguousarray(path.points).tobytes())
+    return int.from_bytes(digest.digest(), "big") & 0x3FFFFFFF
+
+
 def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width: int,
            height: int, ev: float, border: float, shift: np.ndarray) -> None:
     desc = side.description
@@ -417,7 +431,7 @@ def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width:
     carried = [li for li, n in zip(rows, snap_nums, strict=True) if n == active]
 
     used_ids = {int(_prop(li, "mask_id") or 0) for li in rows}
-    next_id = max([int(time.time()) & 0x3FFFFFFF, *used_ids]) + 1
+    next_id = max([_id_base(shapes), *used_ids]) + 1
 
     def new_id() -> int:
         nonlocal next_id

@@ -106,6 +106,19 @@ def test_each_object_is_a_group_of_paths_carried_by_its_own_exposure_instance() 
     assert states == [3, 35]
 
 
+def test_the_same_masks_give_the_same_sidecar_bytes_and_other_masks_other_ids() -> None:
+    """A download is a function of the masks (it can be cached and compared), not of the
+    clock: darktable's own GUI numbers new forms by the time, which made every download of
+    the same object differ whenever a second ticked between two of them."""
+    first = darktable_sidecar([MaskObject("box", box())], W, H)
+    assert darktable_sidecar([MaskObject("box", box())], W, H) == first
+    moved = np.roll(box(), 7, axis=1)
+    ids = [{m.get(f"{DT}mask_id") for m in fromstring(data).iter(LI)
+            if m.get(f"{DT}mask_id")}
+           for data in (first, darktable_sidecar([MaskObject("box", moved)], W, H))]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+
+
 def test_path_points_are_normalized_in_the_stored_grid() -> None:
     data = darktable_sidecar([MaskObject("box", box())], W, H)
     _, _, masks = parts(data)
