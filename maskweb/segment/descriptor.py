@@ -14,13 +14,20 @@ Two formats are read:
      "encoder": "encoder.onnx", "decoder": "decoder.onnx",
      "decoder_int8": "decoder.int8.onnx",
      "licence": "Apache-2.0", "source": "...", "description": "...",
-     "refine": "none" | "guided" | "grabcut", "offline_default_rank": 0}
+     "refine": "none" | "guided" | "grabcut", "offline_default_rank": 0,
+     "prompts": ["click", "box", "stroke"],
+     "pad_point": true | false, "points": "continuous" | "pixel_index" | "whole_pixel"}
 
 ``normalization`` means: "minmax" per image to 0..1, "unit" x/255, or mean/std in 0..255
 units. "pad": longest side resized to ``input_size``, padded bottom/right; "stretch": both
 sides resized to ``input_size``. ``decoder_int8`` (optional) names a faster copy of the decoder,
 its heavy MatMuls in int8 (``training/optimize_decoder.py``); the CPU decodes with it
 unless ``MASKWEB_DECODER_PRECISION=float`` (see ``providers.decoder_precision``).
+
+``prompts`` (optional, default all three) says what the model does well; the pickers offer
+only models that take clicks (LiteMedSAM as shipped was trained on boxes: a click gives an
+empty mask). ``pad_point`` and ``points`` are the decoder's prompt contract, by default the
+family's (``FAMILY_CONTRACTS``); a model.json only names them for an export that differs.
 """
 
 from __future__ import annotations
@@ -33,6 +40,25 @@ from typing import Any
 FAMILIES = ("sam", "sam2", "segnext")
 RESIZES = ("pad", "stretch")
 REFINES = ("none", "guided", "grabcut")
+PROMPT_KINDS = ("click", "box", "stroke")
+# How a continuous photo point x (pixel c covers [c, c+1)) becomes a decoder coordinate in
+# the encoder's input frame of scale s:
+# - "continuous": x * s. maskweb's LiteMedSAM exports: the fine-tune (training/finetune.py)
+#   fed clicks at pixel centres, c + 0.5, to a graph that adds 0.5 again, so that is what
+#   its weights know.
+# - "pixel_index": (x - 0.5) * s, the clicked pixel's index c as SAM2ImagePredictor's users
+#   send it (c * s: predict() scales pixel coordinates by 1024 / W); the graph adds the 0.5.
+# - "whole_pixel": int(floor(x) * s + 0.5): SegNext draws each click as a disk on the grid
+#   of whole input pixels, and its reference predictor sends int(c * 1024 / W + 0.5).
+POINT_CONVENTIONS = ("continuous", "pixel_index", "whole_pixel")
+# Each family's decoder contract: ``pad_point``, the client appends SAM's (0, 0, -1)
+# padding point when there is no box (SAM 1 ONNX exports need it; darktable-ai's SAM 2.1
+# decoder appends it itself, and a second one changes its answer: see docs/engine.md).
+FAMILY_CONTRACTS: dict[str, dict[str, Any]] = {
+    "sam": {"pad_point": True, "points": "continuous"},
+    "sam2": {"pad_point": False, "points": "pixel_index"},
+    "segnext": {"pad_point": False, "points": "whole_pixel"},
+}
 # SAM's and SAM 2's ImageNet statistics in 0..255 units.
 IMAGENET = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 
@@ -58,6 +84,9 @@ class ModelDescriptor:
     description: str = ""
     refine: str = "none"
     offline_default_rank: int = 0
+    prompts: tuple[str, ...] = PROMPT_KINDS
+    pad_point: bool = False
+    points: str = "continuous"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -106,6 +135,18 @@ def parse_model_json(data: dict[str, Any], folder: Path) -> ModelDescriptor:
         model_id = str(data["id"])
         if not model_id or "/" in model_id or model_id == "grabcut":
             raise DescriptorError(f"bad id {model_id!r}")
+        contract = FAMILY_CONTRACTS[family]
+        pad_point = data.get("pad_point", contract["pad_point"])
+        if not isinstance(pad_point, bool):
+            raise DescriptorError(f"pad_point must be true or false, not {pad_point!r}")
+        points = str(data.get("points", contract["points"]))
+        if points not in POINT_CONVENTIONS:
+            raise DescriptorError(f"points must be one of {POINT_CONVENTIONS}, not {points!r}")
+        prompts = data.get("prompts", list(PROMPT_KINDS))
+        if (not isinstance(prompts, list) or not prompts
+                or any(p not in PROMPT_KINDS for p in prompts)):
+            raise DescriptorError(f"prompts must be a non-empty list of {PROMPT_KINDS}, "
+                                  f"not {prompts!r}")
         return ModelDescriptor(
             id=model_id, name=str(data.get("name", model_id)), family=family, folder=folder,
             input_size=input_size, resize=resize,
@@ -116,6 +157,7 @@ def parse_model_json(data: dict[str, Any], folder: Path) -> ModelDescriptor:
             licence=str(data.get("licence", data.get("license", "unknown"))),
             source=str(data.get("source", "")), description=str(data.get("description", "")),
             refine=refine, offline_default_rank=int(data.get("offline_default_rank", 0)),
+            prompts=tuple(str(p) for p in prompts), pad_point=pad_point, points=points,
             extra={k: v for k, v in data.items() if k.startswith("x_")},
         )
     except KeyError as exc:
@@ -126,13 +168,16 @@ def parse_model_json(data: dict[str, Any], folder: Path) -> ModelDescriptor:
         raise DescriptorError(str(exc)) from exc
 
 
-# darktable-ai's interactive mask packages, by id prefix / arch: the preprocessing darktable
-# itself applies (src/ai/segmentation.c): longest side to 1024, zero padding bottom/right;
-# SAM 2.1 ImageNet-normalised outside the graph, SegNext 0..1 (it normalises inside).
+# darktable-ai's interactive mask packages, by id prefix / arch. SAM 2.1 is ImageNet-normalised
+# outside the graph, SegNext takes 0..1 (it normalises inside). Both photos are stretched to
+# 1024 x 1024, as the reference predictors do (SAM2ImagePredictor's transforms; SegNext's
+# PlainVitModel.preprocess), and as SAM 2 was trained; darktable pads instead (longest side to
+# 1024, zeros bottom/right), which on a non-square photo is another encoder input than the
+# one the reference's published results come from. docs/engine.md has the reasons.
 DARKTABLE_FAMILIES: dict[str, dict[str, Any]] = {
-    "sam2": {"family": "sam2", "input_size": 1024, "resize": "pad",
+    "sam2": {"family": "sam2", "input_size": 1024, "resize": "stretch",
              "normalization": IMAGENET},
-    "segnext": {"family": "segnext", "input_size": 1024, "resize": "pad",
+    "segnext": {"family": "segnext", "input_size": 1024, "resize": "stretch",
                 "normalization": "unit"},
 }
 

@@ -4,26 +4,35 @@ SAM 2.1 and SegNext, as exported by segment-anything / samexporter / darktable-a
 Frames. The encoder sees the photo resized to ``input_size``: "pad" (longest side to
 input_size, zero padding bottom/right, scale s = input_size / max(H, W) on both axes) or
 "stretch" (sx = input_size / W, sy = input_size / H). Prompt coordinates go to the decoder in
-that input frame (x * sx, y * sy), as darktable and the segment-anything ONNX example do.
-Decoder masks cover the whole input frame (padding included) at their own resolution
-(256 for SAM's low-res logits, 1024 for SegNext), or, for exports that take
+that input frame, by the descriptor's ``points`` convention (``descriptor.POINT_CONVENTIONS``:
+x * s for maskweb's LiteMedSAM, (x - 0.5) * s for SAM 2.1, whole pixels for SegNext); box
+corners go as x * s. Decoder masks cover the whole input frame (padding included) at their own
+resolution (256 for SAM's low-res logits, 1024 for SegNext), or, for exports that take
 ``orig_im_size``, the original photo; they are mapped back with pixel-centre-exact bilinear
-resampling of the LOGITS.
+resampling of the LOGITS, as the reference predictors do.
 
 Decoder contract, by input name (anything else is an encoder output, matched by name):
 - ``point_coords [1, N, 2]``, ``point_labels [1, N]``: 1 foreground, 0 background, 2 / 3 box
-  corners, -1 padding (SAM appends a (0, 0, -1) point when there is no box);
-- ``mask_input [1, 1, 256, 256]`` + ``has_mask_input [1]`` (SAM, SAM 2): previous low-res
-  logits; ``prev_mask [1, 1, S, S]`` (SegNext): previous probability at input resolution;
+  corners (first, as SAM2ImagePredictor puts them), -1 padding: the client appends a
+  (0, 0, -1) point when there is no box only where the descriptor says ``pad_point`` (SAM 1
+  exports; darktable-ai's SAM 2.1 graph pads itself);
+- ``mask_input [1, 1, 256, 256]`` + ``has_mask_input [1]`` (SAM, SAM 2): the previous best
+  low-res logits (SAM 2: clamped to +-32, as its predictor returns them); ``prev_mask [1, 1,
+  S, S]`` (SegNext): the sigmoid of its previous logits, as its reference predictor feeds
+  back;
 - ``orig_im_size [2]`` (optional): (H, W).
-Outputs: ``masks`` / ``mask`` logits [1, K, h, w], ``iou_predictions [1, K]`` (absent for
-SegNext), optionally ``low_res_masks`` (the feedback when ``masks`` is full size).
+Outputs: ``masks`` / ``mask`` logits [1, K, h, w] (SegNext's too: there is no sigmoid in its
+graph), ``iou_predictions [1, K]`` (absent for SegNext), optionally ``low_res_masks``: then
+the candidates are read from those (one interpolation to the photo, as the reference does;
+the 1024 px ``masks`` are the same logits upsampled once more) and they are the feedback.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +44,6 @@ from maskweb.segment.descriptor import ModelDescriptor
 from maskweb.segment.postprocess import (
     clean_mask,
     guide_image,
-    logit,
     refine_guided,
     resample,
     sigmoid,
@@ -47,6 +55,8 @@ from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, 
 PROMPT_INPUTS = {"point_coords", "point_labels", "mask_input", "has_mask_input", "prev_mask",
                  "orig_im_size"}
 GUIDE_ARRAY = "_guide"
+# SAM2ImagePredictor clamps the low-res logits it returns for feeding back to this.
+SAM2_FEEDBACK_CLAMP = 32.0
 # A guide for edge refinement is kept with ONNX embeddings up to this size: enough for the
 # edge, and it keeps the cached embedding small next to the features.
 ONNX_GUIDE_MAX_SIDE = 1024
@@ -101,6 +111,20 @@ def _numpy_dtype(ort_type: str) -> Any:
 
 def _static(dim: Any, default: int) -> int:
     return dim if isinstance(dim, int) and dim > 0 else default
+
+
+@dataclass
+class DecoderAnswer:
+    """One decode before thresholding: ``logits`` [K, H, W] float32 at the photo's size, best
+    first, with their ``scores`` [K]; ``feedback`` is what the next decode of the same object
+    gets as ``previous`` (see the module docstring); ``points`` and ``box`` are the prompts as
+    the decoder read them (clamped into the photo, strokes sampled)."""
+
+    logits: np.ndarray
+    scores: np.ndarray
+    feedback: np.ndarray | None
+    points: list[Point]
+    box: Box | None
 
 
 class OnnxSegmenter:
@@ -194,11 +218,23 @@ class OnnxSegmenter:
     # -- decode -----------------------------------------------------------------------------
     def decode(self, embedding: Embedding, prompts: Prompts,
                previous: Prediction | None = None) -> Prediction:
+        h, w = embedding.image_size
+        if embedding.model_id == self.model_id and prompts.is_empty():
+            return Prediction([Candidate(np.zeros((h, w), bool), 0.0)], None)
+        answer = self.logits(embedding, prompts, previous)
+        guide = embedding.arrays.get(GUIDE_ARRAY)
+        candidates = [Candidate(self._finish(full, answer.points, answer.box, guide), score)
+                      for full, score in zip(answer.logits, answer.scores, strict=True)]
+        return Prediction(candidates, answer.feedback)
+
+    def logits(self, embedding: Embedding, prompts: Prompts,
+               previous: Prediction | None = None) -> DecoderAnswer:
+        """The decoder's candidates as logits at the photo's size, best first, before any
+        refinement or clean-up: what ``decode`` thresholds, and what a reference
+        implementation's logits are compared with (tests/golden)."""
         if embedding.model_id != self.model_id:
             raise ValueError(f"embedding is for {embedding.model_id!r}, not {self.model_id!r}")
         h, w = embedding.image_size
-        if prompts.is_empty():
-            return Prediction([Candidate(np.zeros((h, w), bool), 0.0)], None)
         sx, sy = _meta_float(embedding, "scale_x"), _meta_float(embedding, "scale_y")
         points = [clamp_point(p, h, w) for p in all_points(prompts)]
         box = prompts.box.ordered() if prompts.box is not None else None
@@ -206,48 +242,52 @@ class OnnxSegmenter:
         session = self.decoder
         names = [o.name for o in session.get_outputs()]
         outputs = dict(zip(names, session.run(None, feeds), strict=True))
-        masks, scores, feedback_src = self._read_outputs(outputs)
+        masks, scores, low_res = self._read_outputs(outputs, (h, w))
         order = self._candidate_order(scores, points, box)
-        full_size = "orig_im_size" in feeds and masks.shape[-2:] == (h, w)
+        full_size = masks.shape[-2:] == (h, w) and "orig_im_size" in feeds
         k = masks.shape[-1] / self.descriptor.input_size
-        guide = embedding.arrays.get(GUIDE_ARRAY)
-        candidates = []
-        for i in order:
-            logits = masks[0, i]
-            if self.family == "segnext" and _looks_like_probability(logits):
-                logits = logit(logits)
-            full = logits if full_size else resample(logits, sx * k, sy * k, (h, w))
-            mask = self._finish(full, points, box, guide)
-            candidates.append(Candidate(mask, float(scores[i])))
+        logits = np.stack([masks[0, i] if full_size
+                           else resample(masks[0, i], sx * k, sy * k, (h, w)) for i in order])
         best = order[0]
         feedback = None
         if self.family == "segnext":
-            best_map = masks[0, best]
-            feedback = (best_map if _looks_like_probability(best_map)
-                        else sigmoid(best_map)).astype(np.float32)
-        elif feedback_src is not None:
-            feedback = feedback_src[0, best].astype(np.float32)
-        return Prediction(candidates, feedback)
+            # The reference predictor feeds back the sigmoid of its last logits.
+            feedback = sigmoid(masks[0, best])
+        elif low_res is not None:
+            feedback = low_res[0, best].astype(np.float32)
+            if self.family == "sam2":
+                feedback = np.clip(feedback, -SAM2_FEEDBACK_CLAMP, SAM2_FEEDBACK_CLAMP)
+        return DecoderAnswer(logits, scores[order].astype(np.float32), feedback, points, box)
+
+    def _input_point(self, x: float, y: float, sx: float, sy: float) -> tuple[float, float]:
+        """A continuous photo point in the decoder's input frame, by the descriptor's
+        ``points`` convention (see descriptor.POINT_CONVENTIONS)."""
+        convention = self.descriptor.points
+        if convention == "pixel_index":
+            return (x - 0.5) * sx, (y - 0.5) * sy
+        if convention == "whole_pixel":
+            return (float(int(math.floor(x) * sx + 0.5)), float(int(math.floor(y) * sy + 0.5)))
+        return x * sx, y * sy
 
     def _feeds(self, embedding: Embedding, points: list[Point], box: Box | None,
                previous: Prediction | None, sx: float, sy: float) -> dict[str, np.ndarray]:
         session = self.decoder
         enc_names = [n for n in embedding.arrays if n != GUIDE_ARRAY]
-        coords, labels = [], []
-        for p in points:
-            coords.append((p.x * sx, p.y * sy))
-            labels.append(1.0 if p.positive else 0.0)
+        coords: list[tuple[float, float]] = []
+        labels: list[float] = []
         if self.family == "segnext":
             if box is not None:
                 # SegNext has no box prompt: the box's centre becomes a click (and the
                 # result is cropped to the box afterwards).
-                coords.append(((box.x0 + box.x1) / 2 * sx, (box.y0 + box.y1) / 2 * sy))
-                labels.append(1.0)
+                points = [*points, Point((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]
         elif box is not None:
             coords += [(box.x0 * sx, box.y0 * sy), (box.x1 * sx, box.y1 * sy)]
             labels += [2.0, 3.0]
-        else:
-            coords.append((0.0, 0.0))  # SAM's ONNX padding point
+        for p in points:
+            coords.append(self._input_point(p.x, p.y, sx, sy))
+            labels.append(1.0 if p.positive else 0.0)
+        if box is None and self.descriptor.pad_point:
+            coords.append((0.0, 0.0))  # SAM 1 ONNX exports' padding point
             labels.append(-1.0)
         h, w = embedding.image_size
         feeds: dict[str, np.ndarray] = {}
@@ -283,8 +323,15 @@ class OnnxSegmenter:
             feeds["has_mask_input"] = np.array([0.0], np.float32)
         return feeds
 
-    def _read_outputs(self, outputs: dict[str, np.ndarray]
+    @staticmethod
+    def _read_outputs(outputs: dict[str, np.ndarray], photo_hw: tuple[int, int]
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(candidate logits [1, K, h, w], scores [K], low-res logits to feed back or None).
+
+        Where the export gives ``low_res_masks`` beside ``masks`` that are not already at the
+        photo's size, the candidates are the low-res logits: the reference predictors
+        interpolate those once to the photo; the graph's upsampled copy would be a second
+        interpolation."""
         masks = outputs.get("masks", outputs.get("mask"))
         if masks is None:
             masks = next(v for v in outputs.values() if np.ndim(v) == 4)
@@ -296,9 +343,13 @@ class OnnxSegmenter:
         scores = (np.asarray(scores_out, np.float32).reshape(-1)[:k] if scores_out is not None
                   else np.ones(k, np.float32))
         low = outputs.get("low_res_masks")
-        if low is None and masks.shape[-1] == 256:
+        if low is not None:
+            low = np.asarray(low, np.float32)
+            if masks.shape[-2:] != photo_hw:
+                masks = low
+        elif masks.shape[-1] == 256:
             low = masks  # the low-res logits are the masks themselves (MODEL helper's export)
-        return masks, scores, (np.asarray(low, np.float32) if low is not None else None)
+        return masks, scores, low
 
     @staticmethod
     def _candidate_order(scores: np.ndarray, points: list[Point], box: Box | None) -> list[int]:
@@ -329,8 +380,3 @@ def _meta_float(embedding: Embedding, key: str) -> float:
         raise ValueError(f"embedding lacks {key!r}: not made by an ONNX model's encode")
     return float(value)
 
-
-def _looks_like_probability(values: np.ndarray) -> bool:
-    """darktable's notes say its SegNext export may end in a sigmoid; logits of a real mask
-    always go negative somewhere, probabilities never do."""
-    return bool(values.min() >= 0.0 and values.max() <= 1.0)

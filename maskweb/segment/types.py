@@ -43,8 +43,9 @@ class Box:
 class Stroke:
     """A brush stroke: a polyline and the brush radius in pixels.
 
-    The engine resamples it by arc length into points (darktable spaces samples by about
-    two thirds of the brush radius).
+    The engine resamples it by arc length into points (:func:`maskweb.segment.prompts.
+    resample_stroke` says at what spacing; darktable's object.c places about one point per
+    brush diameter, 3 to 32 points).
     """
 
     points: tuple[tuple[float, float], ...]
@@ -97,7 +98,8 @@ class Prediction:
     """The decoder's answer: candidates best first, plus what to feed back next time.
 
     ``feedback`` is the model-specific previous-mask input (e.g. SAM's 256x256 low-res
-    logits, SegNext's 1024x1024 logits); pass the whole Prediction back as ``previous``.
+    logits, SegNext's 1024x1024 probabilities: the sigmoid of its logits); pass the whole
+    Prediction back as ``previous``.
     """
 
     candidates: list[Candidate]
