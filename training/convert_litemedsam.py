@@ -145,6 +145,8 @@ def descriptor(sha: str, version: str) -> dict[str, object]:
                        "trained on medical images with box prompts. Boxes work on photos; "
                        "point clicks give empty masks. Kept as the base of litemedsam-photo.",
         "refine": "none",
+        # Trained on boxes: a click gives an empty mask, so the pickers do not offer it.
+        "prompts": ["box"],
         "offline_default_rank": 0,
     }
 

@@ -94,7 +94,9 @@ SCHEMAS: dict[str, Any] = {
             "positive": {"type": "boolean", "default": True}}},
     ], "description": "Upright, full-resolution pixel coordinates (docs/protocol.md)."},
     "Model": {"type": "object", "required": ["id", "name", "default"], "properties": {
-        "id": {"type": "string"}, "name": {"type": "string"}, "default": {"type": "boolean"}}},
+        "id": {"type": "string"}, "name": {"type": "string"}, "default": {"type": "boolean"},
+        "prompts": {"type": "array", "items": {"enum": ["click", "box", "stroke"]},
+                    "description": "what the model does well"}}},
     "Object": {"type": "object", "required": ["id", "name", "visible", "area", "png_url",
                                               "svg_url", "xmp_url"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "visible": {"type": "boolean"},
@@ -170,7 +172,8 @@ API = "/api/v1/sessions/{token}"
 PATHS: dict[str, Any] = {
     "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {
         "200": _json({"type": "object"}, "The OpenAPI document.")}}},
-    "/api/v1/models": {"get": {"summary": "Installed segmentation models", "responses": {
+    "/api/v1/models": {"get": {"summary": "The segmentation models a session can pick: those "
+                             "that answer clicks, and the default", "responses": {
         "200": _json({"type": "object", "required": ["models", "default"], "properties": {
             "models": {"type": "array", "items": _ref("Model")},
             "default": {"type": "string"}}}, "The models and the default one.")}}},

@@ -68,9 +68,13 @@ def reload(session: MaskSession) -> MaskSession:
 # --- models and encoding -------------------------------------------------------------------
 
 def model_list() -> list[dict[str, Any]]:
+    """The models the pickers offer: those that answer clicks, the page's first prompt (and
+    the default, whatever it is). A model that only does boxes well (LiteMedSAM as shipped
+    gives empty masks for clicks) stays installed and usable by id, but is not offered."""
     default = engine.default_model()
-    return [{"id": m.id, "name": m.name, "default": m.id == default}
-            for m in engine.installed_models()]
+    return [{"id": m.id, "name": m.name, "default": m.id == default,
+             "prompts": list(m.prompts)}
+            for m in engine.installed_models() if "click" in m.prompts or m.id == default]
 
 
 def check_model(model_id: Any) -> str:

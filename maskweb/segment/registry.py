@@ -43,6 +43,8 @@ class ModelInfo:
     path: Path | None
     is_default: bool
     description: str = ""
+    # What the model does well ("click", "box", "stroke"); see descriptor.PROMPT_KINDS.
+    prompts: tuple[str, ...] = ("click", "box", "stroke")
 
 
 def user_models_dir() -> Path:
@@ -106,7 +108,7 @@ def list_models() -> list[ModelInfo]:
         models.append(ModelInfo(id=desc.id, name=desc.name, family=desc.family,
                                 licence=desc.licence, source=desc.source, path=desc.folder,
                                 is_default=default == desc.id,
-                                description=desc.description))
+                                description=desc.description, prompts=desc.prompts))
     return models
 
 

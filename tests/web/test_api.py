@@ -178,6 +178,25 @@ def test_models_endpoint_lists_the_default():
     assert "grabcut" in [m["id"] for m in body["models"]]
 
 
+def test_pickers_offer_only_models_that_answer_clicks(settings):
+    # LiteMedSAM as shipped was trained on boxes: a click gives an empty mask, so neither the
+    # upload page's picker (GET /models) nor the session page's (the session state) offers
+    # it. It stays installed: a script may still name it, and as the default it is offered.
+    settings.DEFAULT_MODEL = "grabcut"
+    body = check(Client().get("/api/v1/models"), "/api/v1/models")
+    offered = {m["id"]: m for m in body["models"]}
+    assert "litemedsam" not in offered
+    assert offered["litemedsam-photo"]["prompts"] == ["click", "box", "stroke"]
+    session = make_session()
+    state = Client().get(f"/api/v1/sessions/{session.edit_token}").json()
+    assert "litemedsam" not in [m["id"] for m in state["models"]]
+    assert services.check_model("litemedsam") == "litemedsam"
+    settings.DEFAULT_MODEL = "litemedsam"
+    listed = Client().get("/api/v1/models").json()["models"]
+    assert {"id": "litemedsam", "name": "LiteMedSAM (as shipped)", "default": True,
+            "prompts": ["box"]} in listed
+
+
 def test_session_page_is_404_for_an_unknown_token(settings, tmp_path):
     settings.FRONTEND_DIR = tmp_path
     (tmp_path / "session.html").write_text("<html>session</html>")
