@@ -1,9 +1,11 @@
 """Speed of the whole stack, against the engine's bare limits, measured in one run.
 
-    .venv/bin/python -m bench.latency [--model ID] [--quick]
+    .venv/bin/python -m bench.latency [--model ID_OR_FOLDER ...] [--quick]
 
 Prints a markdown table and writes it, with the machine's description, to
-``bench/results/latency-<model>-<timestamp>.md``. What it measures:
+``bench/results/latency-<model>-<timestamp>.md``; with several ``--model`` (an installed id or
+a model package's folder, see bench.model_arg) each is measured in turn, on its own stack,
+and a side-by-side table of the main figures ends the run. What it measures:
 
 - bare limits: the engine's own encode time per photo and decode time per prompt (same
   process, same thread settings as the server), the yardstick for everything else; each click
@@ -50,6 +52,7 @@ import numpy as np
 from PIL import Image
 
 from bench.host import describe
+from bench.model_arg import ModelArg, parse_model_arg
 from bench.quality import dataset_items
 from bench.queueing import fifo_latencies
 from maskweb import runner
@@ -481,7 +484,9 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="model id (default: the app's default)")
+    parser.add_argument("--model", action="append", default=[],
+                        help="model id or model package folder (repeatable; default: the "
+                             "app's default)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer photos and clicks: a smoke run, not for reporting")
     parser.add_argument("--only-clicks", action="store_true",
@@ -490,11 +495,53 @@ def main(argv: list[str] | None = None) -> int:
                         help="concurrent sessions to measure, comma-separated (default 1,4,16)")
     parser.add_argument("--sync-start", action="store_true",
                         help="concurrent sessions send their first click at the same instant")
+    parser.add_argument("--min-clicks", type=int, default=MIN_CLICKS,
+                        help=f"clicks per level at least (default {MIN_CLICKS}; fewer for "
+                             "models whose encoder takes seconds: each round encodes new "
+                             "photos)")
     args = parser.parse_args(argv)
 
     from maskweb.segment import registry
 
-    model_id = args.model or registry.default_model_id()
+    models = [parse_model_arg(m) for m in args.model] or [
+        ModelArg(registry.default_model_id(), None)]
+    summaries = []
+    for model in models:
+        before = os.environ.get("MASKWEB_MODELS_DIR")
+        if model.models_dir is not None:
+            os.environ["MASKWEB_MODELS_DIR"] = str(model.models_dir)
+        try:
+            rows, main_figures = measure(model.model_id, args)
+        finally:
+            if before is None:
+                os.environ.pop("MASKWEB_MODELS_DIR", None)
+            else:
+                os.environ["MASKWEB_MODELS_DIR"] = before
+        report(rows, model.model_id, "clicks" if args.only_clicks else "", args.quick)
+        summaries.append((model.model_id, main_figures))
+    if len(summaries) > 1:
+        side_by_side(summaries, args.quick)
+    return 0
+
+
+def side_by_side(summaries: list[tuple[str, dict[str, str]]], quick: bool) -> None:
+    """The main figures of every model of this run in one table (and file)."""
+    columns = list(dict.fromkeys(k for _, figures in summaries for k in figures))
+    table = ("| model | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
+             + "\n".join(f"| {model_id} | " + " | ".join(figures.get(c, "") for c in columns)
+                         + " |" for model_id, figures in summaries))
+    print("\n" + table)
+    if not quick:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = RESULTS / f"latency-side-by-side-{stamp}.md"
+        out.write_text(f"# bench.latency, side by side, {stamp}\n\n{machine()}\n\n"
+                       + table + "\n")
+        print(f"\nwritten to {out}")
+
+
+def measure(model_id: str, args: argparse.Namespace) -> tuple[list[tuple[str, str]],
+                                                               dict[str, str]]:
+    """One model's rows, and its main figures for the side-by-side table."""
     clicks = 6 if args.quick else 12
     encode_count = 3 if args.quick else 8
     levels = (1, 4) if args.quick else tuple(int(v) for v in args.levels.split(","))
@@ -505,6 +552,10 @@ def main(argv: list[str] | None = None) -> int:
     bare_dec = statistics.median(bare.decode_s)
     paired = bare.time_decodes_two_at_once()
     bare_enc = statistics.median(bare.encode_s)
+    figures = {"bare encoder per photo (median)": f"{bare_enc:.2f} s",
+               "bare decoder per click (median / p95)":
+                   f"{bare_dec * 1e3:.1f} / {percentile(bare.decode_s, 95) * 1e3:.1f} ms"
+                   f" ({bare.decoder})"}
     rows += [("bare decoder per prompt (median / p95)",
               f"{bare_dec * 1e3:.1f} ms / {percentile(bare.decode_s, 95) * 1e3:.1f} ms"
               f" ({bare.decoder})"),
@@ -516,13 +567,15 @@ def main(argv: list[str] | None = None) -> int:
              ("bare encoder per photo (median)", f"{bare_enc * 1e3:.0f} ms"),
              ("bare encoder throughput", f"{1 / bare_enc:.2f} photos/s")]
 
-    with start_stack({"MASKWEB_STACK_MODEL": model_id,
-                      "MASKWEB_DEFAULT_MODEL": model_id}) as stack:
+    stack_env = {"MASKWEB_STACK_MODEL": model_id, "MASKWEB_DEFAULT_MODEL": model_id}
+    if os.environ.get("MASKWEB_MODELS_DIR"):  # a package folder's, or the user's own models
+        stack_env["MASKWEB_MODELS_DIR"] = os.environ["MASKWEB_MODELS_DIR"]
+    with start_stack(stack_env) as stack:
         offset = 100
         for level in levels:
             # At least MIN_CLICKS clicks a level: fewer sessions run several rounds, each on
             # new photos (a person refines an object with a dozen clicks, not a hundred).
-            rounds = 1 if args.quick else -(-MIN_CLICKS // (level * clicks))
+            rounds = 1 if args.quick else -(-args.min_clicks // (level * clicks))
             level_work = bare.work_of_level(level, clicks, offset, rounds)
             bare_around = bare.time_decodes(level_work)
             result = ClientResult()
@@ -537,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
             p50, p95, p99 = (percentile(lat, q) for q in (50, 95, 99))
             rows.append((f"click→mask, {level} session(s): p50 / p95 / p99",
                          f"{p50 * 1e3:.1f} / {p95 * 1e3:.1f} / {p99 * 1e3:.1f} ms"))
+            figures[f"click→mask, {level} session(s): p50 / p95"] = (
+                f"{p50 * 1e3:.0f} / {p95 * 1e3:.0f} ms ({len(lat)} clicks)")
             rows.append((f"  ratio to bare decoder ({level}), its photos and clicks timed before"
                          f" and after: "
                          f"{level_dec * 1e3:.1f} ms",
@@ -602,8 +657,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"{percentile(big_result.latencies, 95) * 1e3:.0f} ms"))
         print(rows[-2], rows[-1], sep="\n", flush=True)
 
+        figures["click→mask on a 4000×3000 photo: p50"] = (
+            f"{percentile(big_result.latencies, 50) * 1e3:.0f} ms")
         if args.only_clicks:
-            return report(rows, model_id, "clicks", args.quick)
+            return rows, figures
         before = encoder_runs(stack)
         path, _ = davis_items(1, 100)[0]  # encoded in the click runs above
         status, state = upload(stack.url, path.name, path.read_bytes())
@@ -627,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{rss_before:.0f} / {rss_mb(stack.daphne):.0f} MiB"))
         rows.append(("worker process RSS after the run", f"{rss_mb(stack.worker):.0f} MiB"))
 
-    return report(rows, model_id, "", args.quick)
+    return rows, figures
 
 
 def report(rows: list[tuple[str, str]], model_id: str, kind: str, quick: bool) -> int:
