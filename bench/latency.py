@@ -1,6 +1,7 @@
 """Speed of the whole stack, against the engine's bare limits, measured in one run.
 
     .venv/bin/python -m bench.latency [--model ID_OR_FOLDER ...] [--quick]
+    .venv/bin/python -m bench.latency --model ID --engine-variants plain,interactive
 
 Prints a markdown table and writes it, with the machine's description, to
 ``bench/results/latency-<model>-<timestamp>.md``; with several ``--model`` (an installed id or
@@ -34,6 +35,7 @@ covers it; errors are error frames.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -499,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"clicks per level at least (default {MIN_CLICKS}; fewer for "
                              "models whose encoder takes seconds: each round encodes new "
                              "photos)")
+    parser.add_argument("--engine-variants", default="",
+                        help="e.g. plain,interactive: one session's click latency with each "
+                        "MASKWEB_ENGINE_VARIANT side by side (a stack each, rounds in turn), "
+                        "for each --model in turn, and nothing else")
     args = parser.parse_args(argv)
 
     from maskweb.segment import registry
@@ -511,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         if model.models_dir is not None:
             os.environ["MASKWEB_MODELS_DIR"] = str(model.models_dir)
         try:
+            if args.engine_variants:
+                compare_variants(model.model_id, args.engine_variants.split(","), args.quick)
+                continue
             rows, main_figures = measure(model.model_id, args)
         finally:
             if before is None:
@@ -685,6 +694,64 @@ def measure(model_id: str, args: argparse.Namespace) -> tuple[list[tuple[str, st
         rows.append(("worker process RSS after the run", f"{rss_mb(stack.worker):.0f} MiB"))
 
     return rows, figures
+
+
+def compare_variants(model_id: str, variants: list[str], quick: bool) -> int:
+    """One session clicking, with each engine variant (MASKWEB_ENGINE_VARIANT: ``plain`` is
+    the models as they were before the interactive wrapper, ``interactive`` the wrapper) in
+    its own stack, started together; round by round each variant clicks the same photo with
+    the same clicks, the order of the variants turning each round, so the host's drift hits
+    them alike. The bare decode of each, in this process, is timed the same way."""
+    from maskweb.segment.interactive import InteractiveSegmenter
+    from maskweb.segment.registry import build_bare_model
+    from maskweb.segment.types import Point, Prompts
+
+    clicks = 6 if quick else 12
+    rounds = 4 if quick else -(-MIN_CLICKS // clicks)
+    print(f"model {model_id}; variants {variants}; machine: {machine()}", flush=True)
+    inner = build_bare_model(model_id)
+    bare_models = {v: inner if v == "plain" else InteractiveSegmenter(inner) for v in variants}
+    bare_times: dict[str, list[float]] = {v: [] for v in variants}
+    for index, (path, gt) in enumerate(davis_items(3 if quick else 6, offset=7)):
+        embedding = inner.encode(np.asarray(Image.open(path).convert("RGB")))
+        points = [Point(x, y, positive) for x, y, positive in click_plan(gt, clicks, index)]
+        for turn in range(2):
+            for v in variants[turn % len(variants):] + variants[:turn % len(variants)]:
+                previous = None
+                for i in range(len(points)):
+                    started = time.perf_counter()
+                    previous = bare_models[v].decode(
+                        embedding, Prompts(points=tuple(points[: i + 1])), previous)
+                    bare_times[v].append(time.perf_counter() - started)
+    results = {v: ClientResult() for v in variants}
+    with contextlib.ExitStack() as stacks:
+        stack_env = {"MASKWEB_STACK_MODEL": model_id, "MASKWEB_DEFAULT_MODEL": model_id}
+        if os.environ.get("MASKWEB_MODELS_DIR"):  # a package folder's, or the user's own
+            stack_env["MASKWEB_MODELS_DIR"] = os.environ["MASKWEB_MODELS_DIR"]
+        stack_of = {v: stacks.enter_context(start_stack(
+            {**stack_env, "MASKWEB_ENGINE_VARIANT": v})) for v in variants}
+        offset = 100
+        for round_ in range(rounds):
+            order = variants[round_ % len(variants):] + variants[:round_ % len(variants)]
+            for v in order:
+                results[v].merge(measure_clicks(stack_of[v], 1, clicks, offset))
+            offset += 1
+    rows: list[tuple[str, str]] = []
+    first = variants[0]
+    for v in variants:
+        lat = results[v].latencies
+        p50, p95 = percentile(lat, 50), percentile(lat, 95)
+        dec = statistics.median(bare_times[v])
+        base_lat = results[first].latencies
+        rows.append((f"{v}: bare decode median / p95",
+                     f"{dec * 1e3:.1f} / {percentile(bare_times[v], 95) * 1e3:.1f} ms = "
+                     f"{dec / statistics.median(bare_times[first]):.2f}× {first}'s"))
+        rows.append((f"{v}: click→mask, 1 session, p50 / p95 ({len(lat)} clicks, "
+                     f"{results[v].lost} lost, {len(results[v].errors)} errors)",
+                     f"{p50 * 1e3:.1f} / {p95 * 1e3:.1f} ms = p50 "
+                     f"{p50 / percentile(base_lat, 50):.2f}×, p95 "
+                     f"{p95 / percentile(base_lat, 95):.2f}× {first}'s"))
+    return report(rows, model_id, "variants", quick)
 
 
 def report(rows: list[tuple[str, str]], model_id: str, kind: str, quick: bool) -> int:

@@ -240,6 +240,7 @@ function updateCurrentPanel() {
   $("clear-btn-2").disabled = !edit || !hasPrompts;
   $("apply-btn").disabled = !edit || !app.hasMask;
   $("candidate-btn").disabled = !edit || scores.length < 2 || !app.hasMask;
+  $("candidate-btn").hidden = scores.length < 2;
   $("prompt-count").textContent = hasPrompts
     ? `${prompts.length} prompt${prompts.length === 1 ? "" : "s"}`
     : "";
@@ -550,13 +551,14 @@ function applyObject() {
   }
   send({ type: "apply" });
 }
+// Whether there is another candidate mask to show: with one (grabCut always, a model whose
+// candidates are all the same mask) no key or button offers a choice that is not there.
+function hasCandidates() {
+  return canEdit() && app.hasMask && app.current.scores.length > 1;
+}
 function cycleCandidate(step) {
-  if (!canEdit() || !app.hasMask) return;
+  if (!hasCandidates()) return;
   const n = app.current.scores.length;
-  if (n < 2) {
-    toast("This model gives one candidate for these prompts.", "info", 2500);
-    return;
-  }
   send({ type: "candidate", index: (((app.current.candidate + step) % n) + n) % n });
 }
 
@@ -1013,8 +1015,10 @@ document.addEventListener("keydown", (e) => {
       applyObject();
       break;
     case "Tab":
-      // Tab keeps moving the focus between controls; on the photo it cycles candidates.
+      // Tab keeps moving the focus between controls; on the photo it cycles candidates,
+      // where there are some (else it moves the focus as everywhere).
       if (e.target !== document.body && !stage.contains(e.target)) return;
+      if (!hasCandidates()) return;
       e.preventDefault();
       cycleCandidate(e.shiftKey ? -1 : 1);
       break;

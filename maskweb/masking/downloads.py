@@ -44,7 +44,8 @@ def png(photo: Photo, work_masks: Sequence[np.ndarray], *, soft: bool = False) -
 
 
 def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list[MaskObject]:
-    return [MaskObject(obj.name, render.stored_full_mask(photo, mask)) for obj, mask in items]
+    full = render.stored_full_masks(photo, [mask for _, mask in items])
+    return [MaskObject(obj.name, mask) for (obj, _), mask in zip(items, full, strict=True)]
 
 
 # The vectorization settings a download may carry (?turdsize=&alphamax=&opttolerance=, XMP

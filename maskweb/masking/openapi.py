@@ -131,7 +131,7 @@ SCHEMAS: dict[str, Any] = {
                 "object_id": {"type": ["integer", "null"]},
                 "prompts": {"type": "array", "items": _ref("Prompt")},
                 "candidate": {"type": "integer"},
-                "scores": {"type": "array", "items": {"type": "number"}},
+                "scores": {"type": "array", "items": {"type": ["number", "null"]}},
                 "can_undo": {"type": "boolean"}, "can_redo": {"type": "boolean"}}},
         "objects": {"type": "array", "items": _ref("Object")},
         "downloads": {"type": "object", "required": ["png", "svg", "xmp"], "properties": {
@@ -151,7 +151,7 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": ["string", "null"]}, "object_id": {"type": "integer"},
         "width": {"type": "integer"}, "height": {"type": "integer"},
         "candidate": {"type": "integer"},
-        "scores": {"type": "array", "items": {"type": "number"}},
+        "scores": {"type": "array", "items": {"type": ["number", "null"]}},
         "bbox": {"oneOf": [{"type": "null"}, {"type": "array", "items": {"type": "integer"},
                                               "minItems": 4, "maxItems": 4}]},
         "prompts": {"type": "array", "items": _ref("Prompt")},

@@ -25,7 +25,7 @@ import os
 import struct
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +40,12 @@ from maskweb.masking.flight import SingleFlight
 from maskweb.masking.lru import ByteLRU
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import engine_prompts, to_upright
+from maskweb.photos.ingest import read_stored_image
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import to_stored
 from maskweb.segment.postprocess import bounds
 from maskweb.segment.types import Embedding, Prediction
+from maskweb.segment.upsample import upsample_mask
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,7 @@ class CurrentMask:
 
     mask: np.ndarray | None
     candidate: int
-    scores: list[float]
+    scores: list[float | None]  # None: the engine has no estimate of its own quality
 
 
 def current_mask(session: MaskSession, obj: MaskObject,
@@ -236,7 +238,8 @@ def current_mask(session: MaskSession, obj: MaskObject,
     photo = session.photo
     if mask.shape != (photo.work_height, photo.work_width):
         mask = resize_mask(mask, photo.work_width, photo.work_height)
-    return CurrentMask(mask, index, [round(float(c.score), 4) for c in prediction.candidates])
+    return CurrentMask(mask, index, [None if c.score is None else round(float(c.score), 4)
+                                     for c in prediction.candidates])
 
 
 def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -268,10 +271,23 @@ def bbox(mask: np.ndarray | None) -> list[int] | None:
 
 def stored_full_mask(photo: Photo, work_mask: np.ndarray) -> np.ndarray:
     """A work-size upright mask -> the stored grid at full resolution (for downloads)."""
-    stored = np.ascontiguousarray(to_stored(work_mask, photo.orientation))
-    if stored.shape != (photo.stored_height, photo.stored_width):
-        stored = resize_mask(stored, photo.stored_width, photo.stored_height)
-    return stored
+    return stored_full_masks(photo, [work_mask])[0]
+
+
+def stored_full_masks(photo: Photo, work_masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Work-size upright masks -> the stored grid at full resolution, each edge moved onto
+    the photo's own edges (maskweb.segment.upsample; the photo is read once for them all).
+    Without a readable original, scaled up bilinearly."""
+    full = (photo.stored_height, photo.stored_width)
+    stored = [np.ascontiguousarray(to_stored(m, photo.orientation)) for m in work_masks]
+    if all(m.shape == full for m in stored):
+        return stored
+    guide = read_stored_image(photo)
+    if guide is None:
+        log.warning("photo %s: original unreadable, downloads scaled up unguided", photo.pk)
+    return [m if m.shape == full else
+            resize_mask(m, photo.stored_width, photo.stored_height) if guide is None else
+            upsample_mask(m, guide) for m in stored]
 
 
 def stored_area(photo: Photo, work_mask: np.ndarray) -> int:

@@ -201,7 +201,7 @@ def objects_list(session: MaskSession, token: str) -> list[dict[str, Any]]:
             for o in session.mask_objects.filter(applied=True).order_by("number")]
 
 
-def session_state(access: Access, *, scores: list[float] | None = None) -> dict[str, Any]:
+def session_state(access: Access, *, scores: list[float | None] | None = None) -> dict[str, Any]:
     session = access.session
     token = session.edit_token if access.role == EDIT else session.view_token
     photo = session.photo

@@ -134,6 +134,20 @@ def read_work_image(photo: Photo) -> np.ndarray:
     return np.asarray(Image.open(photo.legacy_work_path).convert("RGB"))
 
 
+def read_stored_image(photo: Photo) -> np.ndarray | None:
+    """The photo at full resolution in its stored grid (no EXIF turn), (H, W, 3) uint8 RGB;
+    None when the original cannot be read (downloads then scale the mask up unguided)."""
+    try:
+        with Image.open(photo.original_path) as img:
+            img.load()
+            rgb = np.asarray(_to_rgb(img))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    if rgb.shape[:2] != (photo.stored_height, photo.stored_width):
+        return None
+    return np.ascontiguousarray(rgb)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

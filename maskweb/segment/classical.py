@@ -4,6 +4,7 @@
 ``WORK_SIDE``, where one grabCut costs a few tens of ms) and the guide image for the
 full-resolution edge. Each decode runs grabCut at the working resolution, seeded by:
 - clicks and stroke samples: small discs of certain foreground / background;
+- brush strokes: every pixel the brush covered, certain foreground / background;
 - a box: outside certain background, inside probable foreground;
 - the previous result (``previous.feedback``): probable foreground / background, so each click
   corrects the last mask instead of starting over;
@@ -27,7 +28,7 @@ from maskweb.segment.postprocess import (
     refine_guided,
     resample,
 )
-from maskweb.segment.prompts import all_points, clamp_point, resample_stroke
+from maskweb.segment.prompts import all_points, clamp_point, resample_stroke, stroke_mask
 from maskweb.segment.types import Box, Candidate, Embedding, Point, Prediction, Prompts
 
 WORK_SIDE = 400
@@ -54,7 +55,7 @@ class GrabCutSegmenter:
                  negative_cut: float = 0.6, refine: str = "guided", flood_tol: int = 20,
                  flood_max: float = 0.6, shift_sp: int = 6, shift_sr: int = 12,
                  crop_margin: float = 0.3, crop_min: int = 16, collapse: float = 0.15,
-                 max_pixels: int | None = 20000) -> None:
+                 max_pixels: int | None = 20000, stroke_prior: float = 1.0) -> None:
         self.model_id = model_id
         self.work_side = work_side
         # One grabCut iteration: with the crop and the clicks' colour regions it starts close
@@ -83,6 +84,8 @@ class GrabCutSegmenter:
         # both chosen on COCO_MVal by the rule in docs/engine.md.
         self.max_pixels = max_pixels
         self.shift_sr = shift_sr
+        # A stroke's probable foreground: the painted band grown by this many brush widths.
+        self.stroke_prior = stroke_prior
 
     # -- encode -----------------------------------------------------------------------------
     def encode(self, image: np.ndarray,
@@ -128,14 +131,12 @@ class GrabCutSegmenter:
         if prev is not None and prev.shape != (wh, ww):
             prev = None
         seed_r = [max(2.0, self.seed_radius * max(wh, ww))] * len(wpoints)
-        # A stroke's samples are as wide as the brush.
-        k = len(prompts.points)
-        for stroke in prompts.strokes:
-            n = len(resample_stroke(stroke))
-            seed_r[k:k + n] = [max(seed_r[0], stroke.radius * sx)] * n
-            k += n
+        # What the brush covered is certain, every pixel of it (not only discs at its samples).
+        painted = [(stroke_mask(s, wh, ww, sx, sy), s.positive) for s in prompts.strokes]
         smooth = embedding.arrays.get("smooth", work)
-        fg = self._grabcut(work, wpoints, seed_r, wbox, prev, smooth)
+        samples = [len(resample_stroke(s)) for s in prompts.strokes]
+        widths = [2 * s.radius * sx for s in prompts.strokes]
+        fg = self._grabcut(work, wpoints, seed_r, wbox, prev, smooth, painted, samples, widths)
         fg = self._cut_negatives(fg, wpoints)
         # Soft edge: blur the working-res decision a little, upsample it, snap it to the photo.
         soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.8)
@@ -143,8 +144,15 @@ class GrabCutSegmenter:
         if self.refine == "guided":
             full = refine_guided(full, embedding.arrays["guide"])
         mask = clean_mask(full > 0.5, points, prompts.box)
-        feedback = cv2.resize(mask.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_AREA)
-        return Prediction([Candidate(mask, 1.0)], feedback.astype(np.uint8))
+        # grabCut has no estimate of its own quality: no score (None), rather than a made-up one.
+        return Prediction([Candidate(mask, None)], self.feedback_for(embedding, mask))
+
+    def feedback_for(self, embedding: Embedding, mask: np.ndarray) -> np.ndarray:
+        """What the next decode starts from when ``mask`` (full size) is what the user sees:
+        the mask at the working resolution."""
+        wh, ww = embedding.arrays["work"].shape[:2]
+        small = cv2.resize(mask.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_AREA)
+        return np.asarray(small, np.uint8)
 
     def _flood(self, smooth: np.ndarray, p: Point) -> np.ndarray:
         wh, ww = smooth.shape[:2]
@@ -159,16 +167,30 @@ class GrabCutSegmenter:
 
     def _grabcut(self, work: np.ndarray, points: list[Point], seed_r: list[float],
                  box: Box | None, prev: np.ndarray | None,
-                 smooth: np.ndarray | None = None) -> np.ndarray:
+                 smooth: np.ndarray | None = None,
+                 painted: list[tuple[np.ndarray, bool]] | None = None,
+                 stroke_samples: list[int] | None = None,
+                 stroke_widths: list[float] | None = None) -> np.ndarray:
         wh, ww = work.shape[:2]
         gc = np.full((wh, ww), cv2.GC_PR_BGD, np.uint8)
         if prev is not None:
             gc[prev > 0] = cv2.GC_PR_FGD
         elif box is None:
             r = max(3, round(self.prior_radius * max(wh, ww)))
-            for p in points:
+            # A click says "about here"; a stroke says where and how wide: its prior is the
+            # painted band grown by stroke_prior brush widths, not a disc at every sample
+            # (twelve discs of a tenth of the photo each swallowed small objects).
+            clicks = len(points) - sum(n for n in stroke_samples) if stroke_samples else None
+            for p in points[:clicks]:
                 if p.positive:
                     cv2.circle(gc, (int(p.x), int(p.y)), r, cv2.GC_PR_FGD, -1)
+            for (pixels, positive), width in zip(painted or (), stroke_widths or (),
+                                                 strict=False):
+                if positive:
+                    grow = max(1, round(self.stroke_prior * width))
+                    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                       (2 * grow + 1, 2 * grow + 1))
+                    gc[cv2.dilate(pixels.view(np.uint8), kernel) > 0] = cv2.GC_PR_FGD
         if smooth is not None and self.flood_tol > 0:
             for p in sorted(points, key=lambda q: q.positive, reverse=True):
                 if box is not None and p.positive:
@@ -191,6 +213,8 @@ class GrabCutSegmenter:
         for p, r in zip(points, seed_r, strict=True):
             cv2.circle(gc, (int(p.x), int(p.y)), max(1, round(r)),
                        cv2.GC_FGD if p.positive else cv2.GC_BGD, -1)
+        for pixels, positive in painted or ():
+            gc[pixels] = cv2.GC_FGD if positive else cv2.GC_BGD
         return grabcut_near_foreground(work, gc, self.iterations, self.crop_margin,
                                        self.crop_min, self.max_pixels, collapse=self.collapse)
 

@@ -117,7 +117,18 @@ _loaded: dict[str, Segmenter] = {}
 
 
 def build_model(model_id: str) -> Segmenter:
-    """A fresh (uncached) model instance; UnknownModel for an id that is not installed."""
+    """A fresh (uncached) model instance; UnknownModel for an id that is not installed.
+
+    Every model goes through the interactive wrapper (clicks that act where they are
+    placed; :mod:`maskweb.segment.interactive`), unless MASKWEB_ENGINE_VARIANT=plain.
+    """
+    from maskweb.segment.interactive import wrap
+
+    return wrap(build_bare_model(model_id))
+
+
+def build_bare_model(model_id: str) -> Segmenter:
+    """The model as it is, without the interactive wrapper."""
     if model_id == GRABCUT_ID:
         from maskweb.segment.classical import GrabCutSegmenter
 

@@ -43,9 +43,10 @@ class Box:
 class Stroke:
     """A brush stroke: a polyline and the brush radius in pixels.
 
-    The engine resamples it by arc length into points (:func:`maskweb.segment.prompts.
-    resample_stroke` says at what spacing; darktable's object.c places about one point per
-    brush diameter, 3 to 32 points).
+    Every engine takes the pixels it covers as the user's answer for them (foreground, or
+    background when ``positive`` is False). Point-prompted models also get points along
+    it, resampled by arc length as darktable's object tool does: about one per brush
+    diameter, 3 to 32 a stroke (:func:`maskweb.segment.prompts.resample_stroke`).
     """
 
     points: tuple[tuple[float, float], ...]
@@ -86,11 +87,12 @@ class Candidate:
     """One possible mask for the prompts.
 
     ``mask`` is bool (H, W) at the encoded image's full resolution; ``score`` is the
-    model's own quality estimate (higher is better, roughly an IoU in 0..1).
+    model's own quality estimate (higher is better, roughly an IoU in 0..1), or None for an
+    engine that has none (grabCut): a made-up number would tell the user nothing.
     """
 
     mask: np.ndarray
-    score: float
+    score: float | None
 
 
 @dataclass
@@ -104,6 +106,9 @@ class Prediction:
 
     candidates: list[Candidate]
     feedback: np.ndarray | None = None
+    # The prompts this prediction answers, where the engine records them (the interactive
+    # wrapper does): the next decode tells from them which prompt is new.
+    prompts: Prompts | None = None
 
     @property
     def best(self) -> Candidate:

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from bench.quality import fixed_subset, next_click, noc, run_image, summarise
+from bench.quality import fixed_subset, iou, next_click, noc, run_image, summarise
 from maskweb.segment.classical import GrabCutSegmenter
 from tests.segment.synthetic import disc_mask, paint, textured_background
 
@@ -45,3 +46,46 @@ def test_protocol_runs_end_to_end_on_a_synthetic_photo():
     s = summarise([r])
     assert r["ious"][0] > 0.9 and s["NoC@90"] == 1 and s["NoF@90"] == 0
     assert s["box IoU"] > 0.9
+
+
+def test_boundary_iou_scores_the_edge_not_the_bulk():
+    from bench.quality import boundary_iou
+
+    gt = disc_mask(120.0, 110.0, 60.0)
+    assert boundary_iou(gt, gt) == 1.0
+    shifted = np.roll(gt, 6, axis=1)
+    # A 6 px shift keeps most of the area but much less of the 2 %-wide edge band.
+    assert iou(shifted, gt) > 0.85
+    assert boundary_iou(shifted, gt) < iou(shifted, gt) - 0.1
+    assert boundary_iou(np.zeros_like(gt), gt) == 0.0
+
+
+def test_the_simulated_stroke_lies_inside_the_object_along_its_long_axis():
+    from bench.quality import simulated_stroke
+    from maskweb.segment.prompts import stroke_mask
+
+    gt = np.zeros((120, 300), bool)
+    gt[40:80, 30:270] = True  # a bar, 40 high, 240 long
+    stroke = simulated_stroke(gt)
+    painted = stroke_mask(stroke, *gt.shape)
+    assert painted.any() and not (painted & ~gt).any()
+    xs = [x for x, _ in stroke.points]
+    assert max(xs) - min(xs) > 150  # along the bar, not across it
+    assert 6.0 <= stroke.radius <= 10.0  # 0.4 of the inscribed radius (20 px)
+
+
+def test_worsening_counts_falls_of_more_than_a_hundredth():
+    from bench.quality import extra_columns, worsening
+
+    assert worsening([0.5, 0.7, 0.695, 0.6, 0.9]) == pytest.approx([0.095])
+    cols = extra_columns([{"ious": [0.5, 0.7, 0.695, 0.6, 0.9]}, {"ious": [0.3, 0.2]}])
+    assert cols["worse %"] == 40.0  # 2 of the 5 later clicks
+    assert cols["worse drop"] == pytest.approx(0.0975)
+
+
+def test_the_brush_protocol_starts_with_a_stroke():
+    truth = disc_mask(120.0, 110.0, 60.0)
+    photo = paint(textured_background(), truth, (220, 40, 40))
+    r = run_image(GrabCutSegmenter(), photo, truth, "float16")
+    assert len(r["brush_ious"]) == 5 and r["brush_ious"][0] > 0.8
+    assert len(r["bious"]) == len(r["ious"])

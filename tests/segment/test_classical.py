@@ -46,6 +46,33 @@ def test_stroke_inside_disc_selects_the_disc(engine, photo):
     assert iou(engine.decode(emb, Prompts(strokes=(stroke,))).best.mask, DISC) > 0.9
 
 
+def test_grabcut_has_no_score_of_its_own(engine, photo):
+    # It used to say 1.00 on every mask, also on one at IoU 0.07.
+    emb = engine.encode(photo)
+    assert engine.decode(emb, Prompts(points=(Point(120.5, 110.5),))).best.score is None
+
+
+def test_a_stroke_is_certain_foreground_across_its_whole_width(engine):
+    # A stroke that crosses from the red disc onto the background: grabCut's colours would
+    # drop the background part, but the user painted it.
+    photo = paint(textured_background(), DISC, (220, 40, 40))
+    stroke = Stroke(points=((120.0, 110.0), (230.0, 110.0)), radius=5.0)
+    emb = engine.encode(photo)
+    mask = engine.decode(emb, Prompts(strokes=(stroke,))).best.mask
+    assert mask[107:114, 120:229].all()
+    assert iou(mask & DISC, DISC) > 0.9
+
+
+def test_a_short_stroke_on_a_small_object_does_not_swallow_its_surroundings(engine):
+    # The prior of a stroke is its band grown by a brush width, not a tenth of the photo
+    # around each of its samples.
+    small = disc_mask(120.0, 110.0, 18.0)
+    photo = paint(textured_background(), small, (220, 40, 40))
+    stroke = Stroke(points=((110.0, 110.0), (130.0, 110.0)), radius=4.0)
+    mask = engine.decode(engine.encode(photo), Prompts(strokes=(stroke,))).best.mask
+    assert iou(mask, small) > 0.8
+
+
 def test_background_click_removes_region(engine):
     # Two touching red objects: a disc and a bar to its right. A click on the disc takes
     # both (same colour, connected); a background click on the bar removes the bar.

@@ -5,6 +5,7 @@ import pytest
 from maskweb.segment import registry
 from maskweb.segment.classical import GrabCutSegmenter
 from maskweb.segment.descriptor import DescriptorError, load_descriptor
+from maskweb.segment.interactive import InteractiveSegmenter
 
 
 def write_model(base, model_id, rank=None, family="sam", files=("encoder.onnx", "decoder.onnx"),
@@ -106,7 +107,8 @@ def test_non_mask_darktable_package_is_not_a_model(tmp_path):
 
 def test_load_model_caches_one_instance_and_refuses_unknown_ids(search):
     a = registry.load_model("grabcut")
-    assert isinstance(a, GrabCutSegmenter)
+    # Every model is served behind the interactive wrapper (maskweb.segment.interactive).
+    assert isinstance(a, InteractiveSegmenter) and isinstance(a.inner, GrabCutSegmenter)
     assert registry.load_model("grabcut") is a
     with pytest.raises(registry.UnknownModel):
         registry.load_model("nope")
