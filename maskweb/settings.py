@@ -23,6 +23,7 @@ from maskweb.config import (
     env_str,
     persistent_secret_key,
 )
+from maskweb.segment.interactive import engine_variant
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = data_dir()
@@ -136,6 +137,12 @@ MEDIA_ROOT = DATA_DIR / "photos"
 # stored grid for downloads.
 WORK_MAX_SIDE = env_int("MASKWEB_WORK_MAX_SIDE", 2048, minimum=256, maximum=8192)
 DEFAULT_MODEL = env_str("MASKWEB_DEFAULT_MODEL", "")  # empty: the engine's default
+# Read by maskweb.segment.interactive when a model is built; checked here so a typo stops the
+# start instead of the first click.
+try:
+    ENGINE_VARIANT = engine_variant()
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 # The web process runs the default model's decoder twice in the background when it starts, and
 # a worker its encoder, so the first click and photo do not wait for onnxruntime's slow first
 # runs (see maskweb.asgi and maskweb.masking.tasks).

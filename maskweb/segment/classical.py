@@ -138,14 +138,30 @@ class GrabCutSegmenter:
         widths = [2 * s.radius * sx for s in prompts.strokes]
         fg = self._grabcut(work, wpoints, seed_r, wbox, prev, smooth, painted, samples, widths)
         fg = self._cut_negatives(fg, wpoints)
-        # Soft edge: blur the working-res decision a little, upsample it, snap it to the photo.
+        mask = self._full_size(fg, embedding, points, prompts.box)
+        # grabCut has no estimate of its own quality: no score (None), rather than a made-up one.
+        candidates = [Candidate(mask, None)]
+        if (len(prompts.points) == 1 and prompts.points[0].positive and not prompts.strokes
+                and prompts.box is None and self.flood_tol > 0):
+            # One click may mean a part (the uniformly coloured region it landed on: a shirt,
+            # a wheel) or the whole (grabCut's object): both are offered, the whole first.
+            part = self._flood(smooth, wpoints[0]) & fg
+            if part.any():
+                candidates.append(Candidate(
+                    self._full_size(part, embedding, points, None), None))
+        return Prediction(candidates, self.feedback_for(embedding, mask))
+
+    def _full_size(self, fg: np.ndarray, embedding: Embedding, points: list[Point],
+                   box: Box | None) -> np.ndarray:
+        """A working-resolution decision at full size: blurred a little, upsampled, snapped to
+        the photo, cleaned."""
+        h, w = embedding.image_size
+        wh, ww = fg.shape
         soft = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 0.8)
-        full = resample(soft, sx, sy, (h, w))
+        full = resample(soft, ww / w, wh / h, (h, w))
         if self.refine == "guided":
             full = refine_guided(full, embedding.arrays["guide"])
-        mask = clean_mask(full > 0.5, points, prompts.box)
-        # grabCut has no estimate of its own quality: no score (None), rather than a made-up one.
-        return Prediction([Candidate(mask, None)], self.feedback_for(embedding, mask))
+        return clean_mask(full > 0.5, points, box)
 
     def feedback_for(self, embedding: Embedding, mask: np.ndarray) -> np.ndarray:
         """What the next decode starts from when ``mask`` (full size) is what the user sees:

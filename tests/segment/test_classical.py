@@ -205,3 +205,24 @@ def test_grabcut_that_keeps_next_to_nothing_gives_back_what_it_was_given():
     assert grabcut_near_foreground(plain, trimap.copy(), 2, 0.3, 16).sum() == 0
     kept = grabcut_near_foreground(plain, trimap.copy(), 2, 0.3, 16, collapse=0.15)
     assert (kept == given).all()
+
+
+def test_one_click_offers_the_part_and_the_whole_where_they_differ():
+    from maskweb.segment.interactive import InteractiveSegmenter
+
+    # A disc, red on its left half and orange-red on its right: one object to grabCut's
+    # colour models, two regions to the click's flood fill. A click on the left half.
+    photo = paint(textured_background(), DISC, (220, 40, 40))
+    yy, xx = np.mgrid[0:DISC.shape[0], 0:DISC.shape[1]]
+    right = DISC & (xx >= 120)
+    photo = paint(photo, right, (220, 80, 40), seed=2)
+    seg = InteractiveSegmenter(GrabCutSegmenter())
+    emb = seg.encode(photo)
+    pred = seg.decode(emb, Prompts(points=(Point(95.5, 110.5),)))
+    assert len(pred.candidates) == 2
+    whole, part = (c.mask for c in pred.candidates)
+    assert iou(whole, DISC) > 0.9 and iou(part, DISC & ~right) > 0.9 and part[110, 95]
+    # On a disc of one colour the part is the whole: one candidate, nothing to cycle.
+    plain = paint(textured_background(), DISC, (220, 40, 40))
+    one = seg.decode(seg.encode(plain), Prompts(points=(Point(120.5, 110.5),)))
+    assert len(one.candidates) == 1

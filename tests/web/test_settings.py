@@ -37,6 +37,7 @@ def start_django(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
     ("MASKWEB_WORK_MAX_SIDE", "99999", "must be at most 8192"),
     ("MASKWEB_DEBUG", "maybe", "MASKWEB_DEBUG='maybe'"),
     ("DATABASE_URL", "nosuchdb://x/y", "DATABASE_URL is not a database URL"),
+    ("MASKWEB_ENGINE_VARIANT", "fast", "MASKWEB_ENGINE_VARIANT must be one of"),
 ])
 def test_bad_value_stops_startup_naming_the_variable(tmp_path, name, value, expected):
     done = start_django(tmp_path, **{name: value})
