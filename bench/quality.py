@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reprompt", type=int, default=ClickPolicy.reprompt)
     p.add_argument("--no-feed-merged", action="store_true")
     p.add_argument("--no-brush", action="store_true", help="skip the brush-start protocol")
+    p.add_argument("--no-brush-for", action="append", default=[],
+                   help="a --variant NAME whose brush-start protocol is skipped")
     p.add_argument("--only-brush", action="store_true",
                    help="only the brush-start protocol (its columns; the others read nan)")
     p.add_argument("--variant", action="append", default=[],
@@ -411,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             merge=args.click_merge, focus=args.focus, click_radius=args.click_radius,
             reprompt=args.reprompt, feed_merged=not args.no_feed_merged)
         variants = [("", policy)]
+    no_brush = {name for name, _ in variants if name in args.no_brush_for}
     models = [(name, bare if policy is None else InteractiveSegmenter(bare, policy), policy)
               for name, policy in variants]
     items = dataset_items(args.dataset)
@@ -427,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         # One encode for every variant: they differ only in how the decodes are used.
         emb, enc_s = encode(bare, image, args.dtype)
         for name, model, _ in models:
-            r = run_prompts(model, emb, gt, enc_s, brush=not args.no_brush,
+            r = run_prompts(model, emb, gt, enc_s,
+                            brush=not args.no_brush and name not in no_brush,
                             only_brush=args.only_brush)
             r["image"] = img_path.name
             by_variant[name].append(r)
@@ -476,6 +480,8 @@ def describe(policy: ClickPolicy | None) -> str:
     if policy.merge == "local":
         text += f" focus {policy.focus:g}" + (" x distance" if policy.focus_by == "distance"
                                               else "")
+    if policy.cap != ClickPolicy.cap:
+        text += f" cap {policy.cap:g}"
     if policy.claim != ClickPolicy.claim:
         text += f" claim {policy.claim:g}"
     if policy.reprompt:
@@ -500,7 +506,7 @@ def parse_variant(text: str) -> tuple[str, ClickPolicy | None]:
         key, _, value = pair.partition("=")
         if key in ("merge", "focus_by"):
             kwargs[key] = value
-        elif key in ("focus", "click_radius", "claim"):
+        elif key in ("focus", "click_radius", "claim", "cap"):
             kwargs[key] = float(value)
         elif key in ("reprompt",):
             kwargs[key] = int(value)

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
-    variants = args.variant or ["guided:r=1,eps=0.001", "jbf:sc=20"]
+    variants = args.variant or ["guided:r=1,eps=0.01", "jbf:sc=10"]
     named = methods(args.factor, variants)
     lines = []
     if not args.time_only:

@@ -84,6 +84,9 @@ class ClickPolicy:
     # between the object's clicks and a wrong part then takes the wrong part, not the object,
     # even where the model drops both.
     claim: float = math.inf
+    # A new click's change larger than ``cap`` times the object is cut to twice the click's
+    # distance to the previous mask's other side (inf: never).
+    cap: float = math.inf
     # Radius of the disc that takes a click's label, as a fraction of the image's long side
     # (5 px at 854 x 480, 12 px at 2048).
     click_radius: float = 0.006
@@ -136,7 +139,7 @@ class InteractiveSegmenter:
         pred = self.inner.decode(embedding, prompts, previous)
         if prompts.is_empty():
             return pred
-        if self.policy.reprompt and previous is None:
+        if self.policy.reprompt and previous is None and prompts.box is None:
             pred = self._reprompt(embedding, prompts, pred)
         h, w = embedding.image_size
         before, new_click = _what_is_new(previous, prompts, (h, w))
@@ -166,7 +169,7 @@ class InteractiveSegmenter:
             if merge == "local":
                 out = merge_near_click(before, out, new_click, earlier, radius,
                                        self.policy.focus, self.policy.focus_by,
-                                       self.policy.claim)
+                                       self.policy.claim, self.policy.cap)
             elif flips_a_click(out, earlier):
                 out = merge_near_click(before, out, new_click, earlier, radius, math.inf)
         out = out.copy()
@@ -269,7 +272,8 @@ def flips_a_click(mask: np.ndarray, points: Sequence[Point]) -> bool:
 
 def merge_near_click(before: np.ndarray, after: np.ndarray, click: Point,
                      earlier: Sequence[Point], radius: float, focus: float,
-                     focus_by: str = "area", claim: float = math.inf) -> np.ndarray:
+                     focus_by: str = "area", claim: float = math.inf,
+                     cap: float = math.inf) -> np.ndarray:
     """``before`` with ``after``'s changes of the click's sign (added pixels for a
     foreground click, removed ones for a background click) taken only where they connect
     to ``click`` inside its focus window (half-side ``focus`` x sqrt(object area), or x the
@@ -316,6 +320,18 @@ def merge_near_click(before: np.ndarray, after: np.ndarray, click: Point,
         return before
     _, labels = cv2.connectedComponents(changed.view(np.uint8), connectivity=8)
     taken = labels == labels[r - y0, c - x0]
+    if math.isfinite(cap):
+        # A change larger than ``cap`` times the object is a flood, not the part the click
+        # landed on: keep only what lies within twice the click's distance to the mask's
+        # other side (the size of the mistake it corrects).
+        area = max(int(np.count_nonzero(before)), 1)
+        if np.count_nonzero(taken) > cap * area:
+            side = before if not before[r, c] else ~before
+            if side.any():
+                far = cv2.distanceTransform(np.pad(~side, 1).view(np.uint8), cv2.DIST_L2, 3)
+                reach = 2.0 * float(far[r + 1, c + 1]) + radius
+                yy, xx = np.mgrid[y0:y1, x0:x1]
+                taken &= np.hypot(xx + 0.5 - click.x, yy + 0.5 - click.y) <= reach
     out = before.copy()
     out[y0:y1, x0:x1][taken] = a[taken]
     return out

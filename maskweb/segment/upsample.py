@@ -27,9 +27,10 @@ from maskweb.segment.postprocess import guided_filter, not_flat, resample
 METHODS = ("bilinear", "guided")
 # The filter's window, times the upsampling factor: the band a work pixel's edge may move
 # in. eps: how strong an edge of the photo must be to steer the mask (photo in 0..1).
-# Both chosen on COCO_MVal (bench.upsample --dataset coco).
+# Chosen on COCO_MVal (bench.upsample --dataset coco --limit 100: eps 1e-4, 1e-3, 1e-2 and
+# radius 1 or 2 x the factor; bench/results/upsample-coco-tuning.md).
 RADIUS_PER_SCALE = 1.0
-EPS = 1e-3
+EPS = 1e-2
 TILE = 512
 
 
