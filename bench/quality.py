@@ -51,7 +51,7 @@ import numpy as np
 from PIL import Image
 
 from maskweb.segment.embedding import embedding_from_bytes, embedding_to_bytes
-from maskweb.segment.interactive import MERGES, ClickPolicy, InteractiveSegmenter
+from maskweb.segment.interactive import MERGES, ClickPolicy, InteractiveSegmenter, policy_for
 from maskweb.segment.registry import GRABCUT_ID, build_bare_model, discover
 from maskweb.segment.types import Box, Point, Prediction, Prompts, Segmenter, Stroke
 
@@ -365,10 +365,12 @@ def main(argv: list[str] | None = None) -> int:
                    "model's grabCut refinement (refine_with_grabcut); tuning, on coco only")
     p.add_argument("--engine", choices=["interactive", "plain"], default="interactive",
                    help="plain: the model without the interactive wrapper")
-    p.add_argument("--click-merge", choices=MERGES, default=ClickPolicy.merge)
-    p.add_argument("--focus", type=float, default=ClickPolicy.focus)
-    p.add_argument("--click-radius", type=float, default=ClickPolicy.click_radius)
-    p.add_argument("--reprompt", type=int, default=ClickPolicy.reprompt)
+    p.add_argument("--click-merge", choices=MERGES, default=None,
+                   help="with --focus, --click-radius, --reprompt, --no-feed-merged: the "
+                   "wrapper's policy (default: the model's own, interactive.policy_for)")
+    p.add_argument("--focus", type=float, default=None)
+    p.add_argument("--click-radius", type=float, default=None)
+    p.add_argument("--reprompt", type=int, default=None)
     p.add_argument("--no-feed-merged", action="store_true")
     p.add_argument("--no-brush", action="store_true", help="skip the brush-start protocol")
     p.add_argument("--no-brush-for", action="append", default=[],
@@ -382,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--exclude-limit", type=int, default=None,
                    help="skip the images of --limit K (to finish a full run in two parts)")
+    p.add_argument("--shard", default="",
+                   help="K/N: every N-th image from the K-th (a long run in N processes; "
+                   "--merge their .json files)")
     p.add_argument("--partial", type=Path, default=None,
                    help="rewrite this .json with the results so far after every image")
     p.add_argument("--merge", nargs="+", type=Path, default=None,
@@ -407,11 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     params = dict(kv.split("=", 1) for kv in args.param)
     bare = load_bare(args.model, args.refine, params)
     if args.variant:
-        variants = [parse_variant(v) for v in args.variant]
+        variants = [parse_variant(v, bare) for v in args.variant]
+    elif args.engine == "plain":
+        variants = [("", None)]
     else:
-        policy = None if args.engine == "plain" else ClickPolicy(
-            merge=args.click_merge, focus=args.focus, click_radius=args.click_radius,
-            reprompt=args.reprompt, feed_merged=not args.no_feed_merged)
+        given = {"merge": args.click_merge, "focus": args.focus,
+                 "click_radius": args.click_radius, "reprompt": args.reprompt}
+        own = policy_for(bare)
+        policy = dataclasses.replace(own, **{k: v for k, v in given.items() if v is not None},
+                                     feed_merged=own.feed_merged and not args.no_feed_merged)
         variants = [("", policy)]
     no_brush = {name for name, _ in variants if name in args.no_brush_for}
     models = [(name, bare if policy is None else InteractiveSegmenter(bare, policy), policy)
@@ -421,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.exclude_limit:
         skip = set(fixed_subset(len(items), args.exclude_limit))
         subset = [i for i in subset if i not in skip]
+    if args.shard:
+        k, n = (int(v) for v in args.shard.split("/"))
+        subset = subset[k - 1::n]
     by_variant: dict[str, list[dict]] = {name: [] for name, _, _ in models}
     t_start = time.time()
     for n, i in enumerate(subset):
@@ -463,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         stem += f"-{name}" if name else ""
         stem += f"-{args.dtype}" if args.dtype != "float16" else ""
         stem += f"-rest{args.exclude_limit}" if args.exclude_limit else ""
+        stem += f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
         stem += f"-{len(subset)}"
         (RESULTS / f"{stem}.md").write_text(header + "\n\n" + table([rows[-1]]) + "\n")
         (RESULTS / f"{stem}.json").write_text(json.dumps(
@@ -493,14 +506,16 @@ def describe(policy: ClickPolicy | None) -> str:
     return text
 
 
-def parse_variant(text: str) -> tuple[str, ClickPolicy | None]:
-    """``NAME:plain`` or ``NAME:key=value,...`` of ClickPolicy (merge, focus, click_radius,
-    feed_merged, reprompt)."""
+def parse_variant(text: str, model: Segmenter) -> tuple[str, ClickPolicy | None]:
+    """``NAME:plain``, ``NAME:own`` (the model's own policy) or ``NAME:key=value,...`` of
+    ClickPolicy (merge, focus, focus_by, click_radius, claim, cap, feed_merged, reprompt)."""
     name, sep, spec = text.partition(":")
     if not name or not sep:
         raise SystemExit(f"a variant is NAME:plain or NAME:key=value,..., not {text!r}")
     if spec == "plain":
         return name, None
+    if spec == "own":
+        return name, policy_for(model)
     kwargs: dict[str, object] = {}
     for pair in spec.split(","):
         key, _, value = pair.partition("=")

@@ -351,8 +351,24 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return int(np.count_nonzero(a & b)) / union if union else 1.0
 
 
+def policy_for(model: Segmenter) -> ClickPolicy:
+    """The model's own settings where it has them (``click_policy`` on the engine, or
+    ``x_click_policy`` in a model.json: the same rules, tuned per model on COCO_MVal), else
+    the defaults."""
+    settings = getattr(model, "click_policy", None)
+    if settings is None:
+        descriptor = getattr(model, "descriptor", None)
+        settings = getattr(descriptor, "extra", {}).get("x_click_policy")
+    if not settings:
+        return ClickPolicy()
+    if not isinstance(settings, dict) or not set(settings) <= set(ClickPolicy.__annotations__):
+        raise ValueError(f"{model.model_id}: bad click policy {settings!r}")
+    return ClickPolicy(**settings)
+
+
 def wrap(model: Segmenter, policy: ClickPolicy | None = None) -> Segmenter:
-    """``model`` behind the wrapper, unless MASKWEB_ENGINE_VARIANT=plain."""
+    """``model`` behind the wrapper with ``policy`` (or its own, see policy_for), unless
+    MASKWEB_ENGINE_VARIANT=plain."""
     if engine_variant() == "plain" or isinstance(model, InteractiveSegmenter):
         return model
-    return InteractiveSegmenter(model, policy)
+    return InteractiveSegmenter(model, policy or policy_for(model))
