@@ -505,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="e.g. plain,interactive: one session's click latency with each "
                         "MASKWEB_ENGINE_VARIANT side by side (a stack each, rounds in turn), "
                         "for each --model in turn, and nothing else")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="with --engine-variants: rounds of 12 clicks per variant "
+                        f"(default {-(-MIN_CLICKS // 12)}, {MIN_CLICKS} clicks)")
     args = parser.parse_args(argv)
 
     from maskweb.segment import registry
@@ -518,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["MASKWEB_MODELS_DIR"] = str(model.models_dir)
         try:
             if args.engine_variants:
-                compare_variants(model.model_id, args.engine_variants.split(","), args.quick)
+                compare_variants(model.model_id, args.engine_variants.split(","), args.quick,
+                                 args.rounds)
                 continue
             rows, main_figures = measure(model.model_id, args)
         finally:
@@ -696,7 +700,7 @@ def measure(model_id: str, args: argparse.Namespace) -> tuple[list[tuple[str, st
     return rows, figures
 
 
-def compare_variants(model_id: str, variants: list[str], quick: bool) -> int:
+def compare_variants(model_id: str, variants: list[str], quick: bool, rounds: int = 0) -> int:
     """One session clicking, with each engine variant (MASKWEB_ENGINE_VARIANT: ``plain`` is
     the models as they were before the interactive wrapper, ``interactive`` the wrapper) in
     its own stack, started together; round by round each variant clicks the same photo with
@@ -707,7 +711,7 @@ def compare_variants(model_id: str, variants: list[str], quick: bool) -> int:
     from maskweb.segment.types import Point, Prompts
 
     clicks = 6 if quick else 12
-    rounds = 4 if quick else -(-MIN_CLICKS // clicks)
+    rounds = rounds or (4 if quick else -(-MIN_CLICKS // clicks))
     print(f"model {model_id}; variants {variants}; machine: {machine()}", flush=True)
     inner = build_bare_model(model_id)
     bare_models = {v: inner if v == "plain" else InteractiveSegmenter(inner) for v in variants}

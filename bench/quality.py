@@ -521,7 +521,7 @@ def parse_variant(text: str, model: Segmenter) -> tuple[str, ClickPolicy | None]
         key, _, value = pair.partition("=")
         if key in ("merge", "focus_by"):
             kwargs[key] = value
-        elif key in ("focus", "click_radius", "claim", "cap"):
+        elif key in ("focus", "click_radius", "claim", "cap", "stroke_reach"):
             kwargs[key] = float(value)
         elif key in ("reprompt",):
             kwargs[key] = int(value)

@@ -218,3 +218,18 @@ def test_grabcut_behind_the_wrapper_keeps_every_click_and_builds_on_what_was_sho
     assert pred.feedback is not None and pred.feedback.shape == emb.arrays["work"].shape[:2]
     inter = (pred.best.mask & truth).sum() / (pred.best.mask | truth).sum()
     assert inter > 0.9
+
+
+def test_each_model_gets_its_own_policy_and_a_bad_one_is_refused():
+    from maskweb.segment.interactive import policy_for
+
+    assert policy_for(GrabCutSegmenter()) == ClickPolicy()
+    bundled = build_model("litemedsam-photo")
+    assert isinstance(bundled, InteractiveSegmenter)
+    assert bundled.policy.reprompt == 2 and bundled.policy.claim == 1.0
+
+    class Odd(Scripted):
+        click_policy = {"merge": "local", "speed": "fast"}
+
+    with pytest.raises(ValueError, match="bad click policy"):
+        policy_for(Odd(lambda _p: []))
