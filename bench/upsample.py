@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {n} | {t:.2f} |" for n, t in timing.items()]
     text = "\n".join(lines)
     print(text)
-    name = f"upsample-{args.dataset}{'-' + args.tag if args.tag else ''}" \
-        f"{'-time' if args.time_only else ''}.md"
+    name = (f"upsample-24mp-time{'-' + args.tag if args.tag else ''}.md" if args.time_only
+            else f"upsample-{args.dataset}{'-' + args.tag if args.tag else ''}.md")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / name).write_text(text + "\n")
     return 0
