@@ -419,9 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         given = {"merge": args.click_merge, "focus": args.focus,
                  "click_radius": args.click_radius, "reprompt": args.reprompt}
         own = policy_for(bare)
-        policy = dataclasses.replace(own, **{k: v for k, v in given.items() if v is not None},
+        chosen = dataclasses.replace(own, **{k: v for k, v in given.items() if v is not None},
                                      feed_merged=own.feed_merged and not args.no_feed_merged)
-        variants = [("", policy)]
+        variants = [("", chosen)]
     no_brush = {name for name, _ in variants if name in args.no_brush_for}
     models = [(name, bare if policy is None else InteractiveSegmenter(bare, policy), policy)
               for name, policy in variants]
