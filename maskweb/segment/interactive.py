@@ -25,8 +25,9 @@ model's mask as it is, strokes still painted), ``"hard"`` (only the clicks' disc
 change around the new click is taken).
 
 **Automatic re-prompting** (``reprompt`` > 0, darktable's approach, only for a model whose
-candidates carry a score): the model is asked again with a point at the deepest point of its
-own mask and the mask's bounding box added, its mask fed back, as long as its score improves.
+candidates carry a score, only for a first single click): the model is asked again with a
+point at the deepest point of its own mask and the mask's bounding box added, its mask fed
+back, as long as its score improves.
 
 Candidates that are the same mask (IoU above ``same_candidate``) as a better one are dropped,
 so the page offers a choice only where there is one.
@@ -139,7 +140,11 @@ class InteractiveSegmenter:
         pred = self.inner.decode(embedding, prompts, previous)
         if prompts.is_empty():
             return pred
-        if self.policy.reprompt and previous is None and prompts.box is None:
+        if (self.policy.reprompt and previous is None and len(prompts.points) == 1
+                and prompts.box is None and not prompts.strokes):
+            # The first click only: the app also decodes a longer prompt log from scratch
+            # (a click decoded alongside the one before it), and re-prompting those tripled
+            # their time in the live stack (bench.latency: p50 1.66x with, see docs).
             pred = self._reprompt(embedding, prompts, pred)
         h, w = embedding.image_size
         before, new_click = _what_is_new(previous, prompts, (h, w))

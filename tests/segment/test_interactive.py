@@ -233,3 +233,12 @@ def test_each_model_gets_its_own_policy_and_a_bad_one_is_refused():
 
     with pytest.raises(ValueError, match="bad click policy"):
         policy_for(Odd(lambda _p: []))
+
+
+def test_reprompting_is_for_a_first_single_click_only():
+    # A log of several clicks decoded from scratch (the app does that for a click decoded
+    # alongside the one before it) is not re-prompted: it tripled those decodes' time.
+    inner = Scripted(lambda _p: [(OBJECT, 0.5)])
+    seg = InteractiveSegmenter(inner, ClickPolicy(reprompt=3))
+    seg.decode(EMB, Prompts(points=(Point(80.5, 60.5), Point(150.5, 20.5, positive=False))))
+    assert len(inner.calls) == 1
