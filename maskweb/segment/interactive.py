@@ -5,7 +5,8 @@ said before: a background click on a wrong part can take the object with it, a f
 click on a neck can flood the water. The wrapper holds every engine (grabCut, the bundled
 models, SAM 2.1, SegNext) to what the user said, whatever the model made of it:
 
-- **What the brush covered** is foreground (background for a background stroke), every pixel.
+- **What the brush covered** is foreground (background for a background stroke), every pixel;
+  a prompt of strokes alone stays within reach of them (``stroke_reach``).
 - **Every click's spot** stays as the user said: a small disc around each click takes the
   click's label; a later click wins over an earlier one where their discs meet.
 - **The new click acts locally** (``merge="local"``, FocalClick's idea of a focus region,
@@ -19,7 +20,8 @@ models, SAM 2.1, SegNext) to what the user said, whatever the model made of it:
   click (its disc), so they cannot spread through it; with ``claim``, a click takes only
   the pixels nearer to it than to the earlier clicks of the other label.
 
-Other ways of merging, kept for the bench (``bench.quality --click-merge``): ``"none"`` (the
+Each model's settings: :func:`policy_for`. Other ways of merging, kept for the bench
+(``bench.quality --click-merge`` / ``--variant``): ``"none"`` (the
 model's mask as it is, strokes still painted), ``"hard"`` (only the clicks' discs enforced),
 ``"refuse"`` (the model's whole new mask unless it flips an earlier click; then only its
 change around the new click is taken).
@@ -260,7 +262,7 @@ def stroke_reach(strokes: Sequence[Stroke], h: int, w: int, reach: float) -> np.
 
 
 def disc(point: Point, radius: float, h: int, w: int) -> np.ndarray:
-    """Slices-free bool mask of the pixels whose centres lie within ``radius`` of the point
+    """A bool mask of the pixels whose centres lie within ``radius`` of the point
     (the point's own pixel always)."""
     out = np.zeros((h, w), np.uint8)
     shift = 4
