@@ -13,7 +13,8 @@ RUN pip install .
 USER maskweb
 VOLUME ["/data"]
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "maskweb.asgi:application"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket_connect_timeout", "10", \
+     "--ping-interval", "20", "--ping-timeout", "30", "maskweb.asgi:application"]
 
 FROM base AS gpu
 USER root

@@ -52,6 +52,12 @@ class ByteLRU(Generic[V]):
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
 
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -9,7 +9,7 @@ from celery import shared_task
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
 
-from maskweb.masking import encoding, engine, notify
+from maskweb.masking import encoding, engine, notify, retention
 
 # A worker needs an embedding once, right after encoding it, to draw the masks of prompts that
 # waited for it; the web process's cache budgets (256 MB each) would only hold memory here.
@@ -26,6 +26,16 @@ def encode_photo(self: Any, photo_id: int, model_id: str) -> str:
         # died, its lock runs out within seconds and this task does the work).
         raise self.retry(countdown=2)
     return outcome
+
+
+@shared_task(name="maskweb.cleanup", ignore_result=True)
+def cleanup() -> dict[str, object]:
+    """The periodic clean-up (Celery beat, every MASKWEB_CLEANUP_INTERVAL seconds): expired
+    sessions, unused photos, stale upload folders, lost encode jobs (maskweb.masking.retention).
+    """
+    report = retention.cleanup()
+    return {"sessions": report.sessions, "photos": report.photos, "bytes": report.bytes,
+            "staging": report.staging, "requeued": report.requeued}
 
 
 @worker_ready.connect

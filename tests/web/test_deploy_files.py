@@ -33,6 +33,10 @@ def test_compose_file_is_valid_with_redis_web_worker_and_a_gpu_worker():
         assert "redis" in services[name]["depends_on"]
     assert "daphne" in " ".join(services["web"]["command"])
     assert services["worker"]["command"][:4] == ["celery", "-A", "maskweb.celery", "worker"]
+    # One beat for the periodic clean-up; Redis really snapshots (one argument per number).
+    assert services["beat"]["command"][:4] == ["celery", "-A", "maskweb.celery", "beat"]
+    save = services["redis"]["command"].index("--save")
+    assert services["redis"]["command"][save + 1:save + 3] == ["300", "1"]
     gpu = services["worker-gpu"]
     assert gpu["profiles"] == ["gpu"] and gpu["build"]["target"] == "gpu"
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
