@@ -5,13 +5,18 @@ Redis.
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from django.conf import settings
 
 from maskweb.masking import engine
 from maskweb.masking.lru import ByteLRU
-from maskweb.masking.redis_client import get_redis
+from maskweb.masking.redis_client import get_quick_redis, get_redis
 from maskweb.photos.models import Photo
 from maskweb.segment.types import Embedding
+
+log = logging.getLogger(__name__)
 
 
 def embedding_key(photo: Photo, model_id: str) -> str:
@@ -41,16 +46,20 @@ def load(key: str) -> Embedding | None:
     """The embedding, or None when neither this process nor Redis has it.
 
     When this process still holds one that Redis lost (flush, eviction), it is written back,
-    so the other processes find it again without an encode.
+    so the other processes find it again without an encode. That write-back is skipped when
+    Redis cannot be reached at once: the click has what it needs, Redis or not.
     """
-    client = get_redis()
     cached = local_cache.get(key)
     if cached is not None:
-        if not client.exists(key):
-            client.set(key, engine.embedding_to_bytes(cached), ex=settings.EMBEDDING_TTL_SECONDS,
-                       nx=True)
+        try:
+            quick = get_quick_redis()
+            if not quick.exists(key):
+                quick.set(key, engine.embedding_to_bytes(cached),
+                          ex=settings.EMBEDDING_TTL_SECONDS, nx=True)
+        except redis.exceptions.RedisError:
+            log.info("writing an embedding back to Redis skipped: Redis unreachable")
         return cached
-    data = client.get(key)
+    data = get_redis().get(key)
     if data is None:
         return None
     embedding = engine.embedding_from_bytes(bytes(data))  # type: ignore[arg-type]

@@ -14,15 +14,17 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from maskweb.masking.redis_client import get_redis
+from maskweb.masking.redis_client import get_quick_redis, get_redis
 
 log = logging.getLogger(__name__)
 
 FRAME_TTL_SECONDS = 120
 SEND_TIMEOUT_SECONDS = 30  # as long as one Redis read may take (socket_timeout)
+QUICK_SEND_SECONDS = 2.0  # a frame for the other sockets, sent from a socket's render loop
 _frames: OrderedDict[str, bytes] = OrderedDict()
 _frames_lock = threading.Lock()
 
@@ -31,9 +33,9 @@ def group_name(session_pk: int) -> str:
     return f"maskweb.session.{session_pk}"
 
 
-def put_frame(session_pk: int, seq: int, frame: bytes) -> str:
+def put_frame(session_pk: int, seq: int, frame: bytes, patient: bool = True) -> str:
     key = f"maskweb:frame:{session_pk}:{seq}:{id(frame)}"
-    get_redis().set(key, frame, ex=FRAME_TTL_SECONDS)
+    (get_redis() if patient else get_quick_redis()).set(key, frame, ex=FRAME_TTL_SECONDS)
     with _frames_lock:
         _frames[key] = frame
         while len(_frames) > 32:
@@ -65,8 +67,12 @@ def leave(session_pk: int, channel_name: str) -> None:
 
 def alone(session_pk: int, channel_name: str) -> bool:
     """True only when this socket is known to be its session's only one. An unknown set (a
-    Redis restart) is not "alone": then frames go out as before."""
-    members = get_redis().smembers(sockets_key(session_pk))
+    Redis restart, a Redis that cannot be reached at once) is not "alone": then frames go out
+    as before."""
+    try:
+        members = get_quick_redis().smembers(sockets_key(session_pk))
+    except redis.exceptions.RedisError:
+        return False
     return members == {channel_name.encode()}
 
 
@@ -116,10 +122,20 @@ def send_from_own_loop(enabled: bool = True) -> None:
     _own_loop.enabled = enabled
 
 
-def send(session_pk: int, message: dict[str, Any]) -> None:
-    """From sync code (views, services, the worker)."""
+def send(session_pk: int, message: dict[str, Any], timeout: float | None = None) -> None:
+    """From sync code (views, services, the worker). ``timeout``: give up (TimeoutError)
+    after that many seconds instead of waiting out a Redis restart."""
     layer = get_channel_layer()
     if layer is None:
+        return
+    if timeout is not None:
+        async def bounded() -> None:
+            await asyncio.wait_for(layer.group_send(group_name(session_pk), message), timeout)
+
+        if _own_loop.enabled:
+            asyncio.run_coroutine_threadsafe(bounded(), _own_loop.loop()).result()
+        else:
+            async_to_sync(bounded)()
         return
     if _own_loop.enabled:
         # A pooled connection that a Redis restart closed reconnects inside the channel
@@ -156,15 +172,23 @@ def _sent_key(session_pk: int, seq: int) -> str:
     return f"maskweb:sent:{session_pk}:{seq}"
 
 
-def mask(session_pk: int, seq: int, frame: bytes) -> bool:
+def mask(session_pk: int, seq: int, frame: bytes, patient: bool = True) -> bool:
     """Broadcasts the frame of this revision unless someone already did (False then).
 
     The worker (prompts sent while encoding) and a consumer (a prompt just after "ready") can
-    both render the same revision; the page gets it once.
+    both render the same revision; the page gets it once. ``patient=False``: a Redis that
+    cannot be reached at once raises at once (see services.publish).
     """
-    if not get_redis().set(_sent_key(session_pk, seq), "1", nx=True, ex=FRAME_TTL_SECONDS):
+    client = get_redis() if patient else get_quick_redis()
+    if not client.set(_sent_key(session_pk, seq), "1", nx=True, ex=FRAME_TTL_SECONDS):
         return False
-    send(session_pk, {"type": "session.mask", "seq": seq, "key": put_frame(session_pk, seq, frame)})
+    key = put_frame(session_pk, seq, frame, patient)
+    try:
+        send(session_pk, {"type": "session.mask", "seq": seq, "key": key},
+             timeout=None if patient else QUICK_SEND_SECONDS)
+    except TimeoutError as exc:
+        raise redis.exceptions.ConnectionError(f"the channel layer did not answer: {exc}") \
+            from exc
     return True
 
 

@@ -1,4 +1,12 @@
-"""One Redis connection pool per process, made on first use (settings may change in tests)."""
+"""Redis connection pools, one per process and kind, made on first use (settings may change in
+tests).
+
+``get_redis``: patient, for what needs Redis to go on (an embedding, the queue): a command
+waits out a Redis restart of up to MASKWEB_REDIS_RETRY_SECONDS (maskweb.redis_retry).
+``get_quick_redis``: for what may be skipped when Redis is away (a cache write-back, telling
+the other sockets): one reconnect at most, short timeouts, so a click's own mask is never
+held up by it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ from django.conf import settings
 from maskweb import redis_retry
 
 _lock = threading.Lock()
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, str], redis.Redis] = {}
 
 
 def redis_url() -> str:
@@ -20,9 +28,22 @@ def redis_url() -> str:
 def get_redis() -> redis.Redis:
     url = redis_url()
     with _lock:
-        client = _clients.get(url)
+        client = _clients.get((url, "patient"))
         if client is None:
             client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30,
-                                          **redis_retry.sync_options())
-            _clients[url] = client
+                                          **redis_retry.sync_options(
+                                              settings.REDIS_RETRY_SECONDS))
+            _clients[(url, "patient")] = client
+        return client
+
+
+def get_quick_redis() -> redis.Redis:
+    url = redis_url()
+    with _lock:
+        client = _clients.get((url, "quick"))
+        if client is None:
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1,
+                                          health_check_interval=30,
+                                          **redis_retry.sync_options(0))
+            _clients[(url, "quick")] = client
         return client
