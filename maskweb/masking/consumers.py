@@ -7,6 +7,15 @@ Prompts are coalesced: a prompt is written to the log at once, and one render lo
 draws the newest log. Prompts that arrive while a decode runs are decoded together in the next
 step, so a person clicking faster than the model decodes (or a server with more clickers than
 cores) waits for at most about two decodes instead of a growing queue.
+
+Writes and renders run in separate thread pools (maskweb.masking.pools), so a prompt is stored
+as soon as it arrives however far the decoder has fallen behind, and a render that waited for a
+thread draws the newest log. A page whose oldest prompt has waited WS_BEHIND_AFTER seconds for
+its mask is told so (a ``behind`` frame); its next mask covers every prompt it sent.
+
+Redis is needed to draw (the embedding, the other sockets) but never to store a prompt: a Redis
+that is down delays the mask (maskweb.redis_retry) and at worst costs an ``unavailable`` error
+frame, the prompt kept and drawn again when Redis is back. The socket stays open.
 """
 
 from __future__ import annotations
@@ -22,14 +31,18 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from maskweb.masking import notify, services
-from maskweb.masking.prompts import ProtocolError
+from maskweb.masking import inputs, notify, pools, services
+from maskweb.masking.inputs import ProtocolError
 
 log = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404
 # Below Daphne's application_close_timeout (10 s), after which it kills the consumer anyway.
 DISCONNECT_WAIT_SECONDS = 5.0
+# A render that could not reach Redis tries again after these pauses (the prompt is stored).
+REDIS_RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0)
+UNAVAILABLE = ("The server's cache (Redis) cannot be reached; your prompt is kept and its "
+               "mask comes when it is back.")
 
 
 def off_loop(func: Any) -> Any:
@@ -56,15 +69,23 @@ class TokenBucket:
 class SessionConsumer(AsyncWebsocketConsumer):
     access: services.Access | None = None
     _renderer: asyncio.Future[None] | None = None
-    _render_again = False
     _render_id: Any = None
     _sent_seq = -1  # the newest revision whose frame this socket sent itself
     # The current object's prompts as this socket last wrote or drew them (None: not known,
     # e.g. another socket changed them): the base of services.guess_next.
     _log: services.PromptLog | None = None
-    # The log of this socket's newest write, until its render loop takes it: that render draws
-    # the session and object as the write left them (services.render_current's ``written``).
-    _written: services.PromptLog | None = None
+    # This socket's prompt writes so far, counted in the thread that wrote each one right after
+    # its commit (one write at a time per socket), and (that count, the log it left, the
+    # prompt's message id) of the newest one: a render reads them before it reads the log,
+    # so a count that moved since tells it a newer prompt exists, and the render loop draws
+    # until the count it drew is the count written.
+    _writes = 0
+    _written: tuple[int, services.PromptLog | None, Any] = (0, None, None)
+    _drawn = 0  # the write count the last frame sent by this socket covered
+    _waiting_since: float | None = None  # when the oldest prompt without a mask was written
+    _not_ready = False  # the last render found no embedding (encoding): no `behind` then
+    _behind_check: asyncio.TimerHandle | None = None
+    _behind_sending: asyncio.Future[None] | None = None
     _preloading: asyncio.Future[None] | None = None
 
     async def connect(self) -> None:
@@ -78,15 +99,25 @@ class SessionConsumer(AsyncWebsocketConsumer):
         assert self.access is not None
         self.group = notify.group_name(self.access.session.pk)
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
-        await self._join()
+        try:
+            await self._join()
+        except (redis.exceptions.RedisError, OSError):
+            # Live updates from others start with the first ping that reaches Redis.
+            log.warning("joining the session's group failed (Redis down?)", exc_info=True)
         state = await off_loop(services.session_state)(self.access)
         await self.send_json({"type": "hello", "role": self.access.role, "state": state})
         if state["status"] == "ready":
             self._preload()
-        rendered = await off_loop(self._render)(None, False)
+        try:
+            rendered = await pools.renders.run(self._render, None, False)
+        except redis.exceptions.RedisError:
+            log.warning("drawing the mask at connect failed (Redis down?)", exc_info=True)
+            await self.error("unavailable", UNAVAILABLE)
+            return
         if rendered is not None:
             self._log = rendered.log
-        if rendered is not None and rendered.frame is not None and not rendered.header["empty"]:
+        if rendered is not None and rendered.frame is not None and rendered.header is not None \
+                and not rendered.header["empty"]:
             await self.send(bytes_data=rendered.frame)
             # A change made while this drew is also on its way through the group: not twice.
             self._sent_seq = rendered.header["seq"]
@@ -96,13 +127,18 @@ class SessionConsumer(AsyncWebsocketConsumer):
         # running, and a thread still publishing the last frame needs this event loop
         # (async_to_sync); if the loop ends first, that thread never returns (a test run hung
         # in the executor's shutdown). A frame sent after the close is dropped by the server.
+        if self._behind_check is not None:
+            self._behind_check.cancel()
         pending = [task for task in (self._renderer, self._preloading)
                    if task is not None and not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=DISCONNECT_WAIT_SECONDS)
         if self.access is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await off_loop(notify.leave)(self.access.session.pk, self.channel_name)
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+                await off_loop(notify.leave)(self.access.session.pk, self.channel_name)
+            except (redis.exceptions.RedisError, OSError):
+                log.warning("leaving the session's group failed (Redis down?)", exc_info=True)
 
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps({"v": 1, **message}, separators=(",", ":")))
@@ -123,34 +159,27 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.error("too_large", f"A message is at most "
                              f"{settings.WS_MAX_MESSAGE_BYTES} bytes.")
             return
-        if not self.bucket.take():
-            await self.error("rate_limited", "Too many messages; this one was dropped.")
-            return
+        request_id = None
         try:
-            message = json.loads(text_data, parse_constant=_refuse_constant)
-        except ValueError as exc:
-            await self.error("bad_json", f"Not JSON: {exc}")
-            return
-        if not isinstance(message, dict):
-            await self.error("bad_json", "A message is a JSON object.")
-            return
-        request_id = message.get("id")
-        if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 64):
-            await self.error("bad_field", "'id' must be a string of at most 64 characters")
-            return
-        handler = self.HANDLERS.get(message.get("type"))  # type: ignore[arg-type]
-        if handler is None:
-            await self.error("unknown_type", f"Unknown message type {message.get('type')!r}.",
-                             request_id)
-            return
-        try:
+            message = inputs.json_object(text_data)
+            request_id = inputs.request_id(message)
+            # After the parse, so that a refused message's error carries its id.
+            if not self.bucket.take():
+                await self.error("rate_limited", "Too many messages; this one was dropped.",
+                                 request_id)
+                return
+            handler = self.HANDLERS[inputs.message_type(message, self.HANDLERS)]
             await handler(self, message, request_id)
         except ProtocolError as exc:
             await self.error(exc.code, exc.message, request_id)
         except services.Forbidden as exc:
             await self.error("forbidden", str(exc), request_id)
+        except redis.exceptions.RedisError:
+            log.warning("socket message failed: Redis unreachable", exc_info=True)
+            await self.error("unavailable", "The server's cache (Redis) cannot be reached; "
+                             "try again in a moment.", request_id)
         except Exception:
-            log.exception("socket message %r failed", message.get("type"))
+            log.exception("socket message failed")
             await self.error("internal", "Something went wrong on the server; nothing changed.",
                              request_id)
 
@@ -166,11 +195,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
                                            sender=self.channel_name)
 
         self._log = None
-        rendered = await off_loop(work)()
+        rendered = await pools.renders.run(work)
         self._log = rendered.log
         await self._deliver(rendered, request_id)
 
-    async def _deliver(self, rendered: services.Rendered, request_id: Any) -> None:
+    async def _deliver(self, rendered: services.Rendered, request_id: Any,
+                       drawn: int | None = None) -> None:
         """Answers this socket first, straight away, then tells the session's other sockets.
 
         The round trip through the channel layer (Redis) would add milliseconds to every
@@ -178,98 +208,194 @@ class SessionConsumer(AsyncWebsocketConsumer):
         A frame that a newer change has superseded still goes to this socket: it answers the
         prompts it covers (the first click of a quick pair would otherwise wait for the second
         decode too), and the newer frame follows. The other sockets only get the newest.
+        ``drawn``: the write count the frame covers (see _writes).
         """
         if rendered.frame is not None and rendered.header is not None:
+            self._not_ready = False
+            if drawn is not None:
+                self._answered(drawn)
             seq = rendered.header["seq"]
             if seq < self._sent_seq:
                 return  # this page already shows a newer revision
+            # The same revision again still goes: a render that waited for a core drew
+            # prompts newer than its id says, and this frame answers them by the newest id.
             await self.send(bytes_data=rendered.frame)
             self._sent_seq = seq
             if not rendered.superseded and not rendered.alone:
-                await off_loop(services.publish)(rendered, self.channel_name)
+                await pools.renders.run(services.publish, rendered, self.channel_name, False)
         elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
+            self._not_ready = True
             session = rendered.session
             await self.send_json({"type": "status", "status": session.status,
                                   "progress": session.progress, "message": session.message,
                                   "id": request_id})
 
-    async def on_prompt(self, message: dict[str, Any], request_id: Any) -> None:
-        if "prompt" not in message:
-            raise ProtocolError("bad_field", "'prompt' is missing")
+    # --- prompts: stored at once, drawn newest first -----------------------------------------
+
+    def _store(self, prompt: Any, request_id: Any) -> services.PromptLog | None:
+        """In a worker thread: writes the prompt, then counts it (see _writes)."""
         assert self.access is not None
-        services.guess_next(self.access, self._log, message["prompt"])
+        written = services.add_prompt(self.access, prompt)
+        self._written = (self._writes + 1, written, request_id)
+        self._writes += 1
+        return written
+
+    async def on_prompt(self, message: dict[str, Any], request_id: Any) -> None:
+        prompt = inputs.required(message, "prompt")
+        assert self.access is not None
+        services.guess_next(self.access, self._log, prompt)
         self._log = None  # until the write says what the log is now
         self._render_id = request_id
-        if self._renderer is not None and not self._renderer.done():
-            self._log = await off_loop(services.add_prompt)(self.access, message["prompt"])
-            self._written = self._log
-            # Asked again: the loop may have ended while the prompt was being written.
-            if self._renderer is not None and not self._renderer.done():
-                self._render_again = True  # the running loop draws this prompt next
-            else:
+        rendering = self._renderer is not None and not self._renderer.done()
+        if rendering or not pools.renders.idle():
+            # A render is running (this prompt is drawn in its next step), or every render
+            # thread is busy: the write goes alone, to the write threads, so it never waits
+            # for a decode, and this handler returns once it is stored.
+            self._log = await pools.writes.run(self._store, prompt, request_id)
+            self._note_waiting()
+            if self._renderer is None or self._renderer.done():
                 self._renderer = asyncio.ensure_future(self._render_loop())
             return
-        # Nothing is rendering for this socket: the write and its render go off the event
-        # loop in one hop (a hop costs the web process most of a millisecond of CPU). This
-        # handler still returns once the write is committed, so the next message is read, and
-        # coalesced, while the click decodes.
-        committed: asyncio.Future[services.PromptLog | None] = \
-            asyncio.get_running_loop().create_future()
-        self._renderer = asyncio.ensure_future(
-            self._render_loop(first=(message["prompt"], committed)))
+        # Nothing is rendering for this socket and a render thread is free: the write and its
+        # render go off the event loop in one hop (a hop costs the web process most of a
+        # millisecond of CPU). This handler still returns once the write is committed, so the
+        # next message is read, and coalesced, while the click decodes.
+        # Handed to the pool here, not in the loop's task: the pool counts it at once, so the
+        # next socket's message, read before that task starts, sees the thread taken.
+        loop = asyncio.get_running_loop()
+        committed: asyncio.Future[services.PromptLog | None] = loop.create_future()
+        job = pools.renders.run(self._write_and_render, prompt, request_id, committed, loop)
+        self._renderer = asyncio.ensure_future(self._render_loop(first=(job, committed)))
         self._log = await committed
+        self._note_waiting()
 
     def _write_and_render(self, prompt: Any, request_id: Any,
                           committed: asyncio.Future[services.PromptLog | None],
-                          loop: asyncio.AbstractEventLoop) -> services.Rendered | None:
-        """In a worker thread: the prompt's write, reported to ``committed`` as soon as it is
-        done (its error too, which on_prompt raises to the page), then the render."""
-        assert self.access is not None
+                          loop: asyncio.AbstractEventLoop) -> tuple[services.Rendered | None, int]:
+        """In a render thread: the prompt's write, reported to ``committed`` as soon as it is
+        done, then the render. A write that fails raises _WriteFailed: the render loop reports
+        it (on_prompt raises it to the page) once this thread is done, so the next message
+        finds the loop over and takes the one-hop path again."""
         try:
-            written = services.add_prompt(self.access, prompt)
+            written = self._store(prompt, request_id)
         except Exception as exc:
-            loop.call_soon_threadsafe(_settle, committed, None, exc)
-            return None
+            raise _WriteFailed(exc) from exc
         loop.call_soon_threadsafe(_settle, committed, written, None)
-        return services.render_prompts(self.access, request_id, broadcast=False,
-                                       written=written, sender=self.channel_name)
+        return self._render_newest(request_id, False, self._written)
 
-    async def _render_loop(self, first: tuple[Any, asyncio.Future[Any]] | None = None) -> None:
-        """Draws the newest prompt log until no prompt came in meanwhile; ``first``: a prompt
-        to write first, and the future that hears when it is written."""
+    def _render_newest(self, request_id: Any, latest_only: bool,
+                       written: tuple[int, services.PromptLog | None, Any]) -> \
+            tuple[services.Rendered | None, int]:
+        """In a render thread: draws this socket's newest log; returns the frame and the write
+        count it covers. ``written``: the newest write's count, log and id when the render was
+        asked for; if a prompt was written since (the render waited for a thread), the log is
+        read again, everything new is decoded in one step, and the frame answers the newest
+        prompt's id."""
+        assert self.access is not None
+        count, log_, _ = written
+        # Read before the log is: every write counted here is in it.
+        seen, _, newest_id = self._written
+        if count != seen:
+            log_, latest_only, request_id = None, True, newest_id
+        rendered = services.render_prompts(self.access, request_id, latest_only=latest_only,
+                                           broadcast=False, written=log_,
+                                           sender=self.channel_name, newest=self._newest)
+        return rendered, rendered.newest[0] if rendered.newest is not None else seen
+
+    def _newest(self) -> tuple[int, Any]:
+        """This socket's write count and newest prompt's id (see services.render_current)."""
+        count, _, request_id = self._written
+        return count, request_id
+
+    async def _render_loop(self, first: tuple[asyncio.Future[Any], asyncio.Future[Any]] |
+                           None = None) -> None:
+        """Draws the newest prompt log until every prompt written is drawn; ``first``: the
+        job that writes a prompt and renders it (_write_and_render), and the future that
+        hears when the prompt is written."""
         latest_only = False
+        retries = iter(REDIS_RETRY_PAUSES)
         while True:
-            self._render_again = False
             request_id = self._render_id
-            written, self._written = self._written, None
+            drawn = self._writes
             try:
                 if first is not None:
-                    prompt, committed = first
+                    job, committed = first
                     first = None
                     try:
-                        # None: the write failed, and on_prompt tells the page.
-                        rendered = await off_loop(self._write_and_render)(
-                            prompt, request_id, committed, asyncio.get_running_loop())
+                        rendered, drawn = await job
+                    except _WriteFailed as failed:  # on_prompt tells the page
+                        _settle(committed, None, failed.error)
+                        return
                     finally:  # never leave on_prompt waiting, whatever went wrong
                         _settle(committed, None, RuntimeError("the prompt was not written"))
                 else:
-                    rendered = await off_loop(services.render_prompts)(
-                        self.access, request_id, latest_only=latest_only, broadcast=False,
-                        written=written, sender=self.channel_name)
+                    rendered, drawn = await pools.renders.run(
+                        self._render_newest, request_id, latest_only, self._written)
             except ProtocolError as exc:
                 self._log = None  # the prompt the model failed on was undone
+                self._answered(self._writes)
                 await self.error(exc.code, exc.message, request_id)
+            except redis.exceptions.RedisError:
+                # Stored, not drawn: try again when Redis may be back, not undo the prompt.
+                self._log = None
+                log.warning("drawing a socket's prompts failed: Redis unreachable",
+                            exc_info=True)
+                pause = next(retries, None)
+                if pause is None:
+                    self._answered(self._writes)
+                    await self.error("unavailable", UNAVAILABLE, request_id)
+                    return
+                if pause == REDIS_RETRY_PAUSES[0]:
+                    await self.error("unavailable", UNAVAILABLE, request_id)
+                await asyncio.sleep(pause)
+                latest_only = True
+                continue
             except Exception:
                 self._log = None
+                self._answered(self._writes)
                 log.exception("rendering the prompts of a socket failed")
                 await self.error("internal", "Something went wrong on the server.", request_id)
             else:
                 if rendered is not None:
-                    await self._deliver(rendered, request_id)
-            if not self._render_again:
+                    try:
+                        await self._deliver(rendered, request_id, drawn)
+                    except Exception:  # the frame went to this page; the others' copy failed
+                        log.exception("sending a socket's frame to the others failed")
+            if drawn >= self._writes:
                 return
             latest_only = True  # prompts piled up while we decoded: one step for all of them
+
+    # --- telling a page it is behind ----------------------------------------------------------
+
+    def _note_waiting(self) -> None:
+        """A prompt was stored: start the clock of the oldest prompt without a mask."""
+        if self._waiting_since is None and self._drawn < self._writes:
+            self._waiting_since = time.monotonic()
+        if self._behind_check is None:
+            self._behind_check = asyncio.get_running_loop().call_later(
+                settings.WS_BEHIND_AFTER_SECONDS, self._check_behind)
+
+    def _answered(self, drawn: int) -> None:
+        """A frame (or an error) covered the writes up to ``drawn``."""
+        self._drawn = max(self._drawn, drawn)
+        if self._drawn >= self._writes:
+            self._waiting_since = None
+
+    def _check_behind(self) -> None:
+        self._behind_check = None
+        if self._waiting_since is None or self._drawn >= self._writes:
+            return
+        waited = time.monotonic() - self._waiting_since
+        if waited >= settings.WS_BEHIND_AFTER_SECONDS and not self._not_ready:
+            # Kept: the event loop holds tasks only weakly.
+            self._behind_sending = asyncio.ensure_future(self.send_json({
+                "type": "behind", "pending": self._writes - self._drawn,
+                "waited_ms": round(waited * 1000), "id": self._render_id}))
+            delay = max(1.0, settings.WS_BEHIND_AFTER_SECONDS)  # at most once a second
+        else:
+            delay = max(0.05, settings.WS_BEHIND_AFTER_SECONDS - waited)
+        self._behind_check = asyncio.get_running_loop().call_later(delay, self._check_behind)
 
     async def on_undo(self, message: dict[str, Any], request_id: Any) -> None:
         await self._mutate_and_render(services.undo, request_id)
@@ -296,17 +422,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def on_rename(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
-        if "name" not in message:
-            raise ProtocolError("bad_field", "'name' is missing")
+        name = inputs.required(message, "name")
         await off_loop(services.update_object)(self.access, message.get("object_id"),
-                                               name=message["name"])
+                                               name=name)
 
     async def on_visibility(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
-        if not isinstance(message.get("visible"), bool):
-            raise ProtocolError("bad_field", "'visible' must be true or false")
+        visible = inputs.boolean(inputs.required(message, "visible"), "visible")
         await off_loop(services.update_object)(self.access, message.get("object_id"),
-                                               visible=message["visible"])
+                                               visible=visible)
 
     async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
@@ -375,6 +499,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._preloading = asyncio.ensure_future(
             off_loop(services.preload_embedding)(self.access.session))
 
+    async def session_deleted(self, event: dict[str, Any]) -> None:
+        """The session was deleted (its editor, or the clean-up of idle sessions): closed as
+        for an unknown link, which the page reports and does not retry."""
+        await self.close(code=CLOSE_NOT_FOUND)
+
     async def session_objects(self, event: dict[str, Any]) -> None:
         assert self.access is not None
         access = self.access
@@ -399,6 +528,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "state", "state": await off_loop(load)()})
 
 
+class _WriteFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
     if future.done():  # the socket went away and its handler was cancelled
         return
@@ -407,6 +542,3 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
     else:
         future.set_result(value)
 
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")

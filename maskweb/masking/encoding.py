@@ -48,13 +48,14 @@ def _mark(pks: list[int], status: str, progress: float, message: str = "") -> No
 
 
 def _publish_masks(pks: list[int]) -> None:
-    """Prompts sent while encoding are waiting: send their masks now."""
+    """Prompts sent while encoding are waiting: send their masks now, each session's prompts
+    decoded together in one step (nobody saw a mask of them), however many there are."""
     from maskweb.masking import services
 
     for session in MaskSession.objects.filter(pk__in=pks).select_related("photo", "current"):
         if session.current is not None and session.current.effective_prompts():
             try:
-                services.render_current(session)
+                services.render_current(session, one_step=True)
             except Exception:
                 log.exception("rendering the waiting mask of session %s failed", session.pk)
 

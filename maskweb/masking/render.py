@@ -7,7 +7,11 @@ decode, an undo is a cache hit.
 
 ``latest_only`` is for a live socket that fell behind (prompts arrived while it decoded): the
 prompts since the last computed prediction are decoded in ONE step on top of it, instead of
-one decode each. A from-scratch replay (nothing cached) still walks the whole chain.
+one decode each. A from-scratch replay (nothing cached) still walks the whole chain, so the
+mask is the one the person saw, except with ``one_step``: prompts that waited for an encode
+(nobody saw a mask of them) are decoded together in one step, however many there are (150
+prompts sent during an encode kept the worker busy 55 s, one decode each). A from-scratch
+replay of a long log walks only its last REPLAY_STEPS prompts one by one.
 
 A click's decode starts before its prompt is committed (``prefetch``, called as the message
 arrives and while the prompt is written) when a core is free; a prediction being decoded is
@@ -65,6 +69,9 @@ predictions: ByteLRU[Prediction] = ByteLRU(lambda: settings.PREDICTION_CACHE_BYT
 # The predictions being decoded now, by the same keys.
 decoding: SingleFlight[Prediction] = SingleFlight()
 CORES = os.cpu_count() or 1
+# At most this many decodes for a log with nothing cached (see predict): an object of 500
+# prompts must not cost a process that lost its cache 500 decodes for one click.
+REPLAY_STEPS = 16
 _prefetcher = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="prefetch")
 cores = Cores(CORES)
 _prefetching: Counter[str] = Counter()  # prefetches queued or running, by embedding key
@@ -92,7 +99,7 @@ def in_hand(session: MaskSession, stored_prompts: list[dict[str, Any]]) -> bool:
 
 def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
             latest_only: bool = False, alongside: bool = False,
-            wait_for_core: bool = True) -> Prediction | None:
+            wait_for_core: bool = True, one_step: bool = False) -> Prediction | None:
     """The prediction for these prompts (None when there are none, or when it needs a decode,
     every core is busy and not ``wait_for_core``).
 
@@ -123,8 +130,12 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     embedding = embeddings.load(key)
     if embedding is None:
         raise EmbeddingMissing(key)
-    if alongside or (latest_only and start > 0):
+    if alongside or one_step or (latest_only and start > 0):
         start = len(prefixes) - 1
+    elif start == 0 and len(prefixes) > REPLAY_STEPS:
+        # Nothing cached (a restarted process, an evicted session) and a long log: the
+        # older prompts in one step, the last REPLAY_STEPS - 1 one by one on top.
+        start = len(prefixes) - REPLAY_STEPS
     steps = [(i, (key, prefixes[i])) for i in range(start, len(prefixes))]
     # The core first, then the claim on the key: a decode others wait for is running, and its
     # waiters lend their cores meanwhile (see maskweb.masking.cores).
@@ -229,8 +240,8 @@ class CurrentMask:
 
 
 def current_mask(session: MaskSession, obj: MaskObject,
-                 latest_only: bool = False) -> CurrentMask:
-    prediction = predict(session, obj.effective_prompts(), latest_only)
+                 latest_only: bool = False, one_step: bool = False) -> CurrentMask:
+    prediction = predict(session, obj.effective_prompts(), latest_only, one_step=one_step)
     if prediction is None or not prediction.candidates:
         return CurrentMask(None, 0, [])
     index = min(obj.candidate, len(prediction.candidates) - 1)

@@ -5,7 +5,9 @@ tells every socket of the session (after commit, so nobody reads a state not yet
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -14,10 +16,12 @@ import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
-from maskweb.masking import downloads, embeddings, encoding, engine, notify, render
+from maskweb.masking import downloads, embeddings, encoding, engine, inputs, notify, render
+from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, MaskSession, Status
-from maskweb.masking.prompts import ProtocolError, parse_upright, to_stored, to_upright
+from maskweb.masking.prompts import parse_upright, to_stored, to_upright
 from maskweb.masking.redis_client import get_redis
 from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
@@ -25,8 +29,13 @@ from maskweb.photos.models import Photo
 log = logging.getLogger(__name__)
 
 EDIT, VIEW = "edit", "view"
-# How long a queued encode job keeps others of the same photo and model from being queued.
-QUEUED_SECONDS = 60
+# How long a queued encode job keeps others of the same photo and model from being queued: as
+# long as the broker keeps a job a dead worker took before handing it out again. The marker
+# lives in the same Redis as the queue, so a Redis that lost the job lost the marker too.
+QUEUED_SECONDS = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+# last_active is written at most this often per session (a read of the session is not worth
+# a write each time).
+ACTIVE_PRECISION = dt.timedelta(minutes=10)
 
 
 class NotFound(Exception):
@@ -48,17 +57,24 @@ class Access:
 
 
 def resolve(token: str) -> Access:
+    """The session this link opens, with its role; each opening counts as activity (idle
+    sessions expire, see maskweb.masking.retention)."""
     if not token or len(token) > 64:
         raise NotFound(token)
     session = (MaskSession.objects.select_related("photo", "current")
                .filter(edit_token=token).first())
-    if session is not None:
-        return Access(session, EDIT)
-    session = (MaskSession.objects.select_related("photo", "current")
-               .filter(view_token=token).first())
-    if session is not None:
-        return Access(session, VIEW)
-    raise NotFound(token)
+    role = EDIT
+    if session is None:
+        session = (MaskSession.objects.select_related("photo", "current")
+                   .filter(view_token=token).first())
+        role = VIEW
+    if session is None:
+        raise NotFound(token)
+    now = timezone.now()
+    if session.last_active < now - ACTIVE_PRECISION:
+        MaskSession.objects.filter(pk=session.pk).update(last_active=now)
+        session.last_active = now
+    return Access(session, role)
 
 
 def reload(session: MaskSession) -> MaskSession:
@@ -78,7 +94,8 @@ def model_list() -> list[dict[str, Any]]:
 
 
 def check_model(model_id: Any) -> str:
-    if not isinstance(model_id, str) or not engine.is_installed(model_id):
+    model_id = inputs.model_id(model_id)
+    if not engine.is_installed(model_id):
         installed = ", ".join(m.id for m in engine.installed_models())
         raise ProtocolError("bad_field", f"unknown model {model_id!r}; installed: {installed}")
     return model_id
@@ -99,9 +116,17 @@ def request_encode(session: MaskSession, *, lost: bool = False) -> None:
         # The worker broadcasts the mask when the encode is done. If this revision's frame
         # went out before the embedding was lost, "sent already" would stop that broadcast,
         # and a page that reconnected since would wait with no mask.
-        notify.forget_sent(pk, revision)
+        try:
+            notify.forget_sent(pk, revision)
+        except redis.exceptions.RedisError:
+            log.warning("forgetting the frame sent for session %s failed", pk, exc_info=True)
         notify.status_or_log(pk, "reencoding" if lost else "encoding", 0.0, message)
-        queue_encode(photo, model_id)
+        try:
+            queue_encode(photo, model_id)
+        except Exception:
+            # Stored as encoding: the page's status question, the HTTP API's reads and the
+            # clean-up job queue it again (requeue_if_lost).
+            log.warning("queueing the encode of session %s failed", pk, exc_info=True)
 
     transaction.on_commit(enqueue)
 
@@ -111,12 +136,32 @@ def queue_encode(photo: Photo, model_id: str) -> bool:
     a session whose embedding is gone, or many pages asking, must not queue many encodes).
     A job queued twice is harmless: the second finds the embedding and only reports it."""
     key = embeddings.embedding_key(photo, model_id)
-    if not get_redis().set(encoding.queued_key(key), "1", nx=True, ex=QUEUED_SECONDS):
+    client = get_redis()
+    if not client.set(encoding.queued_key(key), "1", nx=True, ex=QUEUED_SECONDS):
         return False
     from maskweb.masking.tasks import encode_photo
 
-    encode_photo.delay(photo.pk, model_id)
+    try:
+        encode_photo.delay(photo.pk, model_id)
+    except Exception:
+        client.delete(encoding.queued_key(key))  # not queued: let the next check queue it
+        raise
     return True
+
+
+def requeue_if_lost(session: MaskSession) -> bool:
+    """Queues the encode of a session stored as encoding when no job is queued (its marker)
+    or running (its lock): the job was lost (Redis lost its data, a message was lost).
+    True when it queued one."""
+    if session.status != Status.ENCODING:
+        return False
+    key = embeddings.embedding_key(session.photo, session.model_id)
+    if get_redis().exists(encoding.lock_key(key)):
+        return False
+    if queue_encode(session.photo, session.model_id):
+        log.info("session %s was encoding with no job in sight: queued one", session.pk)
+        return True
+    return False
 
 
 def encode_status(access: Access) -> MaskSession:
@@ -125,20 +170,17 @@ def encode_status(access: Access) -> MaskSession:
     A page learns the status from messages, and a message can be lost (a Redis that lost its
     data empties the channel layer and the job queue with it; a worker's send can fail). A session
     still encoding with no worker holding its encode lock gets its job queued again: the
-    worker then encodes, or finds the embedding and marks the session ready.
+    worker then encodes, or finds the embedding and marks the session ready. The socket's
+    ``status`` message and the HTTP API's reads of a session both ask here, so a client that
+    only polls over HTTP gets a lost job back too.
     """
     session = reload(access.session)
-    if session.status == Status.ENCODING:
-        key = embeddings.embedding_key(session.photo, session.model_id)
-        try:
-            if not get_redis().exists(encoding.lock_key(key)) and queue_encode(
-                    session.photo, session.model_id):
-                log.info("session %s was encoding with no job in sight: queued one",
-                         session.pk)
-        except redis.exceptions.RedisError:
-            # Redis down: the stored status is still the answer; the page asks again later.
-            log.warning("checking the encode job of session %s failed", session.pk,
-                        exc_info=True)
+    try:
+        requeue_if_lost(session)
+    except Exception:
+        # Redis or the broker down: the stored status is still the answer; the client asks
+        # again later, and the clean-up job looks too.
+        log.warning("checking the encode job of session %s failed", session.pk, exc_info=True)
     return session
 
 
@@ -151,11 +193,13 @@ def preload_embedding(session: MaskSession) -> None:
 
 
 def create_session(photo: Photo, model_id: str | None = None,
-                   photo_name: str | None = None) -> MaskSession:
+                   photo_name: str | None = None, client: str = "") -> MaskSession:
+    """``client``: the uploader (maskweb.masking.limits.client_key), for its disk quota."""
     model_id = check_model(model_id) if model_id else engine.default_model()
     with transaction.atomic():
         session = MaskSession.objects.create(photo=photo, model_id=model_id,
-                                             photo_name=safe_name(photo_name or photo.name))
+                                             photo_name=safe_name(photo_name or photo.name),
+                                             client=client)
         first = MaskObject.objects.create(session=session, number=1, name="Object 1")
         session.current = first
         session.save(update_fields=["current"])
@@ -275,7 +319,8 @@ def _new_object(session: MaskSession) -> MaskObject:
 
 
 def _bump(session: MaskSession) -> None:
-    MaskSession.objects.filter(pk=session.pk).update(revision=F("revision") + 1)
+    MaskSession.objects.filter(pk=session.pk).update(revision=F("revision") + 1,
+                                                     last_active=timezone.now())
 
 
 @dataclass
@@ -373,8 +418,23 @@ def redo(access: Access) -> None:
 
 
 def select_candidate(access: Access, index: Any) -> None:
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 16:
-        raise ProtocolError("bad_field", "'index' must be a candidate number (0, 1, 2...)")
+    """Chooses one of the model's candidate masks for the current object: ``index`` must be
+    below the number of candidates its prompts gave (known once the mask is drawn)."""
+    access.require_edit()
+    inputs.whole(index, "index")
+    session = reload(access.session)
+    obj = session.current
+    if obj is None or not obj.effective_prompts():
+        raise ProtocolError("empty", "The current object has no mask to choose from.")
+    if session.status != Status.READY:
+        raise ProtocolError("not_ready", "The photo is still being analysed; choose a "
+                            "candidate once its mask is shown.")
+    try:
+        count = len(render.current_mask(session, obj).scores)
+    except render.EmbeddingMissing:
+        raise ProtocolError("not_ready", "The photo is being analysed again; choose a "
+                            "candidate in a moment.") from None
+    inputs.candidate_index(index, count)
 
     def step(obj: MaskObject) -> bool:
         obj.candidate = index
@@ -393,11 +453,16 @@ class Rendered:
     superseded: bool = False
     log: PromptLog | None = None  # the prompts the frame was drawn from
     alone: bool = False  # the ``sender`` socket is its session's only one: nobody to publish to
+    # What ``newest()`` said when a render that waited for a core read the log again: the
+    # frame answers that (see render_current).
+    newest: tuple[int, Any] | None = None
 
 
 def render_current(session: MaskSession, request_id: str | None = None, *,
                    broadcast: bool = True, latest_only: bool = False,
-                   written: PromptLog | None = None, sender: str | None = None) -> Rendered:
+                   written: PromptLog | None = None, sender: str | None = None,
+                   one_step: bool = False,
+                   newest: Callable[[], tuple[int, Any]] | None = None) -> Rendered:
     """Computes the current object's mask and, with ``broadcast``, sends it to every socket.
 
     ``sender``: the channel of the socket that will send the frame itself. The render then
@@ -411,8 +476,13 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     query). A later change by someone else is caught as for a fresh read: the revision check
     below marks the frame superseded.
 
+    ``newest``: for a socket, (its write count, the id of its newest prompt); read just before
+    the log is read again after a wait for a core, so the frame answers the newest prompt it
+    covers, by its id (``Rendered.newest``).
+
     When the embedding is missing it asks for an encode (telling the page) and returns
-    without a mask: the worker sends the mask when it is done.
+    without a mask: the worker sends the mask when it is done, its prompts decoded together
+    (``one_step``, see render).
     """
     obj: MaskObject | None
     if written is not None and written.current is not None and written.session.pk == session.pk:
@@ -426,8 +496,12 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     # A decode needs a core, taken before the log is final: when every core was busy, the
     # prompts that came in meanwhile are read again and decoded with these, in one step,
     # instead of one decode for the log read before the wait and another for them after it.
+    answered = None
     with render.cores.hold() if needs_decode else nullcontext(False) as waited:
         if waited:
+            if newest is not None:
+                answered = newest()
+                request_id = answered[1]
             session, latest_only = reload(session), True
             obj = session.current
         if obj is None:
@@ -435,7 +509,7 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
         if session.status != Status.READY and obj.effective_prompts():
             return Rendered(session, None, None, None)
         try:
-            current = render.current_mask(session, obj, latest_only)
+            current = render.current_mask(session, obj, latest_only, one_step)
         except render.EmbeddingMissing:
             with transaction.atomic():
                 request_encode(session, lost=True)
@@ -450,7 +524,7 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
     rendered = Rendered(session, current, header, frame, superseded=superseded,
                         log=PromptLog(session, obj.effective_prompts()),
                         alone=sender is not None and not superseded
-                        and notify.alone(session.pk, sender))
+                        and notify.alone(session.pk, sender), newest=answered)
     if broadcast:
         publish(rendered)
     return rendered
@@ -458,13 +532,17 @@ def render_current(session: MaskSession, request_id: str | None = None, *,
 
 def render_prompts(access: Access, request_id: str | None = None, *,
                    latest_only: bool = False, broadcast: bool = True,
-                   written: PromptLog | None = None, sender: str | None = None) -> Rendered:
+                   written: PromptLog | None = None, sender: str | None = None,
+                   newest: Callable[[], tuple[int, Any]] | None = None) -> Rendered:
     """The mask after new prompts. When the model fails on them, the newest prompt is undone
     again (it stays redo-able), so one bad decode cannot leave the session stuck on a broken
     log."""
     try:
         return render_current(access.session, request_id, broadcast=broadcast,
-                              latest_only=latest_only, written=written, sender=sender)
+                              latest_only=latest_only, written=written, sender=sender,
+                              newest=newest)
+    except redis.exceptions.RedisError:
+        raise  # not the prompt's fault: it stays, and is drawn once Redis is back
     except Exception as exc:
         log.exception("decoding a prompt of session %s failed", access.session.pk)
         undo(access)
@@ -472,16 +550,26 @@ def render_prompts(access: Access, request_id: str | None = None, *,
                             "undone.") from exc
 
 
-def publish(rendered: Rendered, sender: str | None = None) -> bool:
+def publish(rendered: Rendered, sender: str | None = None, patient: bool = True) -> bool:
     """Sends a rendered frame to every socket of the session, unless someone already sent
     this revision or a newer one exists (False then: a newer change is on its way to being
     rendered, and this frame would be stale at once). ``sender``: the channel of the socket
-    that already has the frame; nothing is sent when it is the session's only socket."""
+    that already has the frame; nothing is sent when it is the session's only socket.
+    ``patient=False``: a Redis that cannot be reached at once is not waited for (the frame is
+    not sent, and logged): a socket's render loop must not stall on the others' copy."""
     if rendered.frame is None or rendered.superseded or rendered.header is None:
         return False
-    if sender is not None and notify.alone(rendered.session.pk, sender):
+    try:
+        if sender is not None and notify.alone(rendered.session.pk, sender):
+            return False
+        return notify.mask(rendered.session.pk, rendered.header["seq"], rendered.frame,
+                           patient=patient)
+    except redis.exceptions.RedisError:
+        if patient:
+            raise
+        log.warning("sending session %s's frame to its other sockets failed",
+                    rendered.session.pk, exc_info=True)
         return False
-    return notify.mask(rendered.session.pk, rendered.header["seq"], rendered.frame)
 
 
 def add_prompt_and_render(access: Access, prompt: Any,
@@ -495,12 +583,19 @@ def add_prompt_and_render(access: Access, prompt: Any,
 
 def apply(access: Access, name: Any = None) -> MaskObject:
     access.require_edit()
-    if name is not None and (not isinstance(name, str) or not 0 < len(name.strip()) <= 100):
-        raise ProtocolError("bad_field", "'name' must be 1 to 100 characters")
+    name = inputs.optional_name(name)
     session = reload(access.session)
     obj = session.current
     if obj is None or not obj.effective_prompts():
         raise ProtocolError("empty", "The current object has no mask to apply.")
+    if session.status != Status.READY:
+        # Not "lost": the first analysis (or a model switch's) is still running.
+        raise ProtocolError("not_ready", "The photo is still being analysed; apply once its "
+                            "mask is shown.")
+    applied = session.mask_objects.filter(applied=True).count()
+    if applied >= settings.MAX_OBJECTS:
+        raise ProtocolError("too_many_objects", f"A session holds at most "
+                            f"{settings.MAX_OBJECTS} objects; delete one first.")
     try:
         current = render.current_mask(session, obj)
     except render.EmbeddingMissing:
@@ -520,7 +615,7 @@ def apply(access: Access, name: Any = None) -> MaskObject:
         obj.mask_png = render.png_bytes(current.mask)
         obj.area = render.stored_area(session.photo, current.mask)
         if name is not None:
-            obj.name = name.strip()
+            obj.name = name
         obj.save()
         _new_object(locked)
         _bump(locked)
@@ -532,8 +627,7 @@ def apply(access: Access, name: Any = None) -> MaskObject:
 
 
 def get_object(session: MaskSession, number: Any) -> MaskObject:
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise ProtocolError("bad_field", "'object_id' must be an object number")
+    number = inputs.object_number(number)
     obj = session.mask_objects.filter(number=number).first()
     if obj is None:
         raise ProtocolError("not_found", f"no object {number} in this session")
@@ -543,14 +637,12 @@ def get_object(session: MaskSession, number: Any) -> MaskObject:
 def update_object(access: Access, number: Any, *, name: Any = None,
                   visible: Any = None) -> MaskObject:
     access.require_edit()
-    if name is not None and (not isinstance(name, str) or not 0 < len(name.strip()) <= 100):
-        raise ProtocolError("bad_field", "'name' must be 1 to 100 characters")
-    if visible is not None and not isinstance(visible, bool):
-        raise ProtocolError("bad_field", "'visible' must be true or false")
+    name = inputs.optional_name(name)
+    visible = inputs.optional_visible(visible)
     with transaction.atomic():
         obj = get_object(access.session, number)
         if name is not None:
-            obj.name = name.strip()
+            obj.name = name
         if visible is not None:
             obj.visible = visible
         obj.save(update_fields=["name", "visible"])
@@ -602,6 +694,15 @@ def reopen(access: Access, number: Any) -> MaskSession:
     fresh = reload(session)
     render_current(fresh)
     return fresh
+
+
+def delete_session(access: Access) -> None:
+    """Deletes the session for good (the edit link only): its objects, and its photo, files
+    and embeddings once no other session uses them. Open pages are closed with 4404."""
+    from maskweb.masking import retention
+
+    access.require_edit()
+    retention.delete_session(access.session)
 
 
 # --- downloads -----------------------------------------------------------------------------

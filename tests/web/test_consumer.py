@@ -218,17 +218,17 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
     real_mask = notify.mask
     broadcast: list[int] = []
 
-    def counted_mask(session_pk: int, seq: int, frame: bytes) -> bool:
+    def counted_mask(session_pk: int, seq: int, frame: bytes, **kwargs: Any) -> bool:
         broadcast.append(seq)
-        return real_mask(session_pk, seq, frame)
+        return real_mask(session_pk, seq, frame, **kwargs)
 
     monkeypatch.setattr(notify, "mask", counted_mask)
     real_publish = services.publish
     publish_calls: list[int] = []
 
-    def counted_publish(rendered: Any, sender: Any = None) -> bool:
+    def counted_publish(rendered: Any, *args: Any, **kwargs: Any) -> bool:
         publish_calls.append(rendered.header["seq"])
-        return real_publish(rendered, sender)
+        return real_publish(rendered, *args, **kwargs)
 
     monkeypatch.setattr(services, "publish", counted_publish)
 

@@ -359,6 +359,7 @@ def test_a_page_asking_while_redis_is_down_gets_the_stored_status(settings):
 
     session = make_session(ready=False)
     settings.REDIS_URL = f"redis://127.0.0.1:{runner.free_port()}/0"  # nothing listens there
+    settings.REDIS_RETRY_SECONDS = 0.3  # a Redis that stays down, not one being restarted
     assert services.encode_status(edit(session)).status == Status.ENCODING
 
 
