@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 
 from django.db import models
+from django.utils import timezone
 
 from maskweb.photos.models import Photo
 
@@ -43,6 +44,12 @@ class MaskSession(models.Model):
                                  help_text="the photo's existing darktable XMP, merged on export")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+    # Who uploaded it, as maskweb.masking.limits.client_key (a keyed hash of the address, not
+    # the address): the per-client disk quota counts the photos of these sessions.
+    client = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    # Last opened or changed (to within ACTIVE_PRECISION): idle sessions expire
+    # (maskweb.masking.retention).
+    last_active = models.DateTimeField(default=timezone.now, db_index=True)
 
     def __str__(self) -> str:
         return f"session {self.pk} on {self.photo}"

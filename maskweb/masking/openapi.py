@@ -188,10 +188,22 @@ PATHS: dict[str, Any] = {
             "201": _json(_ref("SessionState"), "The session (role edit)."),
             "400": _error("`invalid_image` (empty, truncated, undecodable, no `photo` field) "
                           "or `bad_field` (unknown model)."),
-            "413": _error("`too_large`: too many bytes or pixels (decompression bombs)."),
-            "415": _error("`unsupported_type`: not JPEG, PNG, WebP or TIFF.")}}},
-    API: {"get": {"summary": "Session state", "parameters": [TOKEN], "responses": {
-        "200": _json(_ref("SessionState"), "The state."), "404": NOT_FOUND}}},
+            "413": _error("`too_large`: too many bytes or pixels (decompression bombs); a body "
+                          "declared larger than the limit is refused before it is read."),
+            "415": _error("`unsupported_type`: not JPEG, PNG, WebP or TIFF."),
+            "429": _error("`rate_limited`: too many uploads from this address (see "
+                          "Retry-After)."),
+            "507": _error("`quota_exceeded`: this address's photos take its whole disk "
+                          "quota; `insufficient_storage`: the server is short of disk.")}}},
+    API: {
+        "get": {"summary": "Session state (a lost encode job is queued again)",
+                "parameters": [TOKEN], "responses": {
+                    "200": _json(_ref("SessionState"), "The state."), "404": NOT_FOUND}},
+        "delete": {"summary": "Delete the session for good: its objects, and its photo, files "
+                              "and embeddings unless another session uses them",
+                   "parameters": [TOKEN],
+                   "responses": {"204": {"description": "Deleted; open pages are closed."},
+                                 "403": FORBIDDEN, "404": NOT_FOUND}}},
     f"{API}/photo": {"get": {"summary": "The upright preview picture", "parameters": [TOKEN],
                              "responses": {"200": _file("image/jpeg", "The preview."),
                                            "404": NOT_FOUND}}},
@@ -214,7 +226,8 @@ PATHS: dict[str, Any] = {
                 "object": _ref("Object"),
                 "objects": {"type": "array", "items": _ref("Object")}}}, "Applied."),
             "403": FORBIDDEN, "404": NOT_FOUND,
-            "409": _error("`empty`: no mask to apply; `not_ready`: re-encoding.")}}},
+            "409": _error("`empty`: no mask to apply; `not_ready`: still encoding; "
+                          "`too_many_objects`: the session holds MASKWEB_MAX_OBJECTS.")}}},
     f"{API}/model": {"put": {
         "summary": "Switch the model (re-encodes, replays the prompts)", "parameters": [TOKEN],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -288,6 +301,24 @@ PATHS: dict[str, Any] = {
                       "400": _error("`invalid_sidecar`."), "403": FORBIDDEN,
                       "404": NOT_FOUND}}},
 }
+
+
+RATE_LIMITED = _error("`rate_limited`: more writes to this session than the socket's rate "
+                      "allows; nothing changed (see Retry-After).")
+UNAVAILABLE = _error("`unavailable`: the server's Redis is unreachable (nothing changed; try "
+                     "again); `busy` (downloads): too many are being made (see Retry-After).")
+NOT_MODIFIED = {"description": "The download has not changed since the ETag sent in "
+                               "If-None-Match."}
+for _path, _operations in PATHS.items():
+    if not _path.startswith(API):
+        continue
+    for _method, _operation in _operations.items():
+        _responses = _operation["responses"]
+        _responses.setdefault("503", UNAVAILABLE)
+        if _method in ("post", "put", "patch", "delete"):
+            _responses.setdefault("429", RATE_LIMITED)
+        if _path.endswith((".png", ".svg", ".xmp")):
+            _responses.setdefault("304", NOT_MODIFIED)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Prompts from the outside world: strict validation, then conversion between grids.
+"""Prompts from the outside world: validated (maskweb.masking.inputs), then converted between
+grids.
 
 A prompt arrives in upright full-resolution coordinates (docs/protocol.md), is stored in the
 photo's stored grid (what darktable needs), and reaches the engine in the work picture's
@@ -7,85 +8,23 @@ pixels. Nothing here touches the database.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.conf import settings
 
+from maskweb.masking import inputs
+from maskweb.masking.inputs import ProtocolError
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import stored_to_upright_xy, upright_to_stored_xy
 from maskweb.segment.types import Box, Point, Prompts, Stroke
 
-
-class ProtocolError(Exception):
-    """Bad input from a client: ``code`` is the protocol's error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def number(data: dict[str, Any], field: str) -> float:
-    value = data.get(field)
-    # bool is an int in Python; a JSON true is not a coordinate.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError("bad_field", f"'{field}' must be a number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ProtocolError("bad_field", f"'{field}' must be finite (no NaN or Infinity)")
-    return value
-
-
-def flag(data: dict[str, Any], field: str, default: bool) -> bool:
-    value = data.get(field, default)
-    if not isinstance(value, bool):
-        raise ProtocolError("bad_field", f"'{field}' must be true or false")
-    return value
-
-
-def _inside(photo: Photo, x: float, y: float, what: str) -> None:
-    if not (0 <= x <= photo.upright_width and 0 <= y <= photo.upright_height):
-        raise ProtocolError("out_of_bounds", f"{what} ({x:g}, {y:g}) is outside the "
-                            f"{photo.upright_width}x{photo.upright_height} picture")
+__all__ = ["ProtocolError", "engine_prompts", "parse_upright", "to_stored", "to_upright"]
 
 
 def parse_upright(data: Any, photo: Photo) -> dict[str, Any]:
     """Validates one prompt object (upright coordinates); returns a clean copy."""
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_field", "'prompt' must be an object")
-    kind = data.get("kind")
-    if kind == "point":
-        x, y = number(data, "x"), number(data, "y")
-        _inside(photo, x, y, "the point")
-        return {"kind": "point", "x": x, "y": y, "positive": flag(data, "positive", True)}
-    if kind == "box":
-        x0, y0, x1, y1 = (number(data, f) for f in ("x0", "y0", "x1", "y1"))
-        _inside(photo, x0, y0, "the box corner")
-        _inside(photo, x1, y1, "the box corner")
-        if x0 == x1 or y0 == y1:
-            raise ProtocolError("bad_field", "the box has no area")
-        return {"kind": "box", "x0": x0, "y0": y0, "x1": x1, "y1": y1}
-    if kind == "stroke":
-        points = data.get("points")
-        if not isinstance(points, list) or not points:
-            raise ProtocolError("bad_field", "'points' must be a non-empty list of [x, y]")
-        if len(points) > settings.WS_MAX_STROKE_POINTS:
-            raise ProtocolError("too_many_points", f"a stroke has at most "
-                                f"{settings.WS_MAX_STROKE_POINTS} points, not {len(points)}")
-        clean = []
-        for item in points:
-            if not isinstance(item, list | tuple) or len(item) != 2:
-                raise ProtocolError("bad_field", "each stroke point must be [x, y]")
-            x, y = number({"x": item[0]}, "x"), number({"y": item[1]}, "y")
-            _inside(photo, x, y, "the stroke point")
-            clean.append([x, y])
-        radius = number(data, "radius")
-        if not 0 < radius <= max(photo.upright_width, photo.upright_height):
-            raise ProtocolError("bad_field", "'radius' must be > 0 and within the picture")
-        return {"kind": "stroke", "points": clean, "radius": radius,
-                "positive": flag(data, "positive", True)}
-    raise ProtocolError("bad_field", "'kind' must be 'point', 'box' or 'stroke'")
+    return inputs.prompt(data, photo.upright_width, photo.upright_height,
+                         settings.WS_MAX_STROKE_POINTS)
 
 
 def _map(prompt: dict[str, Any], convert: Any) -> dict[str, Any]:

@@ -8,9 +8,11 @@ import base64
 import functools
 import json
 import logging
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import redis
@@ -20,65 +22,90 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
-from maskweb.masking import downloads, services
-from maskweb.masking.models import Status
+from maskweb.masking import download_jobs, downloads, inputs, limits, services
+from maskweb.masking.errors import error, method_not_allowed
+from maskweb.masking.inputs import ProtocolError
+from maskweb.masking.models import MaskObject, Status
 from maskweb.masking.openapi import openapi_document
-from maskweb.masking.prompts import ProtocolError
 from maskweb.photos.ingest import UploadError, ingest
 
 log = logging.getLogger(__name__)
 
 STATUS_OF = {"internal": 500, "bad_field": 400, "bad_json": 400, "out_of_bounds": 400,
              "too_many_points": 400, "not_found": 404, "empty": 409, "not_ready": 409,
-             "forbidden": 403, "unknown_type": 400, "too_large": 413}
+             "forbidden": 403, "unknown_type": 400, "too_large": 413,
+             "too_many_objects": 409}
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+View = Callable[..., Any]
 
 
-def error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
-
-
-View = Callable[..., HttpResponseBase]
+def error_for(exc: Exception) -> HttpResponseBase | None:
+    """The JSON error answering one of the errors a view may raise; None for any other."""
+    if isinstance(exc, services.NotFound):
+        return error(404, "not_found", "No session has this link.")
+    if isinstance(exc, services.Forbidden):
+        return error(403, "forbidden", str(exc))
+    if isinstance(exc, ProtocolError):
+        return error(STATUS_OF.get(exc.code, 400), exc.code, exc.message)
+    if isinstance(exc, UploadError | downloads.DownloadError):
+        return error(exc.status, exc.code, exc.message)
+    if isinstance(exc, limits.LimitExceeded):
+        response = error(exc.status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+        return response
+    if isinstance(exc, download_jobs.Busy):
+        response = error(503, "busy", "Too many downloads are being made right now; try "
+                         "again in a few seconds.")
+        response["Retry-After"] = str(download_jobs.RETRY_AFTER_SECONDS)
+        return response
+    if isinstance(exc, RequestDataTooBig):
+        return error(413, "too_large", "The request body is too large.")
+    if isinstance(exc, redis.RedisError):
+        log.exception("Redis is unreachable")
+        return error(503, "unavailable", "The server's Redis is unreachable; try again in a "
+                     "moment.")
+    return None
 
 
 def api(methods: list[str]) -> Callable[[View], Callable[..., Any]]:
-    """Method check, token resolution (``token`` kwarg -> ``access``) and error mapping.
+    """Method check, token resolution (``token`` kwarg -> ``access``), the per-session rate
+    of writes, and error mapping.
 
     The view runs in a worker thread of its own (``thread_sensitive=False``): Django would run
-    every sync view on one shared thread, so one slow decode or 50 MP vectorization would hold
-    up every other request (page loads, uploads, downloads) behind it.
+    every sync view on one shared thread, so one slow decode would hold up every other request
+    (page loads, uploads) behind it. A view may return a ``download_jobs.Job``: it is then
+    made in the download threads (bounded, cached; see that module).
     """
 
     def wrap(view: View) -> Callable[..., Any]:
-        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             try:
                 if "token" in kwargs:
-                    kwargs["access"] = services.resolve(kwargs.pop("token"))
+                    access = services.resolve(kwargs.pop("token"))
+                    kwargs["access"] = access
+                    if request.method in WRITES:
+                        access.require_edit()
+                        limits.check_session_writes(access.session.pk)
                 return view(request, *args, **kwargs)
-            except services.NotFound:
-                return error(404, "not_found", "No session has this link.")
-            except services.Forbidden as exc:
-                return error(403, "forbidden", str(exc))
-            except ProtocolError as exc:
-                return error(STATUS_OF.get(exc.code, 400), exc.code, exc.message)
-            except UploadError as exc:
-                return error(exc.status, exc.code, exc.message)
-            except downloads.DownloadError as exc:
-                return error(exc.status, exc.code, exc.message)
-            except RequestDataTooBig:
-                return error(413, "too_large", "The request body is too large.")
-            except redis.RedisError:
-                log.exception("Redis is unreachable")
-                return error(503, "unavailable", "The server's Redis is unreachable; try again "
-                             "in a moment.")
+            except Exception as exc:
+                response = error_for(exc)
+                if response is None:
+                    raise
+                return response
 
         @csrf_exempt
-        @require_http_methods(methods)
         @functools.wraps(view)
         async def in_thread(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            response: HttpResponseBase = await database_sync_to_async(
-                inner, thread_sensitive=False)(request, *args, **kwargs)
+            if request.method not in methods:
+                return method_not_allowed(methods)
+            answer = await database_sync_to_async(inner, thread_sensitive=False)(
+                request, *args, **kwargs)
+            if isinstance(answer, download_jobs.Job):
+                return await _download(request, answer)
+            response: HttpResponseBase = answer
             return response
 
         return in_thread
@@ -86,20 +113,29 @@ def api(methods: list[str]) -> Callable[[View], Callable[..., Any]]:
     return wrap
 
 
+async def _download(request: HttpRequest, job: download_jobs.Job) -> HttpResponseBase:
+    etag = f'"{job.key.rsplit(":", 1)[-1]}"'
+    if request.headers.get("If-None-Match") == etag:
+        response: HttpResponseBase = HttpResponse(status=304)
+    else:
+        data = await database_sync_to_async(download_jobs.cached, thread_sensitive=False)(
+            job.key)
+        if data is None:
+            try:
+                data = await download_jobs.run(job)
+            except Exception as exc:
+                answer = error_for(exc)
+                if answer is None:
+                    raise
+                return answer
+        response = _attachment(data, job.content_type, job.filename)
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"  # asks again, gets 304 when unchanged
+    return response
+
+
 def json_body(request: HttpRequest) -> dict[str, Any]:
-    if not request.body:
-        return {}
-    try:
-        data = json.loads(request.body, parse_constant=_refuse)
-    except ValueError as exc:
-        raise ProtocolError("bad_json", f"The body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_json", "The body must be a JSON object.")
-    return data
-
-
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+    return inputs.body_object(request.body)
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -122,9 +158,7 @@ def session_page(request: HttpRequest, token: str) -> HttpResponseBase:
         services.resolve(token)
     except services.NotFound:
         raise Http404("No session has this link.") from None
-    response = _page("session.html")
-    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL: never leak it
-    return response
+    return _page("session.html")
 
 
 # --- API -----------------------------------------------------------------------------------
@@ -144,23 +178,34 @@ def models(request: HttpRequest) -> HttpResponseBase:
 def create_session(request: HttpRequest) -> HttpResponseBase:
     content_length = int(request.META.get("CONTENT_LENGTH") or 0)
     if content_length > settings.MAX_UPLOAD_BYTES + 1024 * 1024:
-        # Refused before Django reads the body into a temp file.
+        # Daphne refuses this before reading the body (maskweb.daphne_http); kept for any
+        # other server.
         raise UploadError(413, "too_large", f"The upload is {content_length:,} bytes; at most "
                           f"{settings.MAX_UPLOAD_BYTES:,} are accepted.")
+    client = limits.client_key(request.META.get("REMOTE_ADDR"))
+    limits.check_upload_rate(client)
+    limits.check_disk(client, content_length)
     upload = request.FILES.get("photo")
     if upload is None:
-        raise UploadError(400, "invalid_image", "Send the photo as the multipart field 'photo'.")
+        raise UploadError(400, "invalid_image", "Send the photo as the multipart field 'photo' "
+                          "(multipart/form-data).")
     model = request.POST.get("model") or None
     if model is not None:
         services.check_model(model)
     photo = ingest(upload, upload.name, upload.size)
-    session = services.create_session(photo, model, upload.name)
+    session = services.create_session(photo, model, upload.name, client=client)
     state = services.session_state(services.Access(services.reload(session), services.EDIT))
     return JsonResponse(state, status=201)
 
 
-@api(["GET"])
+@api(["GET", "DELETE"])
 def session_detail(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+    if request.method == "DELETE":
+        services.delete_session(access)
+        return HttpResponse(status=204)
+    if access.session.status == Status.ENCODING:
+        # A client that only polls over HTTP gets a lost encode job back too.
+        access.session = services.encode_status(access)
     return JsonResponse(services.session_state(access))
 
 
@@ -176,6 +221,8 @@ def _mask_answer(access: services.Access, request_id: str | None = None) -> Http
     rendered = services.render_current(access.session, request_id)
     if rendered.header is None:
         session = rendered.session
+        if session.status == Status.ENCODING:
+            session = services.encode_status(services.Access(session, access.role))
         return JsonResponse({"status": session.status, "progress": session.progress,
                              "message": session.message}, status=202)
     png = rendered.frame[4 + len(json.dumps(rendered.header, separators=(",", ":")).encode()):] \
@@ -244,7 +291,6 @@ def objects(request: HttpRequest, access: services.Access) -> HttpResponseBase:
 @api(["PATCH", "DELETE"])
 def object_detail(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
     if request.method == "DELETE":
-        access.require_edit()
         services.delete_object(access, number)
         return HttpResponse(status=204)
     body = json_body(request)
@@ -261,9 +307,24 @@ def reopen(request: HttpRequest, access: services.Access, number: int) -> HttpRe
     return JsonResponse(services.session_state(services.Access(session, access.role)))
 
 
+def attachment_disposition(filename: str) -> str:
+    """``attachment`` with the name as RFC 6266 gives it: a plain ASCII ``filename`` that every
+    client reads (curl -J included), and ``filename*`` with the UTF-8 name when it differs,
+    which browsers prefer. (Django put a non-ASCII name's whole header into RFC 2047 words,
+    which curl cannot read, so the .xmp name was lost.)"""
+    plain = "".join(
+        c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_"
+        for c in unicodedata.normalize("NFKD", filename)
+        if not unicodedata.combining(c))  # é -> e, ß and 写 -> _
+    header = f'attachment; filename="{plain or "download"}"'
+    if plain != filename:
+        header += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return header
+
+
 def _attachment(data: bytes | str, content_type: str, filename: str) -> HttpResponseBase:
     response = HttpResponse(data, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = attachment_disposition(filename)
     return response
 
 
@@ -271,68 +332,101 @@ def _stem(access: services.Access) -> str:
     return Path(access.session.photo_name).stem or "photo"
 
 
+def _soft(request: HttpRequest) -> bool:
+    return request.GET.get("soft") in ("1", "true", "yes")
+
+
 @api(["GET"])
-def object_png(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
+def object_png(request: HttpRequest, access: services.Access, number: int) -> Any:
     obj = services.get_object(access.session, number)
-    mask = _object_mask(access, obj)
-    soft = request.GET.get("soft") in ("1", "true", "yes")
-    return _attachment(downloads.png(access.session.photo, [mask], soft=soft), "image/png",
-                       f"{_stem(access)}-{obj.number}.png")
+    soft = _soft(request)
+    session = services.reload(access.session)
+    return download_jobs.Job(
+        download_jobs.cache_key("object.png", session, [obj], {"soft": soft}),
+        lambda: downloads.png(session.photo, [_object_mask(session, obj)], soft=soft),
+        "image/png", f"{_stem(access)}-{obj.number}.png")
 
 
 @api(["GET"])
-def object_svg(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
+def object_svg(request: HttpRequest, access: services.Access, number: int) -> Any:
     obj = services.get_object(access.session, number)
     options, _ = downloads.vector_settings(request.GET)
-    mask = _object_mask(access, obj)
-    return _attachment(downloads.svg(access.session.photo, [(obj, mask)], options),
-                       "image/svg+xml",
-                       f"{_stem(access)}-{obj.number}.svg")
+    session = services.reload(access.session)
+    return download_jobs.Job(
+        download_jobs.cache_key("object.svg", session, [obj], _params(request)),
+        lambda: downloads.svg(session.photo, [(obj, _object_mask(session, obj))],
+                              options).encode(),
+        "image/svg+xml", f"{_stem(access)}-{obj.number}.svg")
 
 
 @api(["GET"])
-def object_xmp(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
+def object_xmp(request: HttpRequest, access: services.Access, number: int) -> Any:
     obj = services.get_object(access.session, number)
-    return _sidecar_answer(request, access, lambda: [(obj, _object_mask(access, obj))])
+    session = services.reload(access.session)
+    return _sidecar_job(request, session, "object.xmp", [obj],
+                        lambda: [(obj, _object_mask(session, obj))])
 
 
-def _object_mask(access: services.Access, obj: Any) -> np.ndarray:
-    mask = services.object_work_mask(access.session, obj)
+def _params(request: HttpRequest) -> dict[str, float]:
+    """The vector settings as the cache key sees them (validated, defaults filled in)."""
+    options, feather = downloads.vector_settings(request.GET)
+    return {"turdsize": options.turdsize, "alphamax": options.alphamax,
+            "opttolerance": options.opttolerance, "feather": feather}
+
+
+def _object_mask(session: Any, obj: MaskObject) -> np.ndarray:
+    mask = services.object_work_mask(session, obj)
     if mask is None or not mask.any():
         raise ProtocolError("empty", "This object has no mask yet.")
     return mask
 
 
-def _all(access: services.Access) -> list[tuple[Any, np.ndarray]]:
-    items = services.visible_objects(services.reload(access.session))
+def _visible(session: Any) -> list[MaskObject]:
+    """The objects an all-objects download would hold, without making their masks."""
+    found = [obj for obj in session.mask_objects.order_by("number")
+             if not (obj.applied and not obj.visible)
+             and (obj.applied and obj.mask_png or obj.effective_prompts())]
+    if not found:
+        raise ProtocolError("empty", "There is no visible mask to download yet.")
+    return found
+
+
+def _all(session: Any) -> list[tuple[Any, np.ndarray]]:
+    items = services.visible_objects(session)
     if not items:
         raise ProtocolError("empty", "There is no visible mask to download yet.")
     return items
 
 
 @api(["GET"])
-def all_png(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    items = _all(access)
-    soft = request.GET.get("soft") in ("1", "true", "yes")
-    return _attachment(downloads.png(access.session.photo, [m for _, m in items], soft=soft),
-                       "image/png", f"{_stem(access)}-mask.png")
+def all_png(request: HttpRequest, access: services.Access) -> Any:
+    soft = _soft(request)
+    session = services.reload(access.session)
+    return download_jobs.Job(
+        download_jobs.cache_key("all.png", session, _visible(session), {"soft": soft}),
+        lambda: downloads.png(session.photo, [m for _, m in _all(session)], soft=soft),
+        "image/png", f"{_stem(access)}-mask.png")
 
 
 @api(["GET"])
-def all_svg(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+def all_svg(request: HttpRequest, access: services.Access) -> Any:
     options, _ = downloads.vector_settings(request.GET)
-    return _attachment(downloads.svg(access.session.photo, _all(access), options),
-                       "image/svg+xml",
-                       f"{_stem(access)}-masks.svg")
+    session = services.reload(access.session)
+    return download_jobs.Job(
+        download_jobs.cache_key("all.svg", session, _visible(session), _params(request)),
+        lambda: downloads.svg(session.photo, _all(session), options).encode(),
+        "image/svg+xml", f"{_stem(access)}-masks.svg")
 
 
 @api(["GET"])
-def sidecar_xmp(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    return _sidecar_answer(request, access, lambda: _all(access))
+def sidecar_xmp(request: HttpRequest, access: services.Access) -> Any:
+    session = services.reload(access.session)
+    return _sidecar_job(request, session, "all.xmp", _visible(session),
+                        lambda: _all(session))
 
 
-def _sidecar_answer(request: HttpRequest, access: services.Access,
-                    items: Callable[[], list[tuple[Any, np.ndarray]]]) -> HttpResponseBase:
+def _sidecar_job(request: HttpRequest, session: Any, kind: str, objects: list[MaskObject],
+                 items: Callable[[], list[tuple[Any, np.ndarray]]]) -> download_jobs.Job:
     """The XMP download of ``items()``, merged into the session's uploaded sidecar if any.
 
     The settings are read before ``items()`` makes the masks, so a bad parameter is a 400
@@ -340,10 +434,15 @@ def _sidecar_answer(request: HttpRequest, access: services.Access,
     looks for it (``<photo name>.xmp``) for one object too: under any other name darktable
     would not read it.
     """
-    session = services.reload(access.session)
     options, feather = downloads.vector_settings(request.GET)
-    data, filename = downloads.xmp(session, items(), options, feather)
-    return _attachment(data, "application/rdf+xml", filename)
+    filename = downloads.sidecar_name(session.photo_name)
+
+    def make() -> bytes:
+        data, _ = downloads.xmp(session, items(), options, feather)
+        return data
+
+    return download_jobs.Job(download_jobs.cache_key(kind, session, objects, _params(request)),
+                             make, "application/rdf+xml", filename)
 
 
 @api(["POST"])

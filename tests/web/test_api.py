@@ -160,6 +160,8 @@ def test_errors_are_json_with_a_code():
     assert nan.status_code == 400
     wrong_method = client.delete(f"{base}/prompts")
     assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert wrong_method["Allow"] == "POST"
 
 
 def test_prompt_while_encoding_is_kept_and_answered_202():
@@ -233,6 +235,7 @@ def test_redis_down_is_a_json_503_not_a_crash(settings):
     embeddings.local_cache.clear()
     render.predictions.clear()
     settings.REDIS_URL = f"redis://127.0.0.1:{runner.free_port()}/0"  # nothing listens there
+    settings.REDIS_RETRY_SECONDS = 0.3  # a Redis that stays down, not one being restarted
     response = Client().get(f"/api/v1/sessions/{session.edit_token}/current")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"

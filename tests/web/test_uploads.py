@@ -149,28 +149,57 @@ def test_fifty_megapixel_jpeg_is_accepted(settings):
     assert max(photo["preview_width"], photo["preview_height"]) == settings.WORK_MAX_SIDE
 
 
-def test_the_working_picture_is_stored_lossless_and_upright():
+def test_the_working_picture_is_made_from_the_original_not_kept_on_disk():
+    """A 2048 px PNG of 13 KB cost 9 MB on disk (the raw working picture, 700 times the
+    upload). Now only the original and the preview are kept; the working picture is made from
+    the original, the same pixels as at upload, when the worker encodes."""
     from maskweb.photos.ingest import read_work_image
 
-    content = two_tone_photo(fmt="PNG")
-    post(Client(), content, "a.png")
+    pixels = np.zeros((1536, 2048, 3), np.uint8)
+    pixels[:] = (40, 90, 200)
+    pixels[400:1100, 600:1500] = (240, 210, 40)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", optimize=True)
+    content = buf.getvalue()
+    assert len(content) < 20_000
+    assert post(Client(), content, "flat.png").status_code == 201
     photo = Photo.objects.get()
-    assert photo.work_path.name == "work.npy" and not photo.legacy_work_path.exists()
+    files = sorted(p.name for p in photo.directory.iterdir())
+    assert files == ["original.png", "preview.jpg"], files
+    assert photo.disk_bytes == sum(p.stat().st_size for p in photo.directory.iterdir())
+    assert photo.disk_bytes < 10 * len(content), (photo.disk_bytes, len(content))
     work = read_work_image(photo)
-    assert work.dtype == np.uint8 and work.shape == (360, 480, 3)
-    assert (work == np.asarray(Image.open(io.BytesIO(content)).convert("RGB"))).all()
+    assert work.dtype == np.uint8 and work.shape == (1536, 2048, 3)
+    assert (work == pixels).all(), "lossless: the encoder sees the upload's pixels"
 
 
-def test_a_photo_stored_before_work_npy_still_encodes_from_its_png():
+def test_the_working_picture_is_upright_and_scaled_as_at_upload():
+    from maskweb.photos.ingest import read_work_image
+
+    content = two_tone_photo(width=3000, height=1000, fmt="JPEG", exif_orientation=6)
+    post(Client(), content, "big.jpg")
+    photo = Photo.objects.get()
+    work = read_work_image(photo)
+    assert work.shape == (photo.work_height, photo.work_width, 3)
+    assert (photo.work_width, photo.work_height) == (683, 2048), "upright, long side 2048"
+
+
+def test_photos_stored_with_a_working_picture_file_still_read_it():
+    """Photos from earlier versions kept work.npy (raw) or, before that, work.png: each is read
+    as it is, and the photo still encodes and is found again by its content."""
     from maskweb.masking import encoding
     from maskweb.photos.ingest import read_work_image
 
     post(Client(), two_tone_photo(fmt="PNG"), "a.png")
     photo = Photo.objects.get()
     work = read_work_image(photo)
-    Image.fromarray(work).save(photo.legacy_work_path)  # as an older maskweb left it
+    marked = work.copy()
+    marked[0, 0] = (1, 2, 3)  # tells the kept file from the original
+    np.save(photo.work_path, marked)
+    assert (read_work_image(photo) == marked).all()
     photo.work_path.unlink()
-    assert (read_work_image(photo) == work).all()
+    Image.fromarray(marked).save(photo.legacy_work_path)
+    assert (read_work_image(photo) == marked).all()
     assert encoding.encode_photo(photo.pk, "grabcut") == encoding.DONE
     again = post(Client(), two_tone_photo(fmt="PNG"), "b.png")
     assert again.status_code == 201 and Photo.objects.count() == 1, "still the same photo"
