@@ -2,7 +2,9 @@
 
 Static files are served by Django's own ASGIStaticFilesHandler straight from frontend/: no
 collectstatic step, no extra dependency, and the page's few small files need nothing more on
-one machine (behind a reverse proxy, let the proxy serve /static/ instead).
+one machine (behind a reverse proxy, let the proxy serve /static/ instead). Every HTTP answer
+gets the security headers (maskweb.headers); Daphne's connections get their deadlines and
+size limits (maskweb.daphne_http).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+from typing import Any
 from urllib.parse import ParseResult
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maskweb.settings")
@@ -22,8 +25,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import SuspiciousOperation  # noqa: E402
+from django.http import Http404, HttpRequest  # noqa: E402
 
-from maskweb.daphne_uploads import skip_twisted_form_parsing  # noqa: E402
+from maskweb import daphne_http  # noqa: E402
+from maskweb.headers import SecurityHeaders  # noqa: E402
 from maskweb.masking import engine  # noqa: E402
 from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
 
@@ -37,7 +43,19 @@ class BrowserOriginValidator(OriginValidator):
         return parsed_origin is None or self.validate_origin(parsed_origin)
 
 
-skip_twisted_form_parsing()  # under Daphne only; Django parses the uploads itself
+class StaticFiles(ASGIStaticFilesHandler):
+    """A path that leaves the static folder (``/static/../settings.py``, encoded or not) is
+    simply not found: Django raises SuspiciousFileOperation for it, which the handler answered
+    with a 500."""
+
+    def serve(self, request: HttpRequest) -> Any:
+        try:
+            return super().serve(request)
+        except SuspiciousOperation:
+            raise Http404("No such file.") from None
+
+
+daphne_http.install()  # under Daphne only (the hooks touch Daphne's classes)
 
 def settle_in() -> None:
     """The web process's start, off the main thread: the decoder is warmed up (the first
@@ -56,7 +74,7 @@ def settle_in() -> None:
 threading.Thread(target=settle_in, name="warm-up", daemon=True).start()
 
 application = ProtocolTypeRouter({
-    "http": ASGIStaticFilesHandler(django_http),
+    "http": SecurityHeaders(StaticFiles(django_http)),
     "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns),
                                         settings.ALLOWED_HOSTS),
 })

@@ -44,9 +44,46 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The API's answers are JSON, its errors included (Django's own 404/405/500 pages too).
+    "maskweb.masking.errors.ApiErrorMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # No view relies on a cookie (the token in the path is the credential) and every API view
+    # is exempt; the middleware still guards any form a later view adds.
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- response headers (see maskweb.headers, which adds them to static files too) -------------
+# Tokens live in URLs: no Referer may carry them to another site.
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# The page loads nothing from elsewhere: its scripts, styles, images and socket are the app's.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                           "img-src 'self'; connect-src 'self'; font-src 'self'; "
+                           "object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
+# Served over HTTPS by a reverse proxy that terminates TLS and sets X-Forwarded-Proto: plain
+# HTTP is redirected, browsers are told to use HTTPS only (HSTS), cookies are marked secure.
+HTTPS = env_bool("MASKWEB_HTTPS", False)
+_HSTS_SECONDS = env_int("MASKWEB_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+_HSTS_SUBDOMAINS = env_bool("MASKWEB_HSTS_INCLUDE_SUBDOMAINS", True)
+_HSTS_PRELOAD = env_bool("MASKWEB_HSTS_PRELOAD", True)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = _HSTS_SECONDS
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _HSTS_SUBDOMAINS
+    SECURE_HSTS_PRELOAD = _HSTS_PRELOAD
+    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = True
+# The header a reverse proxy sets to the client's address (e.g. X-Real-IP; empty: the TCP
+# peer is the client). Per-client limits count against it, so it must be one the proxy
+# always overwrites, never X-Forwarded-For's first entry, which the client writes.
+PROXY_HEADER = env_str("MASKWEB_PROXY_HEADER", "")
+if PROXY_HEADER and not PROXY_HEADER.replace("-", "").isalnum():
+    raise ImproperlyConfigured(f"MASKWEB_PROXY_HEADER={PROXY_HEADER!r}: expected a header "
+                               "name such as X-Real-IP")
 
 ROOT_URLCONF = "maskweb.urls"
 WSGI_APPLICATION = "maskweb.wsgi.application"
@@ -84,16 +121,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One Redis for everything: Celery broker and results, the channel layer, the embedding cache.
 REDIS_URL = env_str("REDIS_URL", "")  # empty: `manage.py serve` starts an embedded one
-
+# How long a Redis command keeps trying again while Redis is unreachable (a restart) before
+# it fails: a restart this short loses no click and closes no socket (maskweb.redis_retry).
+REDIS_RETRY_SECONDS = env_float("MASKWEB_REDIS_RETRY_SECONDS", 10.0, minimum=0.0,
+                                maximum=300.0)
 
 
 def channel_layer_config(url: str) -> dict[str, object]:
     # socket_timeout above channels_redis's 5 s blocking BZPOPMIN: redis-py 8 defaults to a
     # 5 s read timeout, which races the server's empty reply and kills the consumer.
+    # The layer's receive waits out a Redis that is down instead of ending the sockets.
     return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "maskweb.channel_layer.PatientRedisChannelLayer",
         "CONFIG": {"hosts": [{"address": url, "socket_timeout": 30,
-                              "socket_connect_timeout": 10, **redis_retry.async_options()}],
+                              "socket_connect_timeout": 5,
+                              **redis_retry.async_options(REDIS_RETRY_SECONDS)}],
                    "capacity": 500, "expiry": 30},
     }
 
@@ -127,6 +169,11 @@ USE_I18N = False
 # Uploads. Files above FILE_UPLOAD_MAX_MEMORY_SIZE spool to a temp file, not RAM.
 MAX_UPLOAD_BYTES = env_int("MASKWEB_MAX_UPLOAD_BYTES", 300 * 1024 * 1024, minimum=1024)
 MAX_IMAGE_PIXELS = env_int("MASKWEB_MAX_IMAGE_PIXELS", 60_000_000, minimum=1)
+# The working picture's short side at least this many pixels: an encoder cannot read a strip.
+MIN_IMAGE_SIDE = env_int("MASKWEB_MIN_IMAGE_SIDE", 16, minimum=1, maximum=1024)
+# Every other request body (JSON, a sidecar) at most this many bytes. Both limits are checked
+# against the declared length before the body is read (maskweb.daphne_http).
+MAX_REQUEST_BYTES = env_int("MASKWEB_MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=65536)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
@@ -153,12 +200,52 @@ EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=
 EMBEDDING_CACHE_BYTES = env_int("MASKWEB_EMBEDDING_CACHE_MB", 256, minimum=0) * 2**20
 PREDICTION_CACHE_BYTES = env_int("MASKWEB_PREDICTION_CACHE_MB", 256, minimum=0) * 2**20
 
+# --- one anonymous client's share (see README "Limits"; maskweb.masking.limits) -------------
+# Uploads per client (address; an IPv6 /64): a sustained rate per hour, with bursts.
+UPLOAD_RATE_PER_HOUR = env_float("MASKWEB_UPLOAD_RATE", 60.0, minimum=0.1)
+UPLOAD_BURST = env_int("MASKWEB_UPLOAD_BURST", 10, minimum=1)
+# Disk a client's kept photos may take (original, working picture, preview), in MB.
+CLIENT_QUOTA_BYTES = env_int("MASKWEB_CLIENT_QUOTA_MB", 2048, minimum=1) * 2**20
+# Uploads stop (507) while the data directory's disk has less free space than this.
+MIN_FREE_DISK_BYTES = env_int("MASKWEB_MIN_FREE_DISK_MB", 1024, minimum=0) * 2**20
+# A session nobody opened for this long is deleted with its files and embeddings (0: kept).
+SESSION_IDLE_DAYS = env_float("MASKWEB_SESSION_IDLE_DAYS", 30.0, minimum=0.0)
+# How often the clean-up job runs (seconds): expired sessions, orphaned files, lost encodes.
+CLEANUP_INTERVAL_SECONDS = env_int("MASKWEB_CLEANUP_INTERVAL", 3600, minimum=10)
+# The periodic clean-up (maskweb.masking.retention), run by Celery beat: `manage.py serve`
+# runs beat inside its worker; several workers need one `celery beat` of their own.
+CELERY_BEAT_SCHEDULE = {
+    "maskweb-cleanup": {"task": "maskweb.cleanup", "schedule": float(CLEANUP_INTERVAL_SECONDS)},
+}
+MAX_OBJECTS = env_int("MASKWEB_MAX_OBJECTS", 200, minimum=1)
+# Downloads (PNG, SVG, XMP at full resolution): at most this many made at once per web
+# process, at most DOWNLOAD_QUEUE more waiting (then 503 with Retry-After); made ones are
+# kept in Redis for DOWNLOAD_CACHE_TTL seconds if they are at most DOWNLOAD_CACHE_MAX_MB.
+DOWNLOAD_CONCURRENCY = env_int("MASKWEB_DOWNLOAD_CONCURRENCY", 1, minimum=1)
+DOWNLOAD_QUEUE = env_int("MASKWEB_DOWNLOAD_QUEUE", 8, minimum=0)
+DOWNLOAD_CACHE_TTL = env_int("MASKWEB_DOWNLOAD_CACHE_TTL", 3600, minimum=0)
+DOWNLOAD_CACHE_MAX_BYTES = env_int("MASKWEB_DOWNLOAD_CACHE_MAX_MB", 16, minimum=0) * 2**20
+
+# --- slow clients (maskweb.daphne_http) ------------------------------------------------------
+# A request's line and headers must arrive within this many seconds.
+HTTP_HEADER_TIMEOUT = env_float("MASKWEB_HTTP_HEADER_TIMEOUT", 10.0, minimum=1.0)
+# A connection that sends nothing for this long (between requests, or within a body) is closed.
+HTTP_IDLE_TIMEOUT = env_float("MASKWEB_HTTP_IDLE_TIMEOUT", 30.0, minimum=1.0)
+# A body must come at this many bytes a second on average (after HTTP_IDLE_TIMEOUT seconds).
+HTTP_MIN_BODY_RATE = env_int("MASKWEB_HTTP_MIN_BODY_RATE", 10240, minimum=1)
+
 # Socket input limits (see docs/protocol.md).
 WS_MAX_MESSAGE_BYTES = env_int("MASKWEB_WS_MAX_MESSAGE_BYTES", 65536, minimum=1024)
 WS_MAX_STROKE_POINTS = env_int("MASKWEB_WS_MAX_STROKE_POINTS", 2000, minimum=2)
 WS_MAX_PROMPTS = env_int("MASKWEB_WS_MAX_PROMPTS", 500, minimum=1)
+# Unread messages of one socket before Daphne stops reading from it (TCP back-pressure).
+WS_QUEUE = env_int("MASKWEB_WS_QUEUE", 64, minimum=4)
+# Per socket, and per session for the HTTP API's writes (prompts, undo, apply...).
 WS_RATE_PER_SECOND = env_float("MASKWEB_WS_RATE", 30.0, minimum=0.1)
 WS_RATE_BURST = env_int("MASKWEB_WS_BURST", 60, minimum=1)
+# A page is told it is behind (a `behind` frame) when its oldest prompt without a mask has
+# waited this long; its next mask covers every prompt it sent (docs/protocol.md).
+WS_BEHIND_AFTER_SECONDS = env_float("MASKWEB_WS_BEHIND_AFTER", 1.0, minimum=0.05)
 
 LOGGING = {
     "version": 1,

@@ -174,7 +174,7 @@ def test_worker_killed_mid_encode_is_replaced_and_the_encode_finishes(live_stack
 
 def test_a_body_that_is_not_multipart_gets_the_apis_json_error(live_stack):
     """Daphne's Twisted would parse the body itself first and answer a bad one with its own
-    bare HTML 400 (maskweb/daphne_uploads.py turns that off): the API must answer."""
+    bare HTML 400 (maskweb/daphne_http.py turns that off): the API must answer."""
     status, body, headers = request(
         "POST", f"{live_stack.url}/api/v1/sessions", b"this is not a multipart body",
         {"Content-Type": "multipart/form-data; boundary=xyz"})

@@ -38,6 +38,29 @@ def start_django(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
     ("MASKWEB_DEBUG", "maybe", "MASKWEB_DEBUG='maybe'"),
     ("DATABASE_URL", "nosuchdb://x/y", "DATABASE_URL is not a database URL"),
     ("MASKWEB_ENGINE_VARIANT", "fast", "MASKWEB_ENGINE_VARIANT must be one of"),
+    # The limits of issue 19: each one named when its value is wrong.
+    ("MASKWEB_UPLOAD_RATE", "fast", "MASKWEB_UPLOAD_RATE='fast': expected a number"),
+    ("MASKWEB_UPLOAD_BURST", "0", "MASKWEB_UPLOAD_BURST=0: must be at least 1"),
+    ("MASKWEB_CLIENT_QUOTA_MB", "0", "MASKWEB_CLIENT_QUOTA_MB=0: must be at least 1"),
+    ("MASKWEB_MIN_FREE_DISK_MB", "-5", "MASKWEB_MIN_FREE_DISK_MB=-5"),
+    ("MASKWEB_SESSION_IDLE_DAYS", "-1", "MASKWEB_SESSION_IDLE_DAYS=-1.0"),
+    ("MASKWEB_CLEANUP_INTERVAL", "1", "MASKWEB_CLEANUP_INTERVAL=1: must be at least 10"),
+    ("MASKWEB_MAX_OBJECTS", "0", "MASKWEB_MAX_OBJECTS=0"),
+    ("MASKWEB_MIN_IMAGE_SIDE", "0", "MASKWEB_MIN_IMAGE_SIDE=0"),
+    ("MASKWEB_MAX_REQUEST_BYTES", "10", "MASKWEB_MAX_REQUEST_BYTES=10"),
+    ("MASKWEB_DOWNLOAD_CONCURRENCY", "0", "MASKWEB_DOWNLOAD_CONCURRENCY=0"),
+    ("MASKWEB_DOWNLOAD_QUEUE", "many", "MASKWEB_DOWNLOAD_QUEUE='many'"),
+    ("MASKWEB_DOWNLOAD_CACHE_TTL", "-1", "MASKWEB_DOWNLOAD_CACHE_TTL=-1"),
+    ("MASKWEB_DOWNLOAD_CACHE_MAX_MB", "x", "MASKWEB_DOWNLOAD_CACHE_MAX_MB='x'"),
+    ("MASKWEB_HTTP_HEADER_TIMEOUT", "0.1", "MASKWEB_HTTP_HEADER_TIMEOUT=0.1"),
+    ("MASKWEB_HTTP_IDLE_TIMEOUT", "0", "MASKWEB_HTTP_IDLE_TIMEOUT=0.0"),
+    ("MASKWEB_HTTP_MIN_BODY_RATE", "0", "MASKWEB_HTTP_MIN_BODY_RATE=0"),
+    ("MASKWEB_WS_QUEUE", "2", "MASKWEB_WS_QUEUE=2: must be at least 4"),
+    ("MASKWEB_WS_BEHIND_AFTER", "0", "MASKWEB_WS_BEHIND_AFTER=0.0"),
+    ("MASKWEB_REDIS_RETRY_SECONDS", "1000", "MASKWEB_REDIS_RETRY_SECONDS=1000.0"),
+    ("MASKWEB_PROXY_HEADER", "X Real IP", "MASKWEB_PROXY_HEADER='X Real IP'"),
+    ("MASKWEB_HTTPS", "maybe", "MASKWEB_HTTPS='maybe'"),
+    ("MASKWEB_HSTS_SECONDS", "soon", "MASKWEB_HSTS_SECONDS='soon'"),
 ])
 def test_bad_value_stops_startup_naming_the_variable(tmp_path, name, value, expected):
     done = start_django(tmp_path, **{name: value})
@@ -117,3 +140,22 @@ def test_unwritable_data_dir_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MASKWEB_DATA_DIR", str(blocker / "sub"))
     with pytest.raises(ImproperlyConfigured, match="MASKWEB_DATA_DIR"):
         config.data_dir()
+
+
+def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path):
+    """README "Production": behind a TLS proxy, MASKWEB_HTTPS=1 and the host name."""
+    env = {**os.environ, "MASKWEB_DATA_DIR": str(tmp_path), "MASKWEB_HTTPS": "1",
+           "MASKWEB_ALLOWED_HOSTS": "masks.example.org",
+           "MASKWEB_PROXY_HEADER": "X-Real-IP"}
+    env.pop("MASKWEB_DEBUG", None)
+    done = subprocess.run([sys.executable, "manage.py", "check", "--deploy",
+                           "--fail-level", "WARNING"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+    without = subprocess.run([sys.executable, "manage.py", "check", "--deploy",
+                              "--fail-level", "WARNING"], cwd=REPO,
+                             env={**env, "MASKWEB_HTTPS": "0"},
+                             capture_output=True, text=True, timeout=60)
+    assert without.returncode != 0 and "SECURE_SSL_REDIRECT" in without.stderr, \
+        "plain HTTP is for one machine, and the check says so"
