@@ -24,6 +24,16 @@ export function rememberSession(entry, storage = window.localStorage) {
   }
 }
 
+/** Forget a session (it was deleted). */
+export function forgetSession(url, storage = window.localStorage) {
+  try {
+    const list = loadRecent(storage).filter((e) => e.url !== url);
+    storage.setItem(KEY, JSON.stringify(list));
+  } catch {
+    // as for rememberSession
+  }
+}
+
 export function timeAgo(ms, now = Date.now()) {
   const s = Math.max(0, Math.round((now - ms) / 1000));
   if (s < 60) return "just now";

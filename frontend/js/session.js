@@ -25,7 +25,7 @@ import {
 } from "./maskrender.js";
 import { ObjectsPanel } from "./objects.js";
 import { MaskSocket, socketUrl } from "./protocol.js";
-import { rememberSession } from "./recent.js";
+import { forgetSession, rememberSession } from "./recent.js";
 import { absoluteUrl, copyText, download, toast } from "./ui.js";
 import { Viewer } from "./viewer.js";
 
@@ -40,6 +40,8 @@ const ERROR_TEXT = {
   forbidden: "This is a view link: it cannot change the masks.",
   not_ready: "The photo is still being encoded. Try again in a moment.",
   rate_limited: "Too many prompts at once: slow down a little.",
+  unavailable: "The server is briefly unreachable inside: your prompt is kept, its mask follows.",
+  too_many_objects: "This session holds as many objects as it may: delete one first.",
   too_many_points: "That stroke has too many points.",
   out_of_bounds: "That prompt lies outside the photo.",
   empty: "Nothing to apply: the current object has no mask yet.",
@@ -413,12 +415,32 @@ function handleMessage(msg) {
       break;
     case "pong":
       break;
+    case "behind":
+      showBehind(msg);
+      break;
     default:
       break;
   }
 }
 
+// The server is drawing slower than this page clicks (it is busy): every prompt is stored,
+// and the next mask covers all of them. Said on the busy label until that mask comes.
+function showBehind(msg) {
+  if (!app.pending.size) return; // that mask came already
+  body.dataset.behind = "1";
+  const label = $("mask-busy");
+  label.classList.add("behind");
+  const waiting = msg.pending > 1 ? `${msg.pending} prompts` : "your prompt";
+  $("mask-busy-text").textContent = `Server busy: ${waiting} saved, mask on its way…`;
+  label.hidden = false;
+}
+
 function handleError(msg) {
+  if (msg.code === "unavailable") {
+    // Not refused: the prompt is stored and its mask follows once the server is whole again.
+    toast(ERROR_TEXT.unavailable, "warn", 6000);
+    return;
+  }
   if (msg.id) settle(msg.id);
   else clearPending();
   const text = ERROR_TEXT[msg.code] ?? msg.message ?? `Error: ${msg.code}`;
@@ -498,8 +520,16 @@ function updateBusy() {
   body.dataset.busy = busy ? "1" : "0";
   clearTimeout(busyTimer);
   // The label only after a short wait, so quick masks do not flicker it; the cursor at once.
-  if (busy) busyTimer = setTimeout(() => ($("mask-busy").hidden = false), 250);
-  else $("mask-busy").hidden = true;
+  if (busy) {
+    if (body.dataset.behind !== "1") {
+      busyTimer = setTimeout(() => ($("mask-busy").hidden = false), 250);
+    }
+  } else {
+    $("mask-busy").hidden = true;
+    $("mask-busy").classList.remove("behind");
+    $("mask-busy-text").textContent = "Computing mask…";
+    body.dataset.behind = "0";
+  }
 }
 
 function ensureCanSend() {
@@ -1142,10 +1172,29 @@ function bindButtons() {
   for (const field of ["edit-link", "view-link"]) {
     $(field).addEventListener("focus", (e) => e.target.select());
   }
+  $("delete-session").addEventListener("click", deleteSession);
   // Buttons keep no focus after a mouse click, so Space/Enter/Tab go to the photo tools.
   for (const b of document.querySelectorAll(".tool, .btn, .icon-btn")) {
     b.addEventListener("mouseup", () => b.blur());
   }
+}
+
+async function deleteSession() {
+  if (!canEdit()) return;
+  const sure = window.confirm(
+    "Delete this session for good? Its objects go, and so does the photo unless someone " +
+      "else uploaded it too. The edit and view links stop working.",
+  );
+  if (!sure) return;
+  try {
+    await request("DELETE", sp());
+  } catch (e) {
+    toast(e.message, "error", 6000);
+    return;
+  }
+  forgetSession(app.state?.edit_url ?? window.location.pathname);
+  app.socket?.close();
+  window.location.assign("/");
 }
 
 // ---------------------------------------------------------------- start
@@ -1153,7 +1202,7 @@ function bindButtons() {
 function fatal(title, message) {
   const box = document.createElement("div");
   box.className = "fatal";
-  box.innerHTML = `<div class="dialog"><h2 style="justify-content:center"></h2><p class="muted"></p>
+  box.innerHTML = `<div class="dialog"><h2></h2><p class="muted"></p>
     <p><a class="btn primary" href="/">Upload a photo</a></p></div>`;
   box.querySelector("h2").textContent = title;
   box.querySelector("p").textContent = message;

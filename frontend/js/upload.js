@@ -39,6 +39,23 @@ function resetZone() {
   title.textContent = "Drop a photo here or click to choose";
 }
 
+// The thumbnail is drawn on a canvas from the file itself: an <img> would need a blob: URL,
+// which the page's Content-Security-Policy (images from this site only) does not allow.
+async function showThumb(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return; // the browser cannot decode it: the server says what is wrong with it
+  }
+  const scale = Math.min(1, 440 / bitmap.width, 280 / bitmap.height);
+  thumb.width = Math.max(1, Math.round(bitmap.width * scale));
+  thumb.height = Math.max(1, Math.round(bitmap.height * scale));
+  thumb.getContext("2d").drawImage(bitmap, 0, 0, thumb.width, thumb.height);
+  bitmap.close();
+  if (uploading) thumb.hidden = false;
+}
+
 async function start(file) {
   if (uploading || !file) return;
   errorBox.hidden = true;
@@ -55,12 +72,7 @@ async function start(file) {
   zone.classList.add("uploading");
   title.textContent = file.name;
   thumb.hidden = true;
-  if (file.type !== "image/tiff" && file.size < 60e6) {
-    thumb.src = URL.createObjectURL(file);
-    thumb.onload = () => {
-      thumb.hidden = false;
-    };
-  }
+  if (file.type !== "image/tiff" && file.size < 60e6) showThumb(file);
   progress.hidden = false;
   fill.style.width = "0%";
   progressText.textContent = `Uploading… 0 of ${formatBytes(file.size)}`;

@@ -166,7 +166,10 @@ def post_photo(base: str, path: Path) -> tuple[int, dict]:
 
 
 def new_page(browser, frames: list | None = None):
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    # bypass_csp: Playwright's wait_for_function compiles its string predicates in the page,
+    # which the app's Content-Security-Policy (no eval) refuses. The page's own code runs under
+    # the policy in test_the_pages_work_under_their_content_security_policy.
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True, bypass_csp=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -529,6 +532,74 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
         page.click(".menu .delete-object")
         page.wait_for_function("() => window.maskweb.app.objects.length === 0", timeout=WAIT_MS)
         assert server_objects() == []
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_the_pages_work_under_their_content_security_policy(live_stack, browser, gt_mask):
+    """The policy allows the app's own origin only (maskweb.headers). The upload page (its
+    thumbnail is drawn on a canvas, not from a blob: URL), the session page, its socket, a
+    click's mask and a download all work under it, and the browser reports no violation."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)  # CSP enforced
+    # Runs in every page before its own scripts; the browser fires this event for each
+    # thing the policy blocks (a script, a style attribute, an image, a connection).
+    context.add_init_script("""window.__violations = [];
+        document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(
+            `${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        response = page.goto(live_stack.url + "/")
+        assert response is not None
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+        page.set_input_files("#file-input", str(PHOTO))
+        page.wait_for_url("**/s/*/", timeout=WAIT_MS)
+        page.wait_for_selector("body[data-status=ready][data-connection=online]"
+                               "[data-photo=loaded]", timeout=ENCODE_WAIT_MS)
+        fx, fy = deepest_point(gt_mask)
+        page.mouse.click(*to_page(page, fx, fy))
+        page.wait_for_selector("body[data-busy='0'][data-mask-seq]", timeout=WAIT_MS)
+        with page.expect_download(timeout=WAIT_MS) as info:
+            page.click("#dl-png")
+        assert Image.open(info.value.path()).size == Image.open(PHOTO).size
+        assert page.evaluate("Number(document.body.dataset.maskArea)") > 1000
+        violations = page.evaluate("window.__violations")
+        assert violations == [], violations
+        assert not [line for line in console if "Content Security Policy" in line], console
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_a_page_the_server_tells_it_is_behind_says_so_until_its_mask_comes(live_stack, browser):
+    """The server sends `behind` when a page's oldest prompt has waited for its mask
+    (docs/protocol.md): the busy label says the prompts are saved and the mask is coming, and
+    goes back to normal once the mask that covers them arrives."""
+    context, page = new_page(browser)
+    try:
+        upload_through_page(page, live_stack, DAVIS / "img" / "002.jpg")
+        # A prompt waiting for its mask, then the server's message about it (as the socket
+        # would deliver it: through the page's message handler).
+        page.evaluate("""() => {
+            const app = window.maskweb.app;
+            app.pending.set('waiting', setTimeout(() => {}, 60000));
+            app.socket.handlers.onJson({v: 1, type: 'behind', pending: 3, waited_ms: 1500,
+                                        id: 'waiting'});
+        }""")
+        assert page.is_visible("#mask-busy")
+        assert "3 prompts saved" in page.inner_text("#mask-busy-text")
+        assert page.evaluate("document.body.dataset.behind") == "1"
+        # The mask that answers it (an empty one, as after a clear) ends the state.
+        page.evaluate("""() => window.maskweb.app.socket.handlers.onMask({
+            header: {type: 'mask', v: 1, seq: 1e9, id: 'waiting', prompts: [], empty: true},
+            png: new Uint8Array(0)})""")
+        page.wait_for_selector("#mask-busy", state="hidden", timeout=WAIT_MS)
+        assert page.evaluate("document.body.dataset.behind") == "0"
+        assert page.inner_text("#mask-busy-text") == "Computing mask…"
         assert page.js_errors == []
     finally:
         context.close()
