@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from maskweb.masking.cores import Cores
 
@@ -98,3 +99,38 @@ def test_lending_without_a_core_changes_nothing():
         assert not free
     release.set()
     holder.join(10)
+
+
+def test_a_freed_core_goes_to_the_thread_that_waited_longest_not_to_one_asking_again():
+    """Under overload a thread that finishes a step and asks again must queue behind the
+    threads already waiting (with a plain semaphore it took the core first, and a page's
+    render could lose that race round after round)."""
+    cores = Cores(1)
+    order: list[str] = []
+    first_holds, release_first = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with cores.hold():
+            first_holds.set()
+            assert release_first.wait(10)
+        with cores.hold() as waited:  # straight back for another step
+            order.append(f"first again (waited {waited})")
+
+    def second() -> None:
+        with cores.hold():
+            order.append("second")
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_holds.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    deadline = time.monotonic() + 10
+    while cores.waiting() < 1:  # the second thread is queued for the core
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.005)
+    release_first.set()
+    a.join(10)
+    b.join(10)
+    assert order == ["second", "first again (waited True)"]
+    assert cores.busy() == 0 and cores.waiting() == 0
