@@ -6,12 +6,14 @@ prefix in an in-process LRU bounded in bytes: a new click on top of the last one
 decode, an undo is a cache hit.
 
 ``latest_only`` is for a live socket that fell behind (prompts arrived while it decoded): the
-prompts since the last computed prediction are decoded in ONE step on top of it, instead of
-one decode each. A from-scratch replay (nothing cached) still walks the whole chain, so the
-mask is the one the person saw, except with ``one_step``: prompts that waited for an encode
-(nobody saw a mask of them) are decoded together in one step, however many there are (150
-prompts sent during an encode kept the worker busy 55 s, one decode each). A from-scratch
-replay of a long log walks only its last REPLAY_STEPS prompts one by one.
+prompts since the last computed prediction (or all of them, when nothing of this log was
+decoded yet) are decoded in ONE step on top of it, instead of one decode each: nobody saw a
+mask of them. (Walking the chain there, an overloaded server spent 14-20 s on each page's
+first mask, one decode per prompt that had piled up meanwhile.) ``one_step`` does the same for
+prompts that waited for an encode (150 prompts sent during an encode kept the worker busy 55 s,
+one decode each). Otherwise a from-scratch replay (nothing cached, e.g. a page reconnecting
+after a restart) walks the chain, so the mask is the one the person saw, but only the last
+REPLAY_STEPS prompts one by one.
 
 A click's decode starts before its prompt is committed (``prefetch``, called as the message
 arrives and while the prompt is written) when a core is free; a prediction being decoded is
@@ -130,7 +132,8 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
     embedding = embeddings.load(key)
     if embedding is None:
         raise EmbeddingMissing(key)
-    if alongside or one_step or (latest_only and start > 0):
+    if alongside or one_step or latest_only:
+        # From the longest prefix decoded (or from nothing): the prompts since, in one step.
         start = len(prefixes) - 1
     elif start == 0 and len(prefixes) > REPLAY_STEPS:
         # Nothing cached (a restarted process, an evicted session) and a long log: the

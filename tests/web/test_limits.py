@@ -231,6 +231,29 @@ def test_a_long_log_with_nothing_cached_is_not_replayed_one_decode_a_prompt(monk
     assert calls[-1] == 40
 
 
+def test_a_socket_that_fell_behind_draws_its_piled_up_prompts_in_one_decode(monkeypatch):
+    """A page's first render came so late that 12 prompts had piled up, none decoded yet: one
+    decode of all of them (an overloaded server spent 14-20 s on each page's first mask,
+    walking them one by one)."""
+    session = make_session()
+    access = edit(session)
+    for i in range(12):
+        services.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7})
+    wait_for_decodes()
+    render.predictions.clear()
+    calls: list[int] = []
+    real_decode = engine.decode
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[2].points))
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "decode", counting)
+    rendered = services.render_current(services.reload(session), broadcast=False,
+                                       latest_only=True)
+    assert calls == [12] and rendered.current is not None
+
+
 def _applied(session: MaskSession) -> str:
     access = edit(session)
     services.add_prompt(access, INSIDE)
