@@ -19,9 +19,11 @@ Each page is one websocket, as the browser page is. Prints, per run:
   and what the machine's other processes took of the cores meanwhile (the machine is shared:
   a figure taken while others compute says so).
 
-``--runs 2`` repeats the run on new photos in the same stack: the RSS after each shows whether
-memory is flat. ``--ratio-pages N`` ends with one run of N pages and compares its p95 with the
-bare decoder on the same photos and click sequences (decoded in this process, stack idle).
+``--runs 2`` repeats the run in the same stack (new sessions on the same photos, other
+clicks): the RSS after each shows whether memory is flat. The web process keeps up to
+MASKWEB_EMBEDDING_CACHE_MB + MASKWEB_PREDICTION_CACHE_MB (256 + 256 by default) of caches.
+``--ratio-pages N`` ends with one run of N pages and compares its p95 with the bare decoder
+on the same photos and click sequences (decoded in this process, stack idle).
 Writes the table to bench/results/soak-<model>-<timestamp>.md unless ``--quick``.
 """
 
@@ -143,13 +145,14 @@ def stored_prompts(stack: LiveStack, token: str) -> list[tuple[float, float, boo
             for p in json.loads(body)["current"]["prompts"]]
 
 
-def open_pages(stack: LiveStack, count: int, offset: int, clicks: int) -> list[Page]:
+def open_pages(stack: LiveStack, count: int, offset: int, clicks: int,
+               seed: int) -> list[Page]:
     pages = []
     for index, (path, gt) in enumerate(davis_items(count, offset)):
         status, state = upload(stack.url, path.name, path.read_bytes())
         if status != 201:
             raise RuntimeError(f"upload failed: {status} {state}")
-        pages.append(Page(index, state["edit_token"], gt, click_plan(gt, clicks, offset + index)))
+        pages.append(Page(index, state["edit_token"], gt, click_plan(gt, clicks, seed + index)))
     deadline = time.monotonic() + 600
     for page in pages:  # every photo analysed before the clock starts
         while True:
@@ -256,19 +259,20 @@ class RunResult:
 
 
 def soak_run(stack: LiveStack, label: str, pages_count: int, interval: float,
-             seconds: float, offset: int) -> RunResult:
+             seconds: float, offset: int, seed: int) -> RunResult:
+    """``offset``: which DAVIS photos; ``seed``: which clicks on them."""
     clicks = int(seconds / (interval * 0.9)) + 2
-    pages = open_pages(stack, pages_count, offset, clicks)
+    pages = open_pages(stack, pages_count, offset, clicks, seed)
     machine = Machine.of(stack)
     rss_before = machine.rss_mb()
     load_before = os.getloadavg()
     cpu_before = machine.cpu_by_process()
     ours_before, busy_before, started = machine.cpu_s(), machine_busy_s(), time.perf_counter()
-    rng = random.Random(offset)
+    rng = random.Random(seed)
 
     async def all_pages() -> None:
         await asyncio.gather(*(drive_page(stack.ws_url, page, interval, seconds,
-                                          rng.uniform(0, interval), offset + page.index)
+                                          rng.uniform(0, interval), seed + page.index)
                                for page in pages))
 
     asyncio.run(all_pages())
@@ -347,14 +351,19 @@ def main(argv: list[str] | None = None) -> int:
             as stack:
         offset = 200
         for run in range(1, args.runs + 1):
+            # The same photos each run (new sessions, other clicks, so every mask is decoded
+            # again): the second run's memory is the first one's workload again, so growth is
+            # a leak, not a cache filling with photos it had not seen.
             label = f"run {run}, {args.pages} pages × {args.interval_ms:g} ms × {args.seconds:g} s"
-            result = soak_run(stack, label, args.pages, interval, args.seconds, offset)
-            offset += args.pages
+            result = soak_run(stack, label, args.pages, interval, args.seconds, offset,
+                              seed=1000 * run)
             rows += result.rows()
             print(*(f"| {k} | {v} |" for k, v in result.rows()), sep="\n", flush=True)
+        offset += args.pages
         if args.ratio_pages:
             label = f"{args.ratio_pages} pages × {args.interval_ms:g} ms × {args.seconds:g} s"
-            result = soak_run(stack, label, args.ratio_pages, interval, args.seconds, offset)
+            result = soak_run(stack, label, args.ratio_pages, interval, args.seconds, offset,
+                              seed=offset)
             photos = [path for path, _ in davis_items(args.ratio_pages, offset)]
             rows += result.rows()
             print(*(f"| {k} | {v} |" for k, v in result.rows()), sep="\n", flush=True)

@@ -191,6 +191,8 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
     """
     if not stored_prompts or session.status != Status.READY:
         return False
+    if cores.busy() >= CORES:  # the cheap check first: in_hand hashes the whole log
+        return False
     key = embeddings.embedding_key(session.photo, session.model_id)
     if not new and in_hand(session, stored_prompts):
         return False
