@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,13 +19,13 @@ import psutil
 import pytest
 
 from tests.stack import LiveStack, start_stack
-from tests.web.client import request, two_tone_photo
+from tests.web.client import Socket, request, two_tone_photo, upload, wait_ready
 
 pytestmark = pytest.mark.timeout(180)
 
 LIMITS = {"MASKWEB_HTTP_HEADER_TIMEOUT": "2", "MASKWEB_HTTP_IDLE_TIMEOUT": "3",
           "MASKWEB_HTTP_MIN_BODY_RATE": "100000", "MASKWEB_MAX_REQUEST_BYTES": "65536",
-          "MASKWEB_MAX_UPLOAD_BYTES": "2000000"}
+          "MASKWEB_MAX_UPLOAD_BYTES": "2000000", "MASKWEB_WS_QUEUE": "4"}
 UPLOAD_LIMIT = 2_000_000 + 1024 * 1024
 
 
@@ -237,3 +238,43 @@ def test_every_answer_carries_the_security_headers(stack, path):
     policy = headers["content-security-policy"]
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+
+
+def test_a_socket_flooding_faster_than_it_is_read_is_slowed_down_not_buffered(stack):
+    """1500 messages of 60 KB sent as fast as the socket takes them: Daphne stops reading the
+    socket while 4 (here) wait for the consumer, so its memory does not grow by the 90 MB
+    (with no limit it grew by 163 MB for 3000), every message is still answered, in order,
+    and the socket stays open."""
+    status, state = upload(stack.url, "flood.png", two_tone_photo(seed=32))
+    assert status == 201, state
+    daphne = psutil.Process(stack.daphne.pid)
+    before = daphne.memory_info().rss / 2**20
+    peak = [before]
+    sending = threading.Event()
+
+    def watch() -> None:
+        while not sending.is_set():
+            peak[0] = max(peak[0], daphne.memory_info().rss / 2**20)
+            time.sleep(0.01)
+
+    sock = Socket(stack.ws_url, state["view_token"])
+    answers: list[str] = []
+    try:
+        wait_ready(sock, sock.wait_type("hello", 30))  # no status frame mixes in below
+        reader = threading.Thread(target=lambda: answers.extend(
+            sock.next(60)["type"] for _ in range(1500)), daemon=True)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        reader.start()
+        padding = "x" * 60_000
+        for i in range(1500):
+            sock.send(type="ping", id=f"f{i}", pad=padding)
+        reader.join(120)
+        sending.set()
+        watcher.join(10)
+        sock.send(type="ping", id="still-open")  # answered (pong, or rate_limited): open
+        assert sock.wait_for(lambda f: isinstance(f, dict) and f.get("id") == "still-open", 30)
+    finally:
+        sock.close()
+    assert len(answers) == 1500 and set(answers) <= {"pong", "error"}
+    assert peak[0] - before < 40, f"Daphne grew from {before:.0f} to {peak[0]:.0f} MiB"
