@@ -33,6 +33,7 @@ from django.conf import settings
 
 from maskweb.masking import inputs, notify, pools, services
 from maskweb.masking.inputs import ProtocolError
+from maskweb.masking.models import MaskSession
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self._preload()
         try:
             rendered = await pools.renders.run(self._render, None, False)
+        except MaskSession.DoesNotExist:  # deleted while this page connected
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
         except redis.exceptions.RedisError:
             log.warning("drawing the mask at connect failed (Redis down?)", exc_info=True)
             await self.error("unavailable", UNAVAILABLE)
@@ -174,6 +178,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.error(exc.code, exc.message, request_id)
         except services.Forbidden as exc:
             await self.error("forbidden", str(exc), request_id)
+        except MaskSession.DoesNotExist:  # deleted meanwhile: as for an unknown link
+            await self.close(code=CLOSE_NOT_FOUND)
         except redis.exceptions.RedisError:
             log.warning("socket message failed: Redis unreachable", exc_info=True)
             await self.error("unavailable", "The server's cache (Redis) cannot be reached; "
@@ -336,6 +342,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 self._log = None  # the prompt the model failed on was undone
                 self._answered(self._writes)
                 await self.error(exc.code, exc.message, request_id)
+            except MaskSession.DoesNotExist:  # deleted meanwhile
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
             except redis.exceptions.RedisError:
                 # Stored, not drawn: try again when Redis may be back, not undo the prompt.
                 self._log = None

@@ -108,6 +108,8 @@ def test_an_open_page_on_a_deleted_session_is_closed_as_for_an_unknown_link():
         comm = WebsocketCommunicator(application, f"/ws/sessions/{session.view_token}/")
         assert (await comm.connect(timeout=10))[0]
         assert (await comm.receive_json_from(timeout=10))["type"] == "hello"
+        await comm.send_json_to({"v": 1, "type": "ping", "id": "settled"})
+        assert (await comm.receive_json_from(timeout=20))["type"] == "pong"  # connect done
         from channels.db import database_sync_to_async
 
         await database_sync_to_async(services.delete_session)(access)
