@@ -2,9 +2,8 @@
 #   docker build -t maskweb .                       CPU (onnxruntime)
 #   docker build --target gpu -t maskweb:gpu .      the worker with onnxruntime-gpu (CUDA)
 FROM python:3.11-slim AS base
-# MALLOC_*: see maskweb/runner.py (MALLOC_ENV): large arrays given back to the system.
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 \
+# MALLOC_ARENA_MAX: see maskweb/runner.py (MALLOC_ENV): bounded memory for the array churn.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 MALLOC_ARENA_MAX=2 \
     MASKWEB_DATA_DIR=/data MASKWEB_MODELS_DIR=/data/models
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*

@@ -97,12 +97,12 @@ def daphne_command(host: str, port: int, proxy_header: str = "") -> list[str]:
 
 # glibc's allocator, for the web process and the worker, unless the environment says otherwise.
 # Masks and embeddings are numpy arrays of 0.4 to 12 MB, made and freed on every click by a
-# dozen threads. By default glibc gives each thread its own arena and, after the first large
-# block is freed, raises its mmap threshold, so later ones come from those arenas and their
-# freed pages stay in the process: in bench.soak the web process grew by 169 MiB in a 10 s,
-# 4-page run that grew it by 42 MiB with these two settings (large blocks always mmapped and
-# so given back when freed; two arenas).
-MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
+# dozen threads, and glibc gives each thread an arena of its own (up to 8 per core), each
+# keeping the pages freed in it. With two arenas bench.soak's web process levelled off at
+# 507 MiB (its caches' 2 x 256 MB and the code) after 60-90 s of 16 pages clicking, flat
+# after. Forcing large blocks to mmap (MALLOC_MMAP_THRESHOLD_) gave memory back sooner but
+# made a grabCut decode cost 71-76 ms of CPU instead of 43-54 ms: not taken.
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 def spawn(command: list[str], env: Mapping[str, str], cwd: Path,
