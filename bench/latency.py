@@ -46,6 +46,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,10 +144,11 @@ class Bare:
         """The same encodes again, timed: the encoder's yardstick next to its level, as
         ``time_decodes`` is the decoder's."""
         times = []
-        for image in self.images:
-            started = time.perf_counter()
-            self.model.encode(image)
-            times.append(time.perf_counter() - started)
+        with worker_threads():
+            for image in self.images:
+                started = time.perf_counter()
+                self.model.encode(image)
+                times.append(time.perf_counter() - started)
         return times
 
     def time_decodes(self, work: list[tuple[Any, list[Any]]] | None = None) -> list[float]:
@@ -197,6 +199,19 @@ class Bare:
         return work
 
 
+@contextlib.contextmanager
+def worker_threads() -> Iterator[None]:
+    """OpenCV's threads as the worker has them (all cores) while encoding; the rest of this
+    process decodes as the web process does, on one OpenCV thread (main() sets it)."""
+    import cv2
+
+    cv2.setNumThreads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(1)
+
+
 def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: int) -> Bare:
     from maskweb.segment import registry
     from maskweb.segment.types import Point
@@ -211,9 +226,10 @@ def measure_bare(model_id: str, items: list[tuple[Path, np.ndarray]], clicks: in
                 model=model)
     for index, (path, gt) in enumerate(items):
         image = np.asarray(Image.open(path).convert("RGB"))
-        started = time.perf_counter()
-        embedding = model.encode(image)
-        bare.encode_s.append(time.perf_counter() - started)
+        with worker_threads():
+            started = time.perf_counter()
+            embedding = model.encode(image)
+            bare.encode_s.append(time.perf_counter() - started)
         points = [Point(x, y, positive) for x, y, positive in click_plan(gt, clicks, seed=index)]
         bare.work.append((embedding, points))
         bare.images.append(image)
@@ -485,6 +501,9 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from maskweb.masking import engine
+
+    engine.one_thread_per_decode()  # the bare decoder runs as the web process runs it
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=[],
                         help="model id or model package folder (repeatable; default: the "

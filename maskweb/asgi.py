@@ -71,6 +71,7 @@ def settle_in() -> None:
     gc.freeze()
 
 
+engine.one_thread_per_decode()
 threading.Thread(target=settle_in, name="warm-up", daemon=True).start()
 
 application = ProtocolTypeRouter({
