@@ -73,3 +73,18 @@ def delete(names: Iterable[str]) -> None:
         for empty in (folder, folder.parent):
             with contextlib.suppress(OSError):  # not empty, or gone
                 empty.rmdir()
+
+
+def ensure_bucket() -> bool:
+    """Creates the S3 storage's bucket if it is missing (True then)."""
+    import botocore.exceptions
+
+    bucket = storage().bucket  # type: ignore[attr-defined]  # django-storages' S3Storage
+    try:
+        bucket.meta.client.head_bucket(Bucket=bucket.name)
+        return False
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+            raise
+    bucket.create()
+    return True

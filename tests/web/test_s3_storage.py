@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +95,28 @@ def test_a_session_lives_in_the_bucket_from_upload_to_delete(s3: S3Server, s3_st
     assert s3.keys(BUCKET) == [], "the photo's files and the sidecar left the bucket"
     status, body, _ = request("GET", base)
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_create_bucket_makes_a_missing_bucket_once(s3: S3Server, s3_stack: LiveStack):
+    """`manage.py create_bucket` (docker-compose runs it before the web replicas start)."""
+    import subprocess
+    import sys
+
+    env = {**s3_stack.env, **s3.env("fresh-bucket")}
+
+    def create() -> str:
+        done = subprocess.run([sys.executable, "manage.py", "create_bucket"], env=env,
+                              capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parents[2])
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert "fresh-bucket" not in _buckets(s3)
+    assert create() == "bucket fresh-bucket: created"
+    assert "fresh-bucket" in _buckets(s3)
+    assert create() == "bucket fresh-bucket: exists"
+
+
+def _buckets(s3: S3Server) -> list[str]:
+    listed: Any = s3.client().list_buckets()  # type: ignore[attr-defined]
+    return [b["Name"] for b in listed["Buckets"]]
