@@ -129,8 +129,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=rendered.frame)
             # A change made while this drew is also on its way through the group: not twice.
             self._sent_seq = rendered.header["seq"]
-        # The page has the session as of its hello, and its mask if it has one.
-        self._shown_seq = max(self._shown_seq, self._sent_seq, state["revision"])
+        if rendered is not None and rendered.frame is not None:
+            # The page has the session as of its hello, and its mask if it has one. (Not while
+            # the photo is analysed: the frame of this revision is still to come then.)
+            self._shown_seq = max(self._shown_seq, self._sent_seq, state["revision"])
 
     async def disconnect(self, code: int) -> None:
         # Work in flight is let finish, not cancelled: cancelling the task leaves its thread
@@ -498,8 +500,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         if rendered is not None and rendered.frame is not None:
             await self._deliver(rendered, None)
-        # Drawn (or nothing to draw: a change no frame shows): not again at the next ping.
-        self._shown_seq = max(self._shown_seq, revision)
+            # Drawn (or nothing to draw: a change no frame shows): not again at the next ping.
+            # While the photo is analysed (no frame) the revision's frame is still to come.
+            self._shown_seq = max(self._shown_seq, revision)
 
     async def on_status(self, message: dict[str, Any], request_id: Any) -> None:
         """The stored encode status, for a page that waited without news (a lost message)."""

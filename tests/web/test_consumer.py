@@ -644,6 +644,30 @@ def test_encode_progress_and_ready_reach_the_page_then_waiting_prompts_get_their
     assert any(s["status"] == "encoding" and 0 < s["progress"] < 1 for s in statuses), statuses
 
 
+def test_a_page_that_joins_while_encoding_gets_the_mask_of_prompts_stored_before_it():
+    """The worker draws the prompts stored while it encoded at the revision the joining page's
+    hello already had: that frame is still news to the page (it has no mask of it), also after
+    a ping while the photo was analysed."""
+    session = make_session(ready=False)
+    editor = edit(session)
+
+    async def scenario() -> None:
+        await database_sync_to_async(services.add_prompt)(editor, INSIDE)
+        viewer = await connect(session.view_token)
+        hello = await recv(viewer)
+        assert hello["state"]["status"] == "encoding" and hello["state"]["current"]["prompts"]
+        await pong(viewer)  # a ping while encoding draws nothing and must not count as shown
+        from maskweb.masking import encoding
+
+        await database_sync_to_async(encoding.encode_photo, thread_sensitive=False)(
+            session.photo.pk, "grabcut")
+        header, mask = await recv_until(viewer, is_mask)
+        assert header["seq"] == hello["state"]["revision"] and mask[180, 240]
+        await viewer.disconnect()
+
+    run(scenario())
+
+
 def test_a_prompt_the_model_fails_on_is_undone_and_the_socket_goes_on(monkeypatch):
     from maskweb.masking import engine
 

@@ -168,11 +168,18 @@ def test_hosts_dying_mid_session_lose_no_prompt_and_the_others_carry_on(cluster:
         assert hello["state"]["current"]["prompts"] == stored
         header, mask = again.wait_mask()
         assert header["prompts"] == stored
-        # Web 2 died before sending the frame of its last prompts to web 1's view link: the
-        # page's next ping (every 25 s) draws it on web 1.
+        # Web 2 died before sending the frame of its last prompts to web 1's view link (or
+        # just after): the page's next ping (every 25 s) draws it on web 1 if it never came.
         viewer.send(type="ping", id="catch-up")
         seen, seen_mask = _frame_at(viewer, header["seq"])
-        assert seen["prompts"] == stored and (seen_mask == mask).all()
+        assert seen["prompts"] == stored
+        if seen["id"] is None:  # drawn on web 1, as the reconnecting page's
+            assert (seen_mask == mask).all()
+        else:
+            # Web 2's own frame made it out: it drew the piled-up burst in one step, web 1
+            # one prompt at a time (docs/deploy.md); the same log, a few edge pixels apart.
+            assert seen["id"].startswith("b"), seen
+            assert (seen_mask & mask).sum() / (seen_mask | mask).sum() > 0.99
         again.send(type="prompt", id="after", prompt={"kind": "point", "x": 20, "y": 340,
                                                       "positive": False})
         header, _ = _answer(again, "after")
