@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,8 +33,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     with start_cluster() as started:
-        if not started.net.isolated:
-            print(f"no network namespaces ({started.net.why}): hosts on loopback addresses")
+        if not started.net.isolated:  # in the run's warnings summary, not only with -s
+            warnings.warn(f"no network namespaces ({started.net.why}): the hosts are loopback "
+                          "addresses of their own, not isolated", stacklevel=1)
         yield started
 
 
