@@ -177,7 +177,49 @@ MAX_REQUEST_BYTES = env_int("MASKWEB_MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimu
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+# Local folder of the photos' files with the default storage, and of uploads while they are
+# checked (always local: a file is stored only once it is sound).
 MEDIA_ROOT = DATA_DIR / "photos"
+
+# Where the photos' files (original, preview) and uploaded darktable sidecars are kept:
+# Django's storage API (maskweb.photos.storage). By default the local folder MEDIA_ROOT, as
+# before (FileSystemStorage reads MEDIA_ROOT itself; the same names, so photos stored by
+# earlier versions are found). With MASKWEB_S3_BUCKET, an S3-compatible object store through
+# django-storages and boto3, so web and worker hosts share no folder; the credentials are
+# boto3's own (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role).
+S3_BUCKET = env_str("MASKWEB_S3_BUCKET", "")
+S3_ENDPOINT_URL = env_str("MASKWEB_S3_ENDPOINT_URL", "")
+S3_REGION = env_str("MASKWEB_S3_REGION", "")
+S3_PREFIX = env_str("MASKWEB_S3_PREFIX", "").strip("/")
+if S3_ENDPOINT_URL and not S3_ENDPOINT_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"MASKWEB_S3_ENDPOINT_URL={S3_ENDPOINT_URL!r}: expected an "
+                               "http:// or https:// URL")
+if (S3_ENDPOINT_URL or S3_REGION or S3_PREFIX) and not S3_BUCKET:
+    raise ImproperlyConfigured("MASKWEB_S3_ENDPOINT_URL, MASKWEB_S3_REGION and "
+                               "MASKWEB_S3_PREFIX need MASKWEB_S3_BUCKET")
+if S3_BUCKET:
+    _files: dict[str, object] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL or None,
+            "region_name": S3_REGION or None,
+            "location": S3_PREFIX,
+            # A name is a photo's content hash (or a sidecar's): writing it again writes the
+            # same bytes, so overwrite instead of inventing another name.
+            "file_overwrite": True,
+            "default_acl": None,  # the bucket's own policy; nothing is made public
+            # Own servers (MinIO, SeaweedFS, Ceph) answer on one host name, not per bucket.
+            "addressing_style": "path" if S3_ENDPOINT_URL else None,
+        },
+    }
+else:
+    _files = {"BACKEND": "django.core.files.storage.FileSystemStorage",
+              "OPTIONS": {"allow_overwrite": True}}
+STORAGES = {
+    "default": _files,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # The picture the engine encodes and the page shows: the upright photo scaled so its long
 # side is at most this many pixels. Masks are computed at this size and scaled up to the

@@ -53,8 +53,9 @@ def _as_owner(owner: pwd.struct_passwd | None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[str]:
-    """Starts a fresh cluster; yields the superuser's URL to its ``postgres`` database."""
+def running_server(address: str = "127.0.0.1", namespace: str | None = None) -> Iterator[str]:
+    """Starts a fresh cluster listening on ``address`` (in network namespace ``namespace``,
+    a test host of tests/hosts.py); yields the superuser's URL to its ``postgres`` database."""
     bin_dir = _bin_dir()
     owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="maskweb-pg-"))
@@ -65,6 +66,11 @@ def running_server() -> Iterator[str]:
             os.chown(path, owner.pw_uid, owner.pw_gid)
     port = runner.free_port()
     as_owner = _as_owner(owner)
+    # `ip netns exec` needs root, so in a namespace the switch to the owner comes after it.
+    in_host = ["ip", "netns", "exec", namespace] if namespace else []
+    if namespace and owner is not None:
+        in_host += ["runuser", "-u", owner.pw_name, "--"]
+    start_as = {} if namespace else as_owner
     log = root / "server.log"
     try:
         subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER,
@@ -72,12 +78,15 @@ def running_server() -> Iterator[str]:
                        check=True, capture_output=True, timeout=120, **as_owner)
         # fsync off: a test server that loses its data on a power cut loses nothing of value,
         # and every commit of a click's prompt would otherwise wait for the disk.
-        options = (f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+        options = (f"-p {port} -k {sockets} -c listen_addresses={address} -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o",
-                        options, "-w", "-t", "60", "start"],
-                       check=True, capture_output=True, timeout=90, **as_owner)
-        yield f"postgres://{SUPERUSER}@127.0.0.1:{port}/postgres"
+        if namespace:  # clients from other hosts: trust them too (a throwaway test server)
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all 0.0.0.0/0 trust\n")
+        subprocess.run([*in_host, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log),
+                        "-o", options, "-w", "-t", "60", "start"],
+                       check=True, capture_output=True, timeout=90, **start_as)
+        yield f"postgres://{SUPERUSER}@{address}:{port}/postgres"
     finally:
         if data.exists():
             subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",

@@ -72,6 +72,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _renderer: asyncio.Future[None] | None = None
     _render_id: Any = None
     _sent_seq = -1  # the newest revision whose frame this socket sent itself
+    # The newest revision whose frame this page got, from this socket or from another one
+    # through the group: a ping finds a newer revision in the database that never reached the
+    # page (the host that stored it died before sending its frame) and draws it here.
+    _shown_seq = -1
     # The current object's prompts as this socket last wrote or drew them (None: not known,
     # e.g. another socket changed them): the base of services.guess_next.
     _log: services.PromptLog | None = None
@@ -125,6 +129,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=rendered.frame)
             # A change made while this drew is also on its way through the group: not twice.
             self._sent_seq = rendered.header["seq"]
+        if rendered is not None and rendered.frame is not None:
+            # The page has the session as of its hello, and its mask if it has one. (Not while
+            # the photo is analysed: the frame of this revision is still to come then.)
+            self._shown_seq = max(self._shown_seq, self._sent_seq, state["revision"])
 
     async def disconnect(self, code: int) -> None:
         # Work in flight is let finish, not cancelled: cancelling the task leaves its thread
@@ -227,6 +235,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # prompts newer than its id says, and this frame answers them by the newest id.
             await self.send(bytes_data=rendered.frame)
             self._sent_seq = seq
+            self._shown_seq = max(self._shown_seq, seq)
             if not rendered.superseded and not rendered.alone:
                 await pools.renders.run(services.publish, rendered, self.channel_name, False)
         elif rendered.frame is None:
@@ -467,7 +476,33 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._join()
         except (redis.exceptions.RedisError, OSError):
             log.warning("joining the group again failed (Redis down?)", exc_info=True)
+        await self._catch_up()
         await self.send_json({"type": "pong", "id": request_id})
+
+    async def _catch_up(self) -> None:
+        """Draws the session's newest revision for this page if its frame never came: with
+        several web hosts, the host that stored a prompt sends its frame to the other pages
+        once it has drawn it, and a host killed in between sends nothing. The database has
+        the prompts; pages ping every 25 s, so a page is at most that late."""
+        assert self.access is not None
+        if self._renderer is not None and not self._renderer.done():
+            return  # this page's own prompts are being drawn: their frame is on its way
+        revision = await off_loop(services.revision)(self.access.session)
+        if revision is None or revision <= self._shown_seq:
+            return
+        try:
+            rendered = await pools.renders.run(self._render, None, False)
+        except MaskSession.DoesNotExist:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        except Exception:  # the next ping tries again
+            log.warning("catching up with revision %s failed", revision, exc_info=True)
+            return
+        if rendered is not None and rendered.frame is not None:
+            await self._deliver(rendered, None)
+            # Drawn (or nothing to draw: a change no frame shows): not again at the next ping.
+            # While the photo is analysed (no frame) the revision's frame is still to come.
+            self._shown_seq = max(self._shown_seq, revision)
 
     async def on_status(self, message: dict[str, Any], request_id: Any) -> None:
         """The stored encode status, for a page that waited without news (a lost message)."""
@@ -487,12 +522,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # --- group notifications (small; the frame itself is fetched by key) ----------------------
 
     async def session_mask(self, event: dict[str, Any]) -> None:
-        if event["seq"] <= self._sent_seq:
-            return  # this socket rendered that revision (or a newer one) and has it already
+        if event["seq"] <= max(self._sent_seq, self._shown_seq):
+            return  # this page has that revision (or a newer one) already
         self._log = None  # another socket (or the worker) drew a log this one did not write
         frame = await off_loop(notify.get_frame)(event["key"])
         if frame is not None:
             await self.send(bytes_data=frame)
+            self._shown_seq = max(self._shown_seq, event["seq"])
 
     async def session_status(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "status", "status": event["status"],

@@ -61,8 +61,8 @@ def cache_key(kind: str, session: MaskSession, objects: Iterable[MaskObject],
     digest.update(json.dumps([FORMAT_VERSION, kind, photo.sha256, photo.orientation,
                               photo.stored_width, photo.stored_height, session.photo_name,
                               session.model_id, params], sort_keys=True).encode())
-    if kind.endswith("xmp") and session.sidecar:
-        digest.update(hashlib.blake2b(bytes(session.sidecar)).digest())
+    if kind.endswith("xmp") and session.sidecar_file:  # named by its content's hash
+        digest.update(session.sidecar_file.encode())
     for obj in objects:
         drawn = None if obj.applied else [obj.effective_prompts(), obj.candidate]
         digest.update(json.dumps([obj.number, obj.name, obj.visible, obj.applied, drawn],

@@ -16,7 +16,7 @@ from maskweb.export import MaskObject, NothingToExport
 from maskweb.export.png import mask_png
 from maskweb.export.svg import objects_svg
 from maskweb.export.xmp import SidecarError, darktable_sidecar, sidecar_name, validate_sidecar
-from maskweb.masking import render
+from maskweb.masking import render, sidecars
 from maskweb.masking.models import MaskSession
 from maskweb.masking.prompts import ProtocolError
 from maskweb.photos.models import Photo
@@ -102,7 +102,7 @@ def svg(photo: Photo, items: Sequence[tuple[Any, np.ndarray]],
 def xmp(session: MaskSession, items: Sequence[tuple[Any, np.ndarray]],
         options: VectorizeOptions | None = None, feather: float = 0.0) -> tuple[bytes, str]:
     photo = session.photo
-    existing = bytes(session.sidecar) if session.sidecar else None
+    existing = sidecars.read(session)
     try:
         data = darktable_sidecar(_mask_objects(photo, items), photo.stored_width,
                                  photo.stored_height, existing=existing,
@@ -126,4 +126,4 @@ def store_sidecar(session: MaskSession, data: bytes) -> None:
     except SidecarError as exc:
         raise DownloadError(400, "invalid_sidecar", f"Not a darktable XMP sidecar: {exc}") \
             from None
-    MaskSession.objects.filter(pk=session.pk).update(sidecar=data)
+    sidecars.replace(session, data)

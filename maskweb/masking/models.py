@@ -40,8 +40,9 @@ class MaskSession(models.Model):
     revision = models.PositiveBigIntegerField(default=0)
     current = models.ForeignKey("MaskObject", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="+")
-    sidecar = models.BinaryField(null=True, blank=True,
-                                 help_text="the photo's existing darktable XMP, merged on export")
+    # The photo's existing darktable XMP as uploaded, merged on export: the name of a file in
+    # the storage (maskweb.masking.sidecars), empty when none was uploaded.
+    sidecar_file = models.CharField(max_length=255, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     # Who uploaded it, as maskweb.masking.limits.client_key (a keyed hash of the address, not

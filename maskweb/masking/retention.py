@@ -29,9 +29,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from maskweb.masking import embeddings, engine, notify
+from maskweb.masking import embeddings, engine, notify, sidecars
 from maskweb.masking.models import MaskSession, Status
 from maskweb.masking.redis_client import get_redis
+from maskweb.photos import storage
 from maskweb.photos.models import Photo
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,14 @@ def delete_session(session: MaskSession) -> Report:
     report = Report()
     pk, photo_id = session.pk, session.photo_id
     with transaction.atomic():
+        sidecar = MaskSession.objects.filter(pk=pk).values_list("sidecar_file", flat=True) \
+            .first()
         deleted, _ = MaskSession.objects.filter(pk=pk).delete()
     if not deleted:
         return report
     report.sessions = 1
+    if sidecar:
+        sidecars.forget(sidecar)
     try:
         notify.send(pk, {"type": "session.deleted"})
     except Exception:  # pages find out on their next request instead
@@ -84,7 +89,10 @@ def delete_photo_if_unused(photo: Photo) -> int | None:
             log.info("photo %s was taken by a new session meanwhile; kept", photo.pk)
             return None
     freed = photo.measure_disk()
-    shutil.rmtree(photo.directory, ignore_errors=True)
+    try:
+        storage.delete(photo.file_names)
+    except Exception:  # the row is gone: nobody reads them; a later clean-up cannot find them
+        log.exception("deleting the files of photo %s (%s) failed", photo.pk, photo.folder)
     _forget_embeddings(photo)
     return freed
 

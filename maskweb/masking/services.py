@@ -81,6 +81,11 @@ def reload(session: MaskSession) -> MaskSession:
     return MaskSession.objects.select_related("photo", "current").get(pk=session.pk)
 
 
+def revision(session: MaskSession) -> int | None:
+    """The session's revision in the database now (None: deleted)."""
+    return MaskSession.objects.filter(pk=session.pk).values_list("revision", flat=True).first()
+
+
 # --- models and encoding -------------------------------------------------------------------
 
 def model_list() -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from maskweb.masking.errors import error, method_not_allowed
 from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, Status
 from maskweb.masking.openapi import openapi_document
+from maskweb.photos import storage
 from maskweb.photos.ingest import UploadError, ingest
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,9 @@ def session_detail(request: HttpRequest, access: services.Access) -> HttpRespons
 
 @api(["GET"])
 def photo(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    path = access.session.photo.preview_path
-    response = FileResponse(path.open("rb"), content_type="image/jpeg")
+    # From the storage (a local file, or streamed from the bucket by this web host).
+    handle = storage.storage().open(access.session.photo.preview_name, "rb")
+    response = FileResponse(handle, content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400, immutable"
     return response
 

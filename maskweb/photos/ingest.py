@@ -2,8 +2,10 @@
 
 Order matters for safety: the header is read (cheap) and the pixel count checked before any
 pixel is decoded, so a decompression bomb never allocates its pixels; the full decode then
-catches truncated files; only after that is anything written, into a temp directory renamed
-into place, so a failure leaves nothing behind.
+catches truncated files; only after that is anything stored. The upload is checked in a local
+temp folder (``MEDIA_ROOT/.upload-*``); the checked files then go to the storage
+(maskweb.photos.storage: the local folder or an object store), the row last, so nobody sees a
+photo whose files are not all there, and a failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from PIL import Image, UnidentifiedImageError
 
+from maskweb.photos import storage
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import to_upright, upright_size
 
@@ -118,7 +121,7 @@ def work_size(info: Inspected, max_side: int) -> tuple[int, int]:
     return max(1, round(info.stored_width * scale)), max(1, round(info.stored_height * scale))
 
 
-def load_work_image(path: Path, info: Inspected, max_side: int) -> np.ndarray:
+def load_work_image(source: Path | IO[bytes], info: Inspected, max_side: int) -> np.ndarray:
     """Decodes the whole file (so truncation is caught) into the upright working picture.
 
     JPEGs decode straight at a reduced scale (``draft``), which keeps a 50 MP upload to a
@@ -128,7 +131,7 @@ def load_work_image(path: Path, info: Inspected, max_side: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 if img.format == "JPEG":
                     img.draft("RGB", (tw, th))
                 img.load()
@@ -161,14 +164,18 @@ def read_work_image(photo: Photo) -> np.ndarray:
     the size stored with the photo. Keeping it on disk instead cost 9 MB a photo whatever the
     upload's size; making it again costs the worker one decode per encode (a 12 MP JPEG
     decodes at reduced scale in a fraction of the encode's time). Photos stored by earlier
-    versions keep their file, which is read as it is.
+    versions keep their file, which is read as it is. The bytes come from the storage (on
+    several hosts, not the one that took the upload) and are decoded in memory.
     """
-    if photo.work_path.exists():
-        return np.asarray(np.load(photo.work_path, allow_pickle=False))
-    if photo.legacy_work_path.exists():
-        return np.asarray(Image.open(photo.legacy_work_path).convert("RGB"))
+    if storage.exists(photo.work_name):
+        with storage.opened(photo.work_name) as handle:
+            return np.asarray(np.load(handle, allow_pickle=False))
+    if storage.exists(photo.legacy_work_name):
+        with storage.opened(photo.legacy_work_name) as handle:
+            return np.asarray(Image.open(handle).convert("RGB"))
     info = Inspected(photo.format, photo.stored_width, photo.stored_height, photo.orientation)
-    work = load_work_image(photo.original_path, info, max(photo.work_width, photo.work_height))
+    with storage.opened(photo.original_name) as handle:
+        work = load_work_image(handle, info, max(photo.work_width, photo.work_height))
     if work.shape[:2] != (photo.work_height, photo.work_width):  # a rounding at another size
         work = np.asarray(Image.fromarray(work).resize((photo.work_width, photo.work_height),
                                                        Image.Resampling.LANCZOS))
@@ -179,7 +186,7 @@ def read_stored_image(photo: Photo) -> np.ndarray | None:
     """The photo at full resolution in its stored grid (no EXIF turn), (H, W, 3) uint8 RGB;
     None when the original cannot be read (downloads then scale the mask up unguided)."""
     try:
-        with Image.open(photo.original_path) as img:
+        with storage.opened(photo.original_name) as handle, Image.open(handle) as img:
             img.load()
             rgb = np.asarray(_to_rgb(img))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
@@ -226,29 +233,33 @@ def ingest(upload: IO[bytes], name: str | None, size: int | None) -> Photo:
         info = inspect_header(raw)
         check_work_size(*work_size(info, settings.WORK_MAX_SIDE))
         work = load_work_image(raw, info, settings.WORK_MAX_SIDE)
-        Image.fromarray(work).save(staging / "preview.jpg", quality=90)
+        preview = staging / "preview.jpg"
+        Image.fromarray(work).save(preview, quality=90)
         photo = Photo(sha256=sha, name=safe_name(name), format=info.format,
                       byte_size=written, stored_width=info.stored_width,
                       stored_height=info.stored_height, orientation=info.orientation,
                       work_width=work.shape[1], work_height=work.shape[0])
-        raw.rename(staging / photo.original_path.name)
-        photo.disk_bytes = sum(p.stat().st_size for p in staging.iterdir())
-        final = photo.directory
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # left by an earlier failed attempt: replace it
-            shutil.rmtree(final)
-        os.replace(staging, final)
-        staging = final  # nothing to clean up any more unless the row fails
+        photo.disk_bytes = raw.stat().st_size + preview.stat().st_size
+        _store_files(photo, {photo.preview_name: preview, photo.original_name: raw})
         try:
             with transaction.atomic():
                 photo.save()
         except IntegrityError:  # the same photo uploaded at the same moment by someone else
             return Photo.objects.get(sha256=sha)
         return photo
-    except BaseException:
-        if staging.exists() and staging.name.startswith(".upload-"):
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
     finally:
-        if staging.name.startswith(".upload-"):
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _store_files(photo: Photo, files: dict[str, Path]) -> None:
+    """Copies the checked files into the storage, the original last (its presence is what
+    makes a stored photo usable: Photo.has_work_image). A failure removes what was stored,
+    unless a row of the same photo (the same bytes) uses the files meanwhile."""
+    try:
+        for name, path in files.items():
+            with path.open("rb") as handle:
+                storage.save(name, handle)
+    except BaseException:
+        if not Photo.objects.filter(sha256=photo.sha256).exists():
+            storage.delete(files)
+        raise

@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from maskweb.asgi import application
 from maskweb.masking import services
 from tests.web.client import split_frame
-from tests.web.conftest import make_session
+from tests.web.conftest import edit, make_session
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -260,7 +260,8 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
 
 def test_a_viewer_a_redis_flush_dropped_from_its_group_is_back_after_a_ping():
     """The session's group lives in Redis. After a flush the viewer misses the editor's
-    frames, until its next ping (pages ping every 25 s) joins it again."""
+    frames, until its next ping (pages ping every 25 s) joins it again and draws what it
+    missed."""
     from maskweb.masking.redis_client import get_redis
 
     session = make_session()
@@ -278,12 +279,41 @@ def test_a_viewer_a_redis_flush_dropped_from_its_group_is_back_after_a_ping():
         await settled(editor)
         await settled(viewer)
         get_redis().flushall()
-        await click(editor, "unheard", 0)
+        unheard = await click(editor, "unheard", 0)
         first = await mask_or_pong(viewer)
-        assert not is_mask(first), "the flush should have dropped the viewer from the group"
+        # Not the editor's frame (its id): the viewer's own draw of the revision it missed.
+        assert is_mask(first) and first[0]["id"] is None, \
+            "the flush should have dropped the viewer from the group"
+        assert first[0]["seq"] == unheard["seq"]
         header = await click(editor, "heard", 4)
         await recv_until(viewer, lambda i: is_mask(i) and i[0]["seq"] == header["seq"])
         await editor.disconnect()
+        await viewer.disconnect()
+
+    run(scenario())
+
+
+def test_a_revision_whose_frame_never_came_is_drawn_at_the_next_ping():
+    """With several web hosts, the host that stores a prompt sends its frame to the other
+    pages once it has drawn it; a host killed in between sends nothing (the live version:
+    tests/web/test_many_hosts.py). The prompt is in the database: the page's next ping draws
+    it there, once. Without the catch-up the ping brought only its pong."""
+    session = make_session()
+    editor = edit(session)
+
+    async def scenario() -> None:
+        viewer = await connect(session.view_token)
+        await settled(viewer)
+        # Stored as a web host stores a click before drawing it, and then nothing: the host
+        # is gone.
+        await database_sync_to_async(services.add_prompt)(editor, INSIDE)
+        caught_up = await mask_or_pong(viewer)
+        assert is_mask(caught_up), "the ping did not draw the stored prompt"
+        header, mask = caught_up
+        assert header["prompts"] == [{**INSIDE, "positive": True}] and mask[180, 240]
+        await recv_until(viewer, lambda i: isinstance(i, dict) and i.get("type") == "pong")
+        again = await mask_or_pong(viewer)
+        assert not is_mask(again), "drawn twice"
         await viewer.disconnect()
 
     run(scenario())
@@ -612,6 +642,30 @@ def test_encode_progress_and_ready_reach_the_page_then_waiting_prompts_get_their
     statuses = run(scenario())
     assert statuses[-1]["progress"] == 1.0
     assert any(s["status"] == "encoding" and 0 < s["progress"] < 1 for s in statuses), statuses
+
+
+def test_a_page_that_joins_while_encoding_gets_the_mask_of_prompts_stored_before_it():
+    """The worker draws the prompts stored while it encoded at the revision the joining page's
+    hello already had: that frame is still news to the page (it has no mask of it), also after
+    a ping while the photo was analysed."""
+    session = make_session(ready=False)
+    editor = edit(session)
+
+    async def scenario() -> None:
+        await database_sync_to_async(services.add_prompt)(editor, INSIDE)
+        viewer = await connect(session.view_token)
+        hello = await recv(viewer)
+        assert hello["state"]["status"] == "encoding" and hello["state"]["current"]["prompts"]
+        await pong(viewer)  # a ping while encoding draws nothing and must not count as shown
+        from maskweb.masking import encoding
+
+        await database_sync_to_async(encoding.encode_photo, thread_sensitive=False)(
+            session.photo.pk, "grabcut")
+        header, mask = await recv_until(viewer, is_mask)
+        assert header["seq"] == hello["state"]["revision"] and mask[180, 240]
+        await viewer.disconnect()
+
+    run(scenario())
 
 
 def test_a_prompt_the_model_fails_on_is_undone_and_the_socket_goes_on(monkeypatch):

@@ -18,6 +18,7 @@ from django.utils import timezone
 from maskweb.masking import embeddings, encoding, engine, limits, render, retention, services
 from maskweb.masking.models import MaskSession, Status
 from maskweb.masking.redis_client import get_redis
+from maskweb.photos import storage
 from maskweb.photos.models import Photo
 from tests.web.client import two_tone_photo
 from tests.web.conftest import edit, make_session, wait_for_decodes
@@ -83,15 +84,15 @@ def test_deleting_a_session_takes_its_photo_files_and_embeddings_unless_shared()
     one, two = make_session(shared), make_session(shared)
     photo = one.photo
     key = embeddings.embedding_key(photo, "grabcut")
-    assert photo.directory.exists() and get_redis().exists(key)
+    assert stored(photo) and get_redis().exists(key)
     client = Client()
     assert client.delete(f"/api/v1/sessions/{one.view_token}").status_code == 403
     assert client.delete(f"/api/v1/sessions/{one.edit_token}").status_code == 204
     assert client.get(f"/api/v1/sessions/{one.edit_token}").status_code == 404
     assert client.get(f"/api/v1/sessions/{one.view_token}").status_code == 404
-    assert photo.directory.exists() and get_redis().exists(key), "the other session's photo"
+    assert stored(photo) and get_redis().exists(key), "the other session's photo"
     assert client.delete(f"/api/v1/sessions/{two.edit_token}").status_code == 204
-    assert not photo.directory.exists() and not get_redis().exists(key)
+    assert not stored(photo) and not get_redis().exists(key)
     assert Photo.objects.count() == 0
     assert client.delete(f"/api/v1/sessions/{two.edit_token}").status_code == 404
 
@@ -126,12 +127,12 @@ def test_idle_sessions_expire_with_their_files_and_active_ones_stay(settings):
     old, fresh = make_session(two_tone_photo(seed=1)), make_session(two_tone_photo(seed=2))
     MaskSession.objects.filter(pk=old.pk).update(
         last_active=timezone.now() - dt.timedelta(days=31))
-    old_dir, old_key = old.photo.directory, embeddings.embedding_key(old.photo, "grabcut")
+    old_photo, old_key = old.photo, embeddings.embedding_key(old.photo, "grabcut")
     report = retention.cleanup()
     assert (report.sessions, report.photos) == (1, 1) and report.bytes > 0
     assert not MaskSession.objects.filter(pk=old.pk).exists()
-    assert not old_dir.exists() and not get_redis().exists(old_key)
-    assert MaskSession.objects.filter(pk=fresh.pk).exists() and fresh.photo.directory.exists()
+    assert not stored(old_photo) and not get_redis().exists(old_key)
+    assert MaskSession.objects.filter(pk=fresh.pk).exists() and stored(fresh.photo)
     settings.SESSION_IDLE_DAYS = 0  # kept for ever
     MaskSession.objects.filter(pk=fresh.pk).update(
         last_active=timezone.now() - dt.timedelta(days=3650))
@@ -335,3 +336,8 @@ def test_a_made_download_that_fails_is_a_json_error_not_a_crash(monkeypatch):
     empty = Client().get(f"{base}/mask.png")
     assert empty.status_code == 409 and empty.json()["error"]["code"] == "empty"
     assert services.reload(session).status == Status.READY
+
+
+def stored(photo: Photo) -> bool:
+    """Whether any of the photo's files is still in the storage."""
+    return any(storage.exists(name) for name in photo.file_names)

@@ -61,6 +61,9 @@ def start_django(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
     ("MASKWEB_PROXY_HEADER", "X Real IP", "MASKWEB_PROXY_HEADER='X Real IP'"),
     ("MASKWEB_HTTPS", "maybe", "MASKWEB_HTTPS='maybe'"),
     ("MASKWEB_HSTS_SECONDS", "soon", "MASKWEB_HSTS_SECONDS='soon'"),
+    # The object store (issue 20): a URL, and nothing without a bucket.
+    ("MASKWEB_S3_ENDPOINT_URL", "seaweedfs:8333", "MASKWEB_S3_ENDPOINT_URL='seaweedfs:8333'"),
+    ("MASKWEB_S3_PREFIX", "maskweb", "need MASKWEB_S3_BUCKET"),
 ])
 def test_bad_value_stops_startup_naming_the_variable(tmp_path, name, value, expected):
     done = start_django(tmp_path, **{name: value})
@@ -159,3 +162,23 @@ def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path)
                              capture_output=True, text=True, timeout=60)
     assert without.returncode != 0 and "SECURE_SSL_REDIRECT" in without.stderr, \
         "plain HTTP is for one machine, and the check says so"
+
+
+def test_files_go_to_the_local_folder_by_default_and_to_s3_with_a_bucket(tmp_path):
+    script = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'maskweb.settings';"
+              "django.setup(); from django.core.files.storage import storages;"
+              "s = storages['default'];"
+              "print(type(s).__name__, getattr(s, 'location', ''),"
+              "getattr(s, 'bucket_name', ''), getattr(s, 'endpoint_url', ''))")
+
+    def storage(**env: str) -> str:
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO,
+                              env=defaults_env(tmp_path, **env), capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert storage() == f"FileSystemStorage {tmp_path / 'photos'}"
+    assert storage(MASKWEB_S3_BUCKET="photos",
+                   MASKWEB_S3_ENDPOINT_URL="http://store:8333") == \
+        "S3Storage  photos http://store:8333"
