@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from maskweb.masking import downloads, embeddings, encoding, engine, inputs, notify, render
+from maskweb.masking import downloads, embeddings, encoding, engine, history, inputs, notify, render
 from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import parse_upright, to_stored, to_upright
@@ -274,8 +274,8 @@ def session_state(access: Access, *, scores: list[float | None] | None = None) -
             if current else [],
             "candidate": current.candidate if current else 0,
             "scores": scores or [],
-            "can_undo": bool(current and current.can_undo),
-            "can_redo": bool(current and current.can_redo),
+            "can_undo": history.can_undo(session, current),
+            "can_redo": history.can_redo(session, current),
         },
         "objects": objects_list(session, token),
         "downloads": {"png": f"{api}/mask.png", "svg": f"{api}/masks.svg",
@@ -349,8 +349,11 @@ def _record(access: Access, action: dict[str, Any] | None,
             if action["op"] == "prompt" and len(obj.effective_prompts()) >= settings.WS_MAX_PROMPTS:
                 raise ProtocolError("too_many_points", f"an object has at most "
                                     f"{settings.WS_MAX_PROMPTS} prompts; apply it or clear it")
+            # The revision this write makes orders it against the session's other changes.
+            action = {**action, "rev": session.revision + 1}
             obj.actions = obj.actions[: obj.cursor] + [action]
             obj.cursor = len(obj.actions)
+            history.forget_undone(session)
             obj.candidate = 0
         elif change is not None and not change(obj):
             return None  # nothing to undo / redo: no revision, no broadcast
@@ -398,23 +401,39 @@ def clear(access: Access) -> None:
 
 
 def undo(access: Access) -> None:
-    def step(obj: MaskObject) -> bool:
-        if not obj.can_undo:
-            return False
-        obj.cursor -= 1
-        obj.candidate = 0
-        return True
-    _record(access, None, step)
+    """Takes back the newest change of the session: a prompt of the current object, or an
+    apply, delete, rename, visibility, reopen or combine (maskweb.masking.history)."""
+    _step(access, forward=False)
 
 
 def redo(access: Access) -> None:
-    def step(obj: MaskObject) -> bool:
-        if not obj.can_redo:
-            return False
-        obj.cursor += 1
+    """Makes the oldest undone change again."""
+    _step(access, forward=True)
+
+
+def _step(access: Access, *, forward: bool) -> None:
+    access.require_edit()
+    with transaction.atomic():
+        session, obj = _locked(access)
+        change = history.next_change(session, forward)
+        rev = history.prompt_rev(obj, forward)
+        if change is not None and (rev is None or (change.revision < rev if forward
+                                                   else change.revision > rev)):
+            (history.replay if forward else history.revert)(session, change)
+            _bump(session)
+            pk = session.pk
+
+            def tell() -> None:
+                notify.objects(pk)
+                notify.state(pk)
+            transaction.on_commit(tell)
+            return
+        if rev is None:
+            return  # nothing to undo / redo: no revision, no broadcast
+        obj.cursor += 1 if forward else -1
         obj.candidate = 0
-        return True
-    _record(access, None, step)
+        obj.save(update_fields=["cursor", "candidate"])
+        _bump(session)
 
 
 def select_candidate(access: Access, index: Any) -> None:
@@ -610,6 +629,8 @@ def apply(access: Access, name: Any = None) -> MaskObject:
         if locked.current_id != obj.pk:
             raise ProtocolError("bad_field", "The current object changed meanwhile; try again.")
         obj.refresh_from_db()
+        name_before = obj.name
+        obj.actions = obj.actions[: obj.cursor]  # its undone prompts are older than the apply
         obj.applied = True
         obj.candidate = current.candidate
         obj.mask_png = render.png_bytes(current.mask)
@@ -617,8 +638,10 @@ def apply(access: Access, name: Any = None) -> MaskObject:
         if name is not None:
             obj.name = name
         obj.save()
-        _new_object(locked)
+        new = _new_object(locked)
         _bump(locked)
+        history.record(locked, "apply", {"object": obj.number, "next": new.number,
+                                         "name": [name_before, obj.name]})
     # The (empty) mask of the new current object first, then the list: a page that sees the
     # new list has already been told that the current mask is gone.
     render_current(reload(session))
@@ -640,14 +663,21 @@ def update_object(access: Access, number: Any, *, name: Any = None,
     name = inputs.optional_name(name)
     visible = inputs.optional_visible(visible)
     with transaction.atomic():
-        obj = get_object(access.session, number)
-        if name is not None:
-            obj.name = name
-        if visible is not None:
-            obj.visible = visible
-        obj.save(update_fields=["name", "visible"])
-        _bump(access.session)
-        transaction.on_commit(lambda: notify.objects(access.session.pk))
+        session, _ = _locked(access)
+        obj = get_object(session, number)
+        changed = {field: [getattr(obj, field), value]
+                   for field, value in (("name", name), ("visible", visible))
+                   if value is not None and getattr(obj, field) != value}
+        if not changed:
+            return obj
+        for field, (_, value) in changed.items():
+            setattr(obj, field, value)
+        obj.save(update_fields=list(changed))
+        _bump(session)
+        history.record(session, "update", {"object": obj.number, "fields": changed})
+        transaction.on_commit(lambda: notify.objects(session.pk))
+    # A frame with the new revision: every page learns that undo can take this back.
+    render_current(reload(session))
     return obj
 
 
@@ -656,12 +686,16 @@ def delete_object(access: Access, number: Any) -> None:
     with transaction.atomic():
         session, _ = _locked(access)
         obj = get_object(session, number)
+        data: dict[str, Any] = {"object": history.snapshot(obj)}
         if obj.pk == session.current_id:
+            data["current"] = True
             obj.actions, obj.cursor, obj.candidate = [], 0, 0  # deleting the current: empty it
             obj.save(update_fields=["actions", "cursor", "candidate"])
         else:
             obj.delete()
         _bump(session)
+        history.record(session, "delete", data,
+                       bytes(obj.mask_png) if obj.mask_png and not data.get("current") else None)
         transaction.on_commit(lambda: notify.objects(session.pk))
     render_current(reload(session))
 
@@ -678,13 +712,17 @@ def reopen(access: Access, number: Any) -> MaskSession:
         session = MaskSession.objects.select_for_update().get(pk=session.pk)
         leftover = (MaskObject.objects.filter(pk=session.current_id).first()
                if session.current_id else None)
-        if leftover is not None and leftover.pk != obj.pk and not leftover.applied \
-                and not leftover.actions:
+        if leftover is not None and leftover.pk == obj.pk:
+            return reload(session)  # already the current object: nothing to do
+        change: dict[str, Any] = {"object": obj.number,
+                                  "previous": leftover.number if leftover else None}
+        if leftover is not None and not leftover.applied and not leftover.actions:
             leftover.delete()  # the empty "next object" is not worth keeping
         MaskObject.objects.filter(pk=obj.pk).update(applied=False)
         session.current_id = obj.pk
         session.save(update_fields=["current"])
         _bump(session)
+        history.record(session, "reopen", change)
         pk = session.pk
 
         def tell() -> None:

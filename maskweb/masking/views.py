@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 STATUS_OF = {"internal": 500, "bad_field": 400, "bad_json": 400, "out_of_bounds": 400,
              "too_many_points": 400, "not_found": 404, "empty": 409, "not_ready": 409,
              "forbidden": 403, "unknown_type": 400, "too_large": 413,
-             "too_many_objects": 409}
+             "too_many_objects": 409, "conflict": 409}
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 View = Callable[..., Any]

@@ -537,6 +537,54 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
         context.close()
 
 
+def test_undo_takes_back_apply_and_delete_also_after_a_reload(live_stack, browser, artifacts,
+                                                              gt_mask):
+    """Ctrl+Z covers the session's object changes, not only prompts: a deleted object comes
+    back with its mask, an apply is taken back, and the history is the server's (a reloaded
+    page goes on undoing); Ctrl+Shift+Z makes it again."""
+    context, page = new_page(browser)
+    page.on("dialog", lambda d: d.accept())  # the delete confirmation
+    try:
+        upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        page.mouse.click(*to_page(page, fx, fy), button="right")  # right-click applies
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        page.locator("#objects-list .object .more").first.click()
+        page.click(".menu .delete-object")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 0", live_stack)
+
+        # Undo the delete: the object is listed again and its mask drawn in its colour.
+        page.keyboard.press("Control+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        wait_or_explain(page, "() => { const r = window.maskweb.app.objectMasks.get(1);"
+                        " return r && r.mask && r.mask.area > 1000; }", live_stack)
+        page.screenshot(path=str(artifacts / "undo-delete.png"))
+
+        # Reload: the history is the server's. Undo the apply: the bear is the current object
+        # again, its prompt and mask shown, the list empty.
+        page.reload()
+        wait_or_explain(page, "document.body.dataset.connection === 'online'"
+                        " && document.body.dataset.status === 'ready'", live_stack)
+        assert not page.is_disabled("#undo-btn")
+        seq = mask_seq(page)
+        page.keyboard.press("Control+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 0", live_stack)
+        wait_new_mask(page, seq)
+        assert page.text_content("#prompt-count") == "1 prompt"
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        page.screenshot(path=str(artifacts / "undo-apply.png"))
+
+        # Redo: applied again.
+        page.keyboard.press("Control+Shift+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
 def test_the_pages_work_under_their_content_security_policy(live_stack, browser, gt_mask):
     """The policy allows the app's own origin only (maskweb.headers). The upload page (its
     thumbnail is drawn on a canvas, not from a blob: URL), the session page, its socket, a
