@@ -23,6 +23,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from maskweb.export.filenames import download_name
 from maskweb.masking import download_jobs, downloads, inputs, limits, services
 from maskweb.masking.errors import error, method_not_allowed
 from maskweb.masking.inputs import ProtocolError
@@ -332,6 +333,14 @@ def _stem(access: services.Access) -> str:
     return Path(access.session.photo_name).stem or "photo"
 
 
+def _object_filename(access: services.Access, obj: MaskObject, extension: str,
+                     variant: str = "") -> str:
+    """``<photo>-<object name>[-soft].<ext>``: named after the object, as the user named it
+    (safe on every OS, see maskweb.export.filenames); the hard and soft PNG differ."""
+    return download_name(_stem(access), obj.name or f"object {obj.number}", variant,
+                         extension=extension, fallback=f"object-{obj.number}")
+
+
 def _soft(request: HttpRequest) -> bool:
     return request.GET.get("soft") in ("1", "true", "yes")
 
@@ -344,7 +353,7 @@ def object_png(request: HttpRequest, access: services.Access, number: int) -> An
     return download_jobs.Job(
         download_jobs.cache_key("object.png", session, [obj], {"soft": soft}),
         lambda: downloads.png(session.photo, [_object_mask(session, obj)], soft=soft),
-        "image/png", f"{_stem(access)}-{obj.number}.png")
+        "image/png", _object_filename(access, obj, "png", "soft" if soft else ""))
 
 
 @api(["GET"])
@@ -356,7 +365,7 @@ def object_svg(request: HttpRequest, access: services.Access, number: int) -> An
         download_jobs.cache_key("object.svg", session, [obj], _params(request)),
         lambda: downloads.svg(session.photo, [(obj, _object_mask(session, obj))],
                               options).encode(),
-        "image/svg+xml", f"{_stem(access)}-{obj.number}.svg")
+        "image/svg+xml", _object_filename(access, obj, "svg"))
 
 
 @api(["GET"])

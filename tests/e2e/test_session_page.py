@@ -477,7 +477,8 @@ def tint_bits(page, expression: str) -> np.ndarray:
     return np.array(out["bits"], bool).reshape(out["h"], out["w"])
 
 
-def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt_mask):
+def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, artifacts,
+                                                         gt_mask):
     context, page = new_page(browser)
     page.on("dialog", lambda d: d.accept())  # the delete confirmation
     try:
@@ -505,6 +506,17 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
         page.wait_for_function("() => window.maskweb.app.objects[0].name === 'Bear'",
                                timeout=WAIT_MS)
         assert server_objects()[0]["name"] == "Bear"
+
+        # Its PNG downloads are named after it, the soft one distinct.
+        for item, expected in (("dl-object-png", "000-Bear.png"),
+                               ("dl-object-soft-png", "000-Bear-soft.png"),
+                               ("dl-object-svg", "000-Bear.svg")):
+            rows.nth(0).locator(".more").click()
+            if item == "dl-object-png":
+                page.screenshot(path=str(artifacts / "object-menu.png"))
+            with page.expect_download(timeout=WAIT_MS) as info:
+                page.click(f".menu .{item}")
+            assert info.value.suggested_filename == expected
 
         # One object's darktable sidecar, from its menu: that object's mask group only.
         rows.nth(0).locator(".more").click()

@@ -105,7 +105,7 @@ def test_script_flow_prompt_undo_apply_download():
     assert one.status_code == 200 and one["Content-Type"] == "image/png"
     img = Image.open(io.BytesIO(one.content))
     assert img.size == (480, 360) and img.mode == "L"
-    assert 'filename="photo-1.png"' in one["Content-Disposition"]
+    assert 'filename="photo-Lemon.png"' in one["Content-Disposition"]
     soft = np.asarray(Image.open(io.BytesIO(client.get(applied["object"]["png_url"]
                                                        + "?soft=1").content)))
     assert len(np.unique(soft)) > 2, "the soft mask has in-between values on its edge"
