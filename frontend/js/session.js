@@ -116,6 +116,7 @@ function applyState(state) {
   }
   if (Array.isArray(state.objects)) setObjects(state.objects);
   setShareLinks(state);
+  if ("sidecar" in state) setSidecar(state.sidecar);
   const vectorWas = !$("vector-settings").hidden;
   $("vector-settings").hidden = !state.vectorize;
   if (state.vectorize && !vectorWas) loadVectorSettings(state.vectorize, state.vectorize_bounds);
@@ -671,14 +672,32 @@ function downloadObject(id, format) {
   else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
 }
 
+/** The uploaded darktable sidecar the XMP downloads merge into ({name, bytes}), or none. */
+function setSidecar(sidecar) {
+  $("sidecar-label").textContent = sidecar
+    ? `Merging into ${sidecar.name}`
+    : "Merge into my darktable sidecar…";
+  $("sidecar-remove").hidden = !sidecar || !canEdit();
+}
+
 async function uploadSidecar(file) {
   if (!file) return;
   const form = new FormData();
   form.append("sidecar", file, file.name);
   try {
     await request("POST", `${sp()}/sidecar`, { body: form });
-    $("sidecar-label").textContent = `Merging into ${file.name}`;
+    setSidecar({ name: file.name });
     toast(`XMP downloads will now add the masks to ${file.name}.`, "good");
+  } catch (e) {
+    toast(e.message, "error", 6000);
+  }
+}
+
+async function removeSidecar() {
+  try {
+    await request("DELETE", `${sp()}/sidecar`);
+    setSidecar(null);
+    toast("Sidecar removed: XMP downloads start a new one.", "good", 3000);
   } catch (e) {
     toast(e.message, "error", 6000);
   }
@@ -1151,6 +1170,7 @@ function bindButtons() {
   $("dl-svg").addEventListener("click", () => downloadAll("svg"));
   $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
   for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
+  $("sidecar-remove").addEventListener("click", () => removeSidecar());
   $("sidecar-input").addEventListener("change", (e) => {
     uploadSidecar(e.target.files[0]);
     e.target.value = "";

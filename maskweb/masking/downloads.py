@@ -19,6 +19,7 @@ from maskweb.export.xmp import SidecarError, darktable_sidecar, sidecar_name, va
 from maskweb.masking import render
 from maskweb.masking.models import MaskSession
 from maskweb.masking.prompts import ProtocolError
+from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
 from maskweb.segment.vectorize import VectorizeOptions
 
@@ -116,7 +117,7 @@ def xmp(session: MaskSession, items: Sequence[tuple[Any, np.ndarray]],
     return data, sidecar_name(session.photo_name)
 
 
-def store_sidecar(session: MaskSession, data: bytes) -> None:
+def store_sidecar(session: MaskSession, data: bytes, name: str = "") -> None:
     if not data:
         raise DownloadError(400, "invalid_sidecar", "Send the XMP file (field 'sidecar').")
     if len(data) > MAX_SIDECAR_BYTES:
@@ -126,4 +127,12 @@ def store_sidecar(session: MaskSession, data: bytes) -> None:
     except SidecarError as exc:
         raise DownloadError(400, "invalid_sidecar", f"Not a darktable XMP sidecar: {exc}") \
             from None
-    MaskSession.objects.filter(pk=session.pk).update(sidecar=data)
+    MaskSession.objects.filter(pk=session.pk).update(sidecar=data,
+                                                     sidecar_name=safe_name(name or "")[:255])
+
+
+def remove_sidecar(session: MaskSession) -> bool:
+    """Forgets the uploaded sidecar: XMP downloads start a new one again. False when there
+    was none."""
+    return bool(MaskSession.objects.filter(pk=session.pk, sidecar__isnull=False)
+                .update(sidecar=None, sidecar_name=""))

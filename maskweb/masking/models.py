@@ -42,6 +42,8 @@ class MaskSession(models.Model):
                                 related_name="+")
     sidecar = models.BinaryField(null=True, blank=True,
                                  help_text="the photo's existing darktable XMP, merged on export")
+    sidecar_name = models.CharField(max_length=255, blank=True, default="",
+                                    help_text="the uploaded sidecar's file name, for the pages")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     # Who uploaded it, as maskweb.masking.limits.client_key (a keyed hash of the address, not

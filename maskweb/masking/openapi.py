@@ -134,6 +134,9 @@ SCHEMAS: dict[str, Any] = {
                 "scores": {"type": "array", "items": {"type": ["number", "null"]}},
                 "can_undo": {"type": "boolean"}, "can_redo": {"type": "boolean"}}},
         "objects": {"type": "array", "items": _ref("Object")},
+        "sidecar": {"type": ["object", "null"], "description": "the uploaded darktable XMP "
+                    "that XMP downloads merge into, or null", "properties": {
+                        "name": {"type": "string"}, "bytes": {"type": "integer"}}},
         "downloads": {"type": "object", "required": ["png", "svg", "xmp"], "properties": {
             "png": {"type": "string"}, "svg": {"type": "string"}, "xmp": {"type": "string"}}},
         "vectorize": {"type": "object", "description": "defaults of the SVG/XMP download "
@@ -299,7 +302,12 @@ PATHS: dict[str, Any] = {
             "application/rdf+xml": {"schema": {"type": "string", "format": "binary"}}}},
         "responses": {"200": _json({"type": "object"}, "Stored."),
                       "400": _error("`invalid_sidecar`."), "403": FORBIDDEN,
-                      "404": NOT_FOUND}}},
+                      "404": NOT_FOUND}},
+        "delete": {
+        "summary": "Forget the uploaded XMP: downloads start a new sidecar again",
+        "parameters": [TOKEN],
+        "responses": {"204": {"description": "Removed (also when there was none)."},
+                      "403": FORBIDDEN, "404": NOT_FOUND}}},
 }
 
 

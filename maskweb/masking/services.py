@@ -280,6 +280,8 @@ def session_state(access: Access, *, scores: list[float | None] | None = None) -
         "objects": objects_list(session, token),
         "downloads": {"png": f"{api}/mask.png", "svg": f"{api}/masks.svg",
                       "xmp": f"{api}/sidecar.xmp"},
+        "sidecar": ({"name": session.sidecar_name or "sidecar.xmp",
+                     "bytes": len(session.sidecar)} if session.sidecar else None),
         "vectorize": downloads.vector_defaults(),
         "vectorize_bounds": downloads.vector_bounds(),
         "limits": {"max_stroke_points": settings.WS_MAX_STROKE_POINTS,
@@ -741,6 +743,26 @@ def delete_session(access: Access) -> None:
 
     access.require_edit()
     retention.delete_session(access.session)
+
+
+# --- the uploaded darktable sidecar ---------------------------------------------------------
+
+def store_sidecar(access: Access, data: bytes, name: str = "") -> None:
+    """Keeps the photo's existing XMP: later XMP downloads merge into it. Every page is told
+    (its label says which file the downloads merge into)."""
+    access.require_edit()
+    downloads.store_sidecar(access.session, data, name)
+    _bump(access.session)
+    notify.state(access.session.pk)
+
+
+def remove_sidecar(access: Access) -> None:
+    """Forgets the uploaded XMP: downloads start a new sidecar again (nothing to remove is
+    fine: the answer is the same)."""
+    access.require_edit()
+    if downloads.remove_sidecar(access.session):
+        _bump(access.session)
+        notify.state(access.session.pk)
 
 
 # --- downloads -----------------------------------------------------------------------------

@@ -454,13 +454,18 @@ def _sidecar_job(request: HttpRequest, session: Any, kind: str, objects: list[Ma
                              make, "application/rdf+xml", filename)
 
 
-@api(["POST"])
+@api(["POST", "DELETE"])
 def upload_sidecar(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     access.require_edit()
+    if request.method == "DELETE":
+        services.remove_sidecar(access)
+        return HttpResponse(status=204)
+    name = ""
     if request.content_type == "multipart/form-data":
         upload = request.FILES.get("sidecar")
         data = upload.read(4 * 1024 * 1024 + 1) if upload is not None else b""
+        name = upload.name if upload is not None and upload.name else ""
     else:
         data = request.body
-    downloads.store_sidecar(access.session, data)
-    return JsonResponse({"sidecar": True, "bytes": len(data)})
+    services.store_sidecar(access, data, name)
+    return JsonResponse({"sidecar": True, "bytes": len(data), "name": name})

@@ -283,6 +283,21 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
         page.wait_for_function(
             "() => document.getElementById('sidecar-label').textContent.includes('000.jpg.xmp')",
             timeout=WAIT_MS)
+
+        # The page knows the sidecar after a reload (the server's state), and removes it.
+        page.reload()
+        wait_or_explain(page, "document.body.dataset.connection === 'online'", live_stack)
+        page.wait_for_function(
+            "() => document.getElementById('sidecar-label').textContent.includes('000.jpg.xmp')",
+            timeout=WAIT_MS)
+        page.screenshot(path=str(artifacts / "sidecar-merging.png"))
+        page.click("#sidecar-remove")
+        page.wait_for_function(
+            "() => document.getElementById('sidecar-label').textContent.startsWith('Merge into')"
+            " && document.getElementById('sidecar-remove').hidden", timeout=WAIT_MS)
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}",
+                                    timeout=30) as r:
+            assert json.loads(r.read())["sidecar"] is None
         assert page.js_errors == []
     finally:
         context.close()
