@@ -26,7 +26,7 @@ import {
 import { ObjectsPanel } from "./objects.js";
 import { MaskSocket, socketUrl } from "./protocol.js";
 import { forgetSession, rememberSession } from "./recent.js";
-import { absoluteUrl, copyText, download, toast } from "./ui.js";
+import { absoluteUrl, copyText, download, sameWords, toast } from "./ui.js";
 import { Viewer } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -191,23 +191,24 @@ function setStatus(status, progress = 0, message = "") {
       spin.className = "spinner";
       $("stage-message-title").append(spin);
     }
-    $("stage-message-title").append(
-      document.createTextNode(
-        status === "encoding"
-          ? "Analysing the photo…"
-          : status === "reencoding"
-            ? app.switchingModel ? "Re-encoding with the new model…" : "Re-encoding the photo…"
-            : status === "failed"
-              ? "The photo could not be analysed"
-              : "Loading the session…",
-      ),
-    );
+    const title =
+      status === "encoding"
+        ? "Analysing the photo…"
+        : status === "reencoding"
+          ? app.switchingModel ? "Re-encoding with the new model…" : "Re-encoding the photo…"
+          : status === "failed"
+            ? "The photo could not be analysed"
+            : "Loading the session…";
+    $("stage-message-title").append(document.createTextNode(title));
     $("stage-meter").hidden = !working;
     $("stage-meter-fill").style.width = `${pct}%`;
+    // The server's message only where it says more than the title ("Analysing the photo."
+    // under "Analysing the photo…" said the same thing twice).
+    const said = message && !sameWords(message, title) ? message : "";
     $("stage-message-sub").textContent =
-      message ||
+      said ||
       (working
-        ? `${pct}% · you can look around meanwhile; prompts work once it is ready`
+        ? `${pct} % · you can look around meanwhile; prompts work once it is ready`
         : status === "failed"
           ? "Try another model or upload the photo again."
           : "");
