@@ -2,7 +2,7 @@
 // It only renders and reports what the user asked; session.js talks to the server.
 
 import { icon } from "./icons.js";
-import { objectColour } from "./maskrender.js";
+import { colourOf, toHex } from "./maskrender.js";
 
 /** Pure: the area (full-resolution pixels) as a share of the photo ("12.4 %", "< 0.1 %"). */
 export function areaText(area, photo) {
@@ -14,8 +14,8 @@ export function areaText(area, photo) {
 
 export class ObjectsPanel {
   /**
-   * actions: rename(id, name), toggle(id, visible), reopen(id), remove(id), download(id, format),
-   * hover(id | null). canEdit() says whether write actions are shown.
+   * actions: rename(id, name), toggle(id, visible), colour(id, "#rrggbb"), reopen(id), remove(id),
+   * download(id, format), hover(id | null). canEdit() says whether write actions are shown.
    */
   constructor(list, countEl, actions, canEdit) {
     this.list = list;
@@ -68,10 +68,24 @@ export class ObjectsPanel {
     li.addEventListener("mouseenter", () => this.actions.hover(obj.id));
     li.addEventListener("mouseleave", () => this.actions.hover(null));
 
-    const swatch = document.createElement("span");
+    // The swatch is the colour picker (the browser's own) for an editor.
+    const swatch = document.createElement(this.canEdit() ? "label" : "span");
     swatch.className = "swatch";
-    const [r, g, b] = objectColour(obj.id);
-    swatch.style.background = `rgb(${r}, ${g}, ${b})`;
+    const hex = toHex(colourOf(obj));
+    swatch.style.background = hex;
+    if (this.canEdit()) {
+      swatch.title = "Overlay colour";
+      const picker = document.createElement("input");
+      picker.type = "color";
+      picker.className = "colour-input";
+      picker.value = hex;
+      picker.setAttribute("aria-label", `Overlay colour of ${obj.name || `Object ${obj.id}`}`);
+      picker.addEventListener("change", () => {
+        swatch.style.background = picker.value;
+        if (picker.value !== hex) this.actions.colour(obj.id, picker.value);
+      });
+      swatch.append(picker);
+    }
 
     const name = document.createElement("span");
     name.className = "name";

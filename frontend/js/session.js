@@ -19,8 +19,8 @@ import {
 import { fillIcons } from "./icons.js";
 import {
   CURRENT_COLOUR,
+  colourOf,
   decodeMaskPng,
-  objectColour,
   renderableMask,
 } from "./maskrender.js";
 import { ObjectsPanel } from "./objects.js";
@@ -79,6 +79,7 @@ const viewer = new Viewer($("stage"));
 const objectsPanel = new ObjectsPanel($("objects-list"), $("objects-count"), {
   rename: (id, name) => patchObject(id, { name }),
   toggle: (id, visible) => patchObject(id, { visible }),
+  colour: (id, colour) => patchObject(id, { colour }),
   reopen: (id) => reopenObject(id),
   remove: (id) => deleteObject(id),
   download: (id, format) => downloadObject(id, format),
@@ -284,8 +285,14 @@ function refreshObjectMasks() {
     ids.add(obj.id);
     const key = `${obj.area}:${obj.updated ?? ""}:${obj.version ?? ""}`;
     const entry = app.objectMasks.get(obj.id);
+    const colour = colourOf(obj);
+    if (entry && entry.bits && String(entry.colour) !== String(colour)) {
+      // A new colour: tint the mask we have again, nothing to fetch.
+      entry.colour = colour;
+      entry.mask = renderableMask(entry.bits, [...colour, 1]);
+    }
     if (obj.visible === false || (entry && entry.key === key)) continue;
-    const record = { key, mask: entry?.mask ?? null };
+    const record = { key, mask: entry?.mask ?? null, bits: entry?.bits ?? null, colour };
     app.objectMasks.set(obj.id, record);
     loadObjectMask(obj, record);
   }
@@ -304,7 +311,8 @@ async function loadObjectMask(obj, record, attempt = 0) {
       height: app.photo.preview_height || app.photo.height,
     });
     if (app.objectMasks.get(obj.id) !== record) return; // a newer version is on its way
-    record.mask = renderableMask(mask, [...objectColour(obj.id), 0.32]);
+    record.bits = mask;
+    record.mask = renderableMask(mask, [...record.colour, 1]);
     syncViewerObjects();
   } catch {
     // Drawing applied objects is a nicety (the list and downloads work without it), but a
@@ -319,6 +327,7 @@ function syncViewerObjects() {
   viewer.objects = app.objects.map((o) => ({
     id: o.id,
     visible: o.visible !== false,
+    colour: colourOf(o),
     mask: app.objectMasks.get(o.id)?.mask ?? null,
   }));
   viewer.redraw();
@@ -471,7 +480,7 @@ async function handleMaskFrame({ header, png }) {
   }
   if (generation !== app.maskGeneration) return;
   app.hasMask = Boolean(mask && mask.area);
-  viewer.current = mask ? renderableMask(mask, [...CURRENT_COLOUR, 0.38]) : null;
+  viewer.current = mask ? renderableMask(mask, [...CURRENT_COLOUR, 1]) : null;
   setCurrent({
     prompts: header.prompts ?? app.current.prompts,
     candidate: header.candidate ?? 0,
@@ -692,6 +701,35 @@ async function uploadSidecar(file) {
   } catch (e) {
     toast(e.message, "error", 6000);
   }
+}
+
+// ---------------------------------------------------------------- overlay opacity (this page)
+
+const OPACITY_KEY = "maskweb.maskOpacity";
+
+function setOpacity(value, save = true) {
+  const v = Number.isFinite(value) ? Math.max(0.1, Math.min(1, value)) : 0.45;
+  viewer.opacity = v;
+  $("mask-opacity").value = String(v);
+  $("mask-opacity-out").textContent = `${Math.round(v * 100)} %`;
+  if (save) {
+    try {
+      window.localStorage.setItem(OPACITY_KEY, String(v));
+    } catch {
+      // private mode: the slider still works for this page
+    }
+  }
+  viewer.redraw();
+}
+
+function loadOpacity() {
+  let saved = null;
+  try {
+    saved = window.localStorage.getItem(OPACITY_KEY);
+  } catch {
+    // no storage: the default
+  }
+  setOpacity(saved === null ? 0.45 : Number(saved), false);
 }
 
 async function removeSidecar() {
@@ -1172,6 +1210,7 @@ function bindButtons() {
   $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
   for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
   $("sidecar-remove").addEventListener("click", () => removeSidecar());
+  $("mask-opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value)));
   $("sidecar-input").addEventListener("change", (e) => {
     uploadSidecar(e.target.files[0]);
     e.target.value = "";
@@ -1235,6 +1274,7 @@ async function start() {
   fillIcons();
   bindButtons();
   loadVectorSettings();
+  loadOpacity();
   setTool("prompt");
   setStatus("loading");
   if (!app.token) {

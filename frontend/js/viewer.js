@@ -35,6 +35,9 @@ export class Viewer {
     this.gesture = null; // {kind: "box", a, b} | {kind: "stroke", points, radius, positive}
     this.brushCursor = null; // {x, y, radius} in full-res pixels
     this.showMasks = true;
+    // How strongly mask tints cover the photo (the overlay opacity slider); the tints are
+    // made opaque and drawn with this alpha.
+    this.opacity = 0.45;
     this.highlightObject = null;
     this.cssW = 0;
     this.cssH = 0;
@@ -169,16 +172,19 @@ export class Viewer {
     if (!this.showMasks) return;
     for (const obj of this.objects) {
       if (!obj.visible || !obj.mask || !obj.mask.area) continue;
-      const colour = objectColour(obj.id);
+      const colour = obj.colour ?? objectColour(obj.id);
       const strong = this.highlightObject === obj.id;
-      ctx.globalAlpha = strong ? 1 : 0.75;
+      // Applied objects: their own colour, a solid outline on a dark halo (seen on light and
+      // dark photos alike); the one hovered in the list stronger.
+      ctx.globalAlpha = Math.min(1, this.opacity * (strong ? 1.5 : 1));
       ctx.drawImage(obj.mask.tint, 0, 0, w, h);
       ctx.globalAlpha = 1;
-      this.strokeOutline(ctx, obj.mask, rgb(colour, strong ? 1 : 0.85), strong ? 2.5 : 1.25);
+      this.strokeOutline(ctx, obj.mask, "rgba(0, 0, 0, 0.5)", strong ? 4.5 : 3.5);
+      this.strokeOutline(ctx, obj.mask, rgb(colour, 1), strong ? 2.5 : 1.75);
     }
   }
 
-  strokeOutline(ctx, mask, colour, cssWidth) {
+  strokeOutline(ctx, mask, colour, cssWidth, dash = null) {
     if (!mask.outline) return;
     const { w, h } = this.previewSize;
     ctx.save();
@@ -187,6 +193,7 @@ export class Viewer {
     ctx.lineWidth = this.px(cssWidth) * (mask.width / w);
     ctx.strokeStyle = colour;
     ctx.lineCap = "square";
+    if (dash) ctx.setLineDash(dash.map((d) => this.px(d) * (mask.width / w)));
     ctx.stroke(mask.outline);
     ctx.restore();
   }
@@ -200,10 +207,15 @@ export class Viewer {
     this.applyTransform(ctx);
     if (this.showMasks && this.current && this.current.area) {
       ctx.imageSmoothingEnabled = false;
+      ctx.globalAlpha = Math.min(1, this.opacity);
       ctx.drawImage(this.current.tint, 0, 0, w, h);
-      // A dark halo under the bright line keeps the outline visible on light and dark photos.
-      this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 3.5);
-      this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 1.75);
+      ctx.globalAlpha = 1;
+      // A dark halo under the bright line keeps the outline visible on light and dark photos;
+      // white dashes over the blue mark the object being edited, as a selection's "marching
+      // ants" do, apart from the applied ones.
+      this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 4);
+      this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 2.25);
+      this.strokeOutline(ctx, this.current, "rgba(255, 255, 255, 0.9)", 1, [4, 4]);
     }
     this.drawPrompts(ctx);
     this.drawGesture(ctx);

@@ -441,6 +441,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await off_loop(services.update_object)(self.access, message.get("object_id"),
                                                visible=visible)
 
+    async def on_colour(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        colour = inputs.required(message, "colour")
+        await off_loop(services.update_object)(self.access, message.get("object_id"),
+                                               colour=colour)
+
     async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         self._log = None
@@ -480,7 +486,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     HANDLERS = {
         "prompt": on_prompt, "undo": on_undo, "redo": on_redo, "clear": on_clear,
         "candidate": on_candidate, "apply": on_apply, "reopen": on_reopen,
-        "rename": on_rename, "visibility": on_visibility, "delete": on_delete,
+        "rename": on_rename, "visibility": on_visibility, "colour": on_colour,
+        "delete": on_delete,
         "model": on_model, "ping": on_ping, "status": on_status,
     }
 

@@ -18,8 +18,8 @@ from maskweb.masking.prompts import ProtocolError
 MAX_CHANGES = 100
 
 # The fields a snapshot of an object keeps (besides its mask), to bring it back as it was.
-SNAPSHOT_FIELDS = ("number", "name", "visible", "applied", "actions", "cursor", "candidate",
-                   "area")
+SNAPSHOT_FIELDS = ("number", "name", "visible", "colour", "applied", "actions", "cursor",
+                   "candidate", "area")
 
 
 def _revision(session: MaskSession) -> int:
@@ -67,7 +67,7 @@ def restore(session: MaskSession, data: dict[str, Any], mask_png: Any) -> MaskOb
     if session.mask_objects.filter(number=data["number"]).exists():
         raise ProtocolError("conflict", f"Object {data['number']} exists again; this change "
                             "cannot be undone.")
-    fields = {name: data[name] for name in SNAPSHOT_FIELDS}
+    fields = {name: data[name] for name in SNAPSHOT_FIELDS if name in data}
     return MaskObject.objects.create(session=session, mask_png=mask_png, **fields)
 
 

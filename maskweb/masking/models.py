@@ -74,6 +74,8 @@ class MaskObject(models.Model):
     number = models.PositiveIntegerField()
     name = models.CharField(max_length=100)
     visible = models.BooleanField(default=True)
+    # The overlay colour the pages draw it in, "#rrggbb"; "" for the page's own palette.
+    colour = models.CharField(max_length=7, blank=True, default="")
     applied = models.BooleanField(default=False)
     actions = models.JSONField(default=list)
     cursor = models.PositiveIntegerField(default=0)

@@ -100,6 +100,8 @@ SCHEMAS: dict[str, Any] = {
     "Object": {"type": "object", "required": ["id", "name", "visible", "area", "png_url",
                                               "svg_url", "xmp_url"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "visible": {"type": "boolean"},
+        "colour": {"type": ["string", "null"], "description": "#rrggbb the pages draw it "
+                   "in; null: the page's own palette"},
         "area": {"type": "integer", "description": "pixels in the stored grid"},
         "png_url": {"type": "string"}, "svg_url": {"type": "string"},
         "xmp_url": {"type": "string"}}},
@@ -244,11 +246,13 @@ PATHS: dict[str, Any] = {
                                    "objects": {"type": "array", "items": _ref("Object")}}},
                                    "The list."), "404": NOT_FOUND}}},
     f"{API}/objects/{{number}}": {
-        "patch": {"summary": "Rename or hide/show an object", "parameters": [TOKEN, NUMBER],
+        "patch": {"summary": "Rename, hide/show or colour an object (undoable)",
+                  "parameters": [TOKEN, NUMBER],
                   "requestBody": {"required": True, "content": {"application/json": {
                       "schema": {"type": "object", "properties": {
                           "name": {"type": "string", "minLength": 1, "maxLength": 100},
-                          "visible": {"type": "boolean"}}}}}},
+                          "visible": {"type": "boolean"},
+                          "colour": {"type": "string", "pattern": "^(#[0-9a-fA-F]{6})?$"}}}}}},
                   "responses": {"200": _json(_ref("Object"), "The object."), "400": BAD,
                                 "403": FORBIDDEN, "404": NOT_FOUND}},
         "delete": {"summary": "Delete an object", "parameters": [TOKEN, NUMBER],

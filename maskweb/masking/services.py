@@ -236,6 +236,7 @@ def switch_model(access: Access, model_id: Any) -> MaskSession:
 def object_dict(session: MaskSession, obj: MaskObject, token: str) -> dict[str, Any]:
     base = f"/api/v1/sessions/{token}/objects/{obj.number}"
     return {"id": obj.number, "name": obj.name, "visible": obj.visible, "area": obj.area,
+            "colour": obj.colour or None,
             "png_url": f"{base}/mask.png", "svg_url": f"{base}/mask.svg",
             "xmp_url": f"{base}/sidecar.xmp"}
 
@@ -660,15 +661,17 @@ def get_object(session: MaskSession, number: Any) -> MaskObject:
 
 
 def update_object(access: Access, number: Any, *, name: Any = None,
-                  visible: Any = None) -> MaskObject:
+                  visible: Any = None, colour: Any = None) -> MaskObject:
     access.require_edit()
     name = inputs.optional_name(name)
     visible = inputs.optional_visible(visible)
+    colour = inputs.optional_colour(colour)
     with transaction.atomic():
         session, _ = _locked(access)
         obj = get_object(session, number)
         changed = {field: [getattr(obj, field), value]
-                   for field, value in (("name", name), ("visible", visible))
+                   for field, value in (("name", name), ("visible", visible),
+                                        ("colour", colour))
                    if value is not None and getattr(obj, field) != value}
         if not changed:
             return obj

@@ -295,10 +295,10 @@ def object_detail(request: HttpRequest, access: services.Access, number: int) ->
         services.delete_object(access, number)
         return HttpResponse(status=204)
     body = json_body(request)
-    if "name" not in body and "visible" not in body:
-        raise ProtocolError("bad_field", "send 'name' and/or 'visible'")
+    if not {"name", "visible", "colour"} & set(body):
+        raise ProtocolError("bad_field", "send 'name', 'visible' and/or 'colour'")
     obj = services.update_object(access, number, name=body.get("name"),
-                                 visible=body.get("visible"))
+                                 visible=body.get("visible"), colour=body.get("colour"))
     return JsonResponse(services.object_dict(access.session, obj, access.session.edit_token))
 
 

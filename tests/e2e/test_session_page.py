@@ -612,6 +612,90 @@ def test_undo_takes_back_apply_and_delete_also_after_a_reload(live_stack, browse
         context.close()
 
 
+def photo_canvas_rgb(page, points: list[tuple[float, float]]) -> np.ndarray:
+    """The photo canvas's colours (photo + applied objects) at full-res points, (n, 3)."""
+    out = page.evaluate("""(pts) => {
+        const v = window.maskweb.viewer;
+        v.drawNow();
+        const c = v.photoCanvas;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return pts.map(([x, y]) => {
+          const p = v.toPreview(x, y);
+          const sx = Math.floor((p.x * v.view.scale + v.view.tx) * v.dpr);
+          const sy = Math.floor((p.y * v.view.scale + v.view.ty) * v.dpr);
+          const i = 4 * (sy * c.width + sx);
+          return [d[i], d[i + 1], d[i + 2]];
+        });
+    }""", [list(p) for p in points])
+    return np.array(out, float)
+
+
+def test_applied_objects_show_in_their_colour_at_the_chosen_opacity(live_stack, browser,
+                                                                      artifacts, gt_mask):
+    """An applied object is tinted clearly in its own colour, which its editor picks from the
+    swatch (shared through the server); the opacity slider sets how strongly; the current
+    object stays blue with a dashed outline; the object menu fits in the window."""
+    context, page = new_page(browser)
+    try:
+        token = upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        page.mouse.click(*to_page(page, fx, fy), button="right")
+        wait_or_explain(page, "() => { const r = window.maskweb.app.objectMasks.get(1);"
+                        " return r && r.mask && r.mask.area > 1000; }", live_stack)
+        inside = sample(gt_mask, 200)
+        page.evaluate("() => { window.maskweb.viewer.showMasks = false; }")
+        bare = photo_canvas_rgb(page, inside)
+        page.evaluate("() => { window.maskweb.viewer.showMasks = true; }")
+        default = photo_canvas_rgb(page, inside)
+        # Clearly visible: the tint moves the object's pixels by a good amount on average.
+        assert np.abs(default - bare).mean() > 25
+
+        # Red, picked from the swatch: the server keeps it, the object turns red.
+        page.locator("#objects-list .object .colour-input").first.fill("#ff0000")
+        wait_or_explain(page, "() => window.maskweb.app.objects[0].colour === '#ff0000'",
+                        live_stack)
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}/objects",
+                                    timeout=30) as r:
+            assert json.loads(r.read())["objects"][0]["colour"] == "#ff0000"
+        red = photo_canvas_rgb(page, inside)
+        shift = (red - bare).mean(axis=0)
+        assert shift[0] > 20 and shift[0] > shift[1] + 20 and shift[0] > shift[2] + 20, shift
+
+        # The opacity slider: stronger tint at 100 % than at 10 %.
+        page.locator("#mask-opacity").fill("0.1")
+        faint = np.abs(photo_canvas_rgb(page, inside) - bare).mean()
+        page.locator("#mask-opacity").fill("1")
+        strong = np.abs(photo_canvas_rgb(page, inside) - bare).mean()
+        assert strong > 3 * faint, (faint, strong)
+        assert page.text_content("#mask-opacity-out") == "100 %"
+        page.locator("#mask-opacity").fill("0.45")
+
+        # The current object over it: blue (more blue than red) where it is.
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        page.screenshot(path=str(artifacts / "overlay-colours.png"))
+
+        # The object's menu: icons at button size, the whole menu inside the window.
+        page.locator("#objects-list .object .more").first.click()
+        menu = page.locator(".menu").bounding_box()
+        assert menu is not None
+        assert menu["x"] >= 0 and menu["y"] >= 0
+        assert menu["x"] + menu["width"] <= VIEWPORT["width"]
+        assert menu["y"] + menu["height"] <= VIEWPORT["height"]
+        sizes = page.evaluate("() => [...document.querySelectorAll('.menu svg')].map("
+                              "s => s.getBoundingClientRect().width)")
+        assert sizes and max(sizes) <= 20, sizes
+        page.screenshot(path=str(artifacts / "object-menu.png"))
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
 def test_the_pages_work_under_their_content_security_policy(live_stack, browser, gt_mask):
     """The policy allows the app's own origin only (maskweb.headers). The upload page (its
     thumbnail is drawn on a canvas, not from a blob: URL), the session page, its socket, a

@@ -188,3 +188,26 @@ def test_undo_over_the_socket_brings_a_deleted_object_back_on_every_page():
     gone, back, header = run(scenario())
     assert gone == [] and back == [1]
     assert header["can_redo"] and header["can_undo"]
+
+
+def test_an_objects_colour_is_checked_kept_and_undone():
+    from django.test import Client
+
+    session = applied_one()
+    base = f"/api/v1/sessions/{session.edit_token}/objects/1"
+    client = Client()
+    for bad in ("red", "#12345", "#gggggg", 7):
+        response = client.patch(base, {"colour": bad}, content_type="application/json")
+        assert response.status_code == 400 and response.json()["error"]["code"] == "bad_field"
+    assert MaskObject.objects.get(session=session, number=1).colour == ""
+    ok = client.patch(base, {"colour": "#FF8800"}, content_type="application/json")
+    assert ok.status_code == 200 and ok.json()["colour"] == "#ff8800"
+    services.undo(edit(session))
+    assert MaskObject.objects.get(session=session, number=1).colour == ""
+    assert services.session_state(edit(session))["objects"][0]["colour"] is None
+    services.redo(edit(session))
+    assert MaskObject.objects.get(session=session, number=1).colour == "#ff8800"
+    # A deleted object comes back in its colour.
+    services.delete_object(edit(session), 1)
+    services.undo(edit(session))
+    assert MaskObject.objects.get(session=session, number=1).colour == "#ff8800"
