@@ -80,6 +80,7 @@ const objectsPanel = new ObjectsPanel($("objects-list"), $("objects-count"), {
   rename: (id, name) => patchObject(id, { name }),
   toggle: (id, visible) => patchObject(id, { visible }),
   colour: (id, colour) => patchObject(id, { colour }),
+  select: (ids) => updateCombineBar(ids),
   reopen: (id) => reopenObject(id),
   remove: (id) => deleteObject(id),
   download: (id, format) => downloadObject(id, format),
@@ -618,6 +619,28 @@ async function patchObject(id, fields) {
     }
   } catch (e) {
     toast(e.message, "error");
+  }
+}
+
+const COMBINE_OPS = ["union", "difference", "intersection", "invert"];
+
+/** The combine buttons for the ticked objects: two or more combine, exactly one inverts. */
+function updateCombineBar(ids = objectsPanel.selected) {
+  $("combine-bar").hidden = !canEdit() || ids.length === 0;
+  for (const op of COMBINE_OPS) {
+    $(`combine-${op}`).disabled = op === "invert" ? ids.length !== 1 : ids.length < 2;
+  }
+}
+
+async function combineObjects(op) {
+  const ids = [...objectsPanel.selected];
+  try {
+    const answer = await request("POST", `${sp()}/combine`, { json: { op, objects: ids } });
+    objectsPanel.clearSelection();
+    if (answer && Array.isArray(answer.objects)) setObjects(answer.objects);
+    toast(`Made “${answer?.object?.name ?? "a new object"}”.`, "good", 2500);
+  } catch (e) {
+    toast(e.message, "error", 6000);
   }
 }
 
@@ -1211,6 +1234,7 @@ function bindButtons() {
   for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
   $("sidecar-remove").addEventListener("click", () => removeSidecar());
   $("mask-opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value)));
+  for (const op of COMBINE_OPS) $(`combine-${op}`).addEventListener("click", () => combineObjects(op));
   $("sidecar-input").addEventListener("change", (e) => {
     uploadSidecar(e.target.files[0]);
     e.target.value = "";

@@ -447,6 +447,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await off_loop(services.update_object)(self.access, message.get("object_id"),
                                                colour=colour)
 
+    async def on_combine(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        await off_loop(services.combine_objects)(self.access, message.get("op"),
+                                                 message.get("objects"), message.get("name"))
+
     async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         self._log = None
@@ -487,7 +492,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         "prompt": on_prompt, "undo": on_undo, "redo": on_redo, "clear": on_clear,
         "candidate": on_candidate, "apply": on_apply, "reopen": on_reopen,
         "rename": on_rename, "visibility": on_visibility, "colour": on_colour,
-        "delete": on_delete,
+        "combine": on_combine, "delete": on_delete,
         "model": on_model, "ping": on_ping, "status": on_status,
     }
 

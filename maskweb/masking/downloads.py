@@ -16,7 +16,7 @@ from maskweb.export import MaskObject, NothingToExport
 from maskweb.export.png import mask_png
 from maskweb.export.svg import objects_svg
 from maskweb.export.xmp import SidecarError, darktable_sidecar, sidecar_name, validate_sidecar
-from maskweb.masking import render
+from maskweb.masking import combine, render
 from maskweb.masking.models import MaskSession
 from maskweb.masking.prompts import ProtocolError
 from maskweb.photos.ingest import safe_name
@@ -39,14 +39,20 @@ def _union(masks: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def png(photo: Photo, work_masks: Sequence[np.ndarray], *, soft: bool = False) -> bytes:
-    stored = render.stored_full_mask(photo, _union(work_masks))
+def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = False) -> bytes:
+    """The union of the objects' masks at full resolution. Plain objects are united at the
+    work size and brought up once (as before); with a combined object among them each is
+    brought up on its own (its operands one by one, maskweb.masking.combine) and united at
+    full resolution, so a combination's PNG is exactly that of its operands' PNGs."""
+    if not any(getattr(obj, "recipe", None) for obj, _ in items):
+        stored = render.stored_full_mask(photo, _union([mask for _, mask in items]))
+    else:
+        stored = _union([o.mask for o in combine.export_objects(photo, items)])
     return bytes(mask_png(stored, orientation=photo.orientation, soft=soft))
 
 
 def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list[MaskObject]:
-    full = render.stored_full_masks(photo, [mask for _, mask in items])
-    return [MaskObject(obj.name, mask) for (obj, _), mask in zip(items, full, strict=True)]
+    return combine.export_objects(photo, items)
 
 
 # The vectorization settings a download may carry (?turdsize=&alphamax=&opttolerance=, XMP

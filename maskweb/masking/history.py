@@ -19,7 +19,7 @@ MAX_CHANGES = 100
 
 # The fields a snapshot of an object keeps (besides its mask), to bring it back as it was.
 SNAPSHOT_FIELDS = ("number", "name", "visible", "colour", "applied", "actions", "cursor",
-                   "candidate", "area")
+                   "candidate", "area", "recipe")
 
 
 def _revision(session: MaskSession) -> int:

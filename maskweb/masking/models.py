@@ -83,6 +83,10 @@ class MaskObject(models.Model):
     # The applied mask, upright at the photo's work size, 8-bit PNG: downloads need no model.
     mask_png = models.BinaryField(null=True, blank=True)
     area = models.PositiveBigIntegerField(default=0, help_text="pixels in the stored grid")
+    # For an object made by combining others (maskweb.masking.combine): the operation and each
+    # operand's own mask, so its downloads combine the operands' full-resolution masks exactly
+    # and its XMP keeps their shapes, whatever happens to those objects afterwards.
+    recipe = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

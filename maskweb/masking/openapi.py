@@ -102,6 +102,8 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "integer"}, "name": {"type": "string"}, "visible": {"type": "boolean"},
         "colour": {"type": ["string", "null"], "description": "#rrggbb the pages draw it "
                    "in; null: the page's own palette"},
+        "combination": {"enum": ["union", "difference", "intersection", "invert", None],
+                        "description": "how it was made from other objects, or null"},
         "area": {"type": "integer", "description": "pixels in the stored grid"},
         "png_url": {"type": "string"}, "svg_url": {"type": "string"},
         "xmp_url": {"type": "string"}}},
@@ -233,6 +235,22 @@ PATHS: dict[str, Any] = {
             "403": FORBIDDEN, "404": NOT_FOUND,
             "409": _error("`empty`: no mask to apply; `not_ready`: still encoding; "
                           "`too_many_objects`: the session holds MASKWEB_MAX_OBJECTS.")}}},
+    f"{API}/combine": {"post": {
+        "summary": "A new object from applied ones: union, difference (the first less the "
+                   "others), intersection, or the inverse of one (undoable)",
+        "parameters": [TOKEN],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["op", "objects"], "properties": {
+                "op": {"enum": ["union", "difference", "intersection", "invert"]},
+                "objects": {"type": "array", "items": {"type": "integer"},
+                            "minItems": 1, "maxItems": 16},
+                "name": {"type": "string", "maxLength": 100}}}}}},
+        "responses": {
+            "201": _json({"type": "object", "required": ["object", "objects"], "properties": {
+                "object": _ref("Object"),
+                "objects": {"type": "array", "items": _ref("Object")}}}, "Made."),
+            "400": BAD, "403": FORBIDDEN, "404": NOT_FOUND,
+            "409": _error("`empty`: the combination has no pixel; `too_many_objects`.")}}},
     f"{API}/model": {"put": {
         "summary": "Switch the model (re-encodes, replays the prompts)", "parameters": [TOKEN],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {

@@ -18,7 +18,17 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from maskweb.masking import downloads, embeddings, encoding, engine, history, inputs, notify, render
+from maskweb.masking import (
+    combine,
+    downloads,
+    embeddings,
+    encoding,
+    engine,
+    history,
+    inputs,
+    notify,
+    render,
+)
 from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import parse_upright, to_stored, to_upright
@@ -237,6 +247,7 @@ def object_dict(session: MaskSession, obj: MaskObject, token: str) -> dict[str, 
     base = f"/api/v1/sessions/{token}/objects/{obj.number}"
     return {"id": obj.number, "name": obj.name, "visible": obj.visible, "area": obj.area,
             "colour": obj.colour or None,
+            "combination": obj.recipe["op"] if obj.recipe else None,
             "png_url": f"{base}/mask.png", "svg_url": f"{base}/mask.svg",
             "xmp_url": f"{base}/sidecar.xmp"}
 
@@ -652,6 +663,47 @@ def apply(access: Access, name: Any = None) -> MaskObject:
     return obj
 
 
+def combine_objects(access: Access, op: Any, numbers: Any, name: Any = None) -> MaskObject:
+    """A new applied object from applied ones: the union of all, the first less the others,
+    what they all share, or the inverse of one (maskweb.masking.combine). The operands stay
+    as they are; undo deletes the new object."""
+    access.require_edit()
+    op, numbers = combine.check_request(op, numbers)
+    name = inputs.optional_name(name)
+    with transaction.atomic():
+        session, _ = _locked(access)
+        operands = [get_object(session, number) for number in numbers]
+        for obj in operands:
+            if not obj.applied or not obj.mask_png:
+                raise ProtocolError("bad_field", f"{obj.name} is not applied yet: apply it "
+                                    "first, then combine it.")
+        if session.mask_objects.filter(applied=True).count() >= settings.MAX_OBJECTS:
+            raise ProtocolError("too_many_objects", f"A session holds at most "
+                                f"{settings.MAX_OBJECTS} objects; delete one first.")
+        recipe = combine.make_recipe(op, [
+            combine.operand(obj.name, bytes(obj.mask_png or b""), obj.recipe)
+            for obj in operands])
+        mask = combine.work_mask(recipe)
+        png = render.png_bytes(mask)
+        if not mask.any():
+            raise ProtocolError("empty", "The combination is empty (nothing is in "
+                                f"{'all of them' if op == 'intersection' else 'it'}); "
+                                "no object was made.")
+        last = session.mask_objects.order_by("-number").first()
+        number = (last.number if last else 0) + 1
+        new = MaskObject.objects.create(
+            session=session, number=number,
+            name=name or combine.default_name(op, [o.name for o in operands]),
+            applied=True, mask_png=png, area=render.stored_area(session.photo, mask),
+            recipe=recipe)
+        _bump(session)
+        history.record(session, "combine", {"object": history.snapshot(new)}, png)
+        transaction.on_commit(lambda: notify.objects(session.pk))
+    # A frame with the new revision: every page learns that undo can take this back.
+    render_current(reload(session))
+    return new
+
+
 def get_object(session: MaskSession, number: Any) -> MaskObject:
     number = inputs.object_number(number)
     obj = session.mask_objects.filter(number=number).first()
@@ -709,6 +761,9 @@ def reopen(access: Access, number: Any) -> MaskSession:
     """The object becomes current again; a current object with prompts is applied first."""
     access.require_edit()
     obj = get_object(access.session, number)
+    if obj.recipe:
+        raise ProtocolError("bad_field", f"{obj.name} was made by combining objects: it has "
+                            "no prompts to refine. Reopen one of its operands instead.")
     session = reload(access.session)
     current = session.current
     if current is not None and current.pk != obj.pk and current.effective_prompts():

@@ -19,6 +19,7 @@ urlpatterns = [
     path(f"{API}/clear", views.clear, name="clear"),
     path(f"{API}/candidate", views.candidate, name="candidate"),
     path(f"{API}/apply", views.apply, name="apply"),
+    path(f"{API}/combine", views.combine, name="combine"),
     path(f"{API}/model", views.model, name="model"),
     path(f"{API}/objects", views.objects, name="objects"),
     path(f"{API}/objects/<int:number>", views.object_detail, name="object"),

@@ -275,6 +275,17 @@ def apply(request: HttpRequest, access: services.Access) -> HttpResponseBase:
                          "objects": services.objects_list(session, token)}, status=201)
 
 
+@api(["POST"])
+def combine(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+    body = json_body(request)
+    obj = services.combine_objects(access, body.get("op"), body.get("objects"),
+                                   body.get("name"))
+    session = services.reload(access.session)
+    token = session.edit_token
+    return JsonResponse({"object": services.object_dict(session, obj, token),
+                         "objects": services.objects_list(session, token)}, status=201)
+
+
 @api(["PUT"])
 def model(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     session = services.switch_model(access, json_body(request).get("model"))
@@ -352,7 +363,7 @@ def object_png(request: HttpRequest, access: services.Access, number: int) -> An
     session = services.reload(access.session)
     return download_jobs.Job(
         download_jobs.cache_key("object.png", session, [obj], {"soft": soft}),
-        lambda: downloads.png(session.photo, [_object_mask(session, obj)], soft=soft),
+        lambda: downloads.png(session.photo, [(obj, _object_mask(session, obj))], soft=soft),
         "image/png", _object_filename(access, obj, "png", "soft" if soft else ""))
 
 
@@ -413,7 +424,7 @@ def all_png(request: HttpRequest, access: services.Access) -> Any:
     session = services.reload(access.session)
     return download_jobs.Job(
         download_jobs.cache_key("all.png", session, _visible(session), {"soft": soft}),
-        lambda: downloads.png(session.photo, [m for _, m in _all(session)], soft=soft),
+        lambda: downloads.png(session.photo, _all(session), soft=soft),
         "image/png", f"{_stem(access)}-mask.png")
 
 

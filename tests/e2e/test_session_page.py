@@ -696,6 +696,71 @@ def test_applied_objects_show_in_their_colour_at_the_chosen_opacity(live_stack, 
         context.close()
 
 
+def test_combine_subtract_and_invert_objects_from_the_list(live_stack, browser, artifacts,
+                                                           gt_mask):
+    """Tick two objects and Subtract: a new object, exactly the first's PNG less the
+    second's; Ctrl+Z takes it back; tick one and Invert: its inverse."""
+    context, page = new_page(browser)
+    try:
+        token = upload_through_page(page, live_stack)
+        api = f"{live_stack.url}/api/v1/sessions/{token}"
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        page.keyboard.press("Enter")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        # A box over the bear's left half: a second object that overlaps the first.
+        ys, xs = np.nonzero(gt_mask)
+        x0, x1 = float(xs.min()) - 5, float(xs.min() + xs.max()) / 2
+        y0, y1 = float(ys.min()) - 5, float(ys.max()) + 5
+        seq = mask_seq(page)
+        page.mouse.move(*to_page(page, x0, y0))
+        page.mouse.down()
+        page.mouse.move(*to_page(page, x1, y1), steps=8)
+        page.mouse.up()
+        wait_new_mask(page, seq)
+        page.keyboard.press("Enter")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 2", live_stack)
+
+        def png(url: str) -> np.ndarray:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                return np.asarray(Image.open(io.BytesIO(r.read())).convert("L")) >= 128
+
+        first, second = png(f"{api}/objects/1/mask.png"), png(f"{api}/objects/2/mask.png")
+        assert (first & second).any() and (first & ~second).any()
+
+        rows = page.locator("#objects-list .object")
+        assert page.is_hidden("#combine-bar")
+        rows.nth(0).locator(".select-object").check()
+        assert page.is_disabled("#combine-difference") and not page.is_disabled("#combine-invert")
+        rows.nth(1).locator(".select-object").check()
+        assert not page.is_disabled("#combine-difference") and page.is_disabled("#combine-invert")
+        page.screenshot(path=str(artifacts / "combine-selected.png"))
+        page.click("#combine-difference")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 3", live_stack)
+        made = page.evaluate("window.maskweb.app.objects[2]")
+        assert made["name"] == "Object 1 − Object 2" and made["combination"] == "difference"
+        assert np.array_equal(png(f"{api}/objects/{made['id']}/mask.png"), first & ~second)
+        wait_or_explain(page, f"() => {{ const r = window.maskweb.app.objectMasks.get("
+                              f"{made['id']}); return r && r.mask && r.mask.area > 100; }}",
+                        live_stack)
+        page.screenshot(path=str(artifacts / "combine-difference.png"))
+
+        page.keyboard.press("Control+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 2", live_stack)
+
+        rows.nth(1).locator(".select-object").check()
+        page.click("#combine-invert")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 3", live_stack)
+        made = page.evaluate("window.maskweb.app.objects[2]")
+        assert made["name"] == "Inverse of Object 2"
+        assert np.array_equal(png(f"{api}/objects/{made['id']}/mask.png"), ~second)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
 def test_the_pages_work_under_their_content_security_policy(live_stack, browser, gt_mask):
     """The policy allows the app's own origin only (maskweb.headers). The upload page (its
     thumbnail is drawn on a canvas, not from a blob: URL), the session page, its socket, a
