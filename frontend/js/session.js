@@ -137,6 +137,16 @@ function setRole(role) {
   updateHint();
 }
 
+/** The true 100 % view's loader: a region of the full-resolution photo as an image. */
+function loadCropImage({ x, y, w, h }) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("crop not loaded"));
+    img.src = `${sp()}/photo/crop?x=${x}&y=${y}&w=${w}&h=${h}`;
+  });
+}
+
 function setPhoto(photo) {
   const url = photo.preview_url || `${sp()}/photo`;
   app.photo = photo;
@@ -906,6 +916,7 @@ function updateZoomText() {
   $("zoom-text").textContent = `${Math.round(viewer.zoomPercent())}%`;
 }
 viewer.onViewChange = updateZoomText;
+viewer.cropLoader = loadCropImage;
 
 // ---------------------------------------------------------------- pointer input
 

@@ -214,6 +214,17 @@ PATHS: dict[str, Any] = {
     f"{API}/photo": {"get": {"summary": "The upright preview picture", "parameters": [TOKEN],
                              "responses": {"200": _file("image/jpeg", "The preview."),
                                            "404": NOT_FOUND}}},
+    f"{API}/photo/crop": {"get": {
+        "summary": "A region of the full-resolution photo, upright (the true 100 % view)",
+        "parameters": [TOKEN, *[
+            {"name": n, "in": "query", "required": True, "description": d,
+             "schema": {"type": "integer", "minimum": 0}}
+            for n, d in (("x", "left column, upright full-resolution pixels"),
+                         ("y", "top row"), ("w", "width, 1..2048"), ("h", "height, 1..2048"))]],
+        "responses": {"200": _file("image/jpeg", "The region at full resolution."),
+                      "400": _error("`bad_field`: not whole numbers, outside the photo, "
+                                    "empty, or over 2048 pixels a side."),
+                      "404": NOT_FOUND}}},
     f"{API}/prompts": {"post": _mask_op("Add a prompt to the current object", _ref("Prompt"))},
     f"{API}/current": {"get": {"summary": "The current object's mask", "parameters": [TOKEN],
                                "responses": {**MASK_OR_WAIT, "404": NOT_FOUND}}},

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/sessions", views.create_session, name="sessions"),
     path(f"{API}", views.session_detail, name="session"),
     path(f"{API}/photo", views.photo, name="photo"),
+    path(f"{API}/photo/crop", views.photo_crop, name="photo-crop"),
     path(f"{API}/prompts", views.prompts, name="prompts"),
     path(f"{API}/current", views.current, name="current"),
     path(f"{API}/undo", views.undo, name="undo"),

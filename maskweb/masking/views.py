@@ -29,6 +29,7 @@ from maskweb.masking.errors import error, method_not_allowed
 from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, Status
 from maskweb.masking.openapi import openapi_document
+from maskweb.photos import crops
 from maskweb.photos.ingest import UploadError, ingest
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,24 @@ def photo(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     path = access.session.photo.preview_path
     response = FileResponse(path.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400, immutable"
+    return response
+
+
+@api(["GET"])
+def photo_crop(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+    """A region of the full-resolution photo, upright (the page's true 100 % view)."""
+    values = []
+    for name in ("x", "y", "w", "h"):
+        raw = request.GET.get(name, "")
+        if not raw.isdigit() or len(raw) > 6:
+            raise ProtocolError("bad_field", f"'{name}' must be a whole number of pixels")
+        values.append(int(raw))
+    try:
+        data = crops.crop_jpeg(access.session.photo, *values)
+    except crops.CropError as exc:
+        raise ProtocolError("bad_field", str(exc)) from None
+    response = HttpResponse(data, content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=86400, immutable"  # a photo never changes
     return response
 
 

@@ -761,6 +761,57 @@ def test_combine_subtract_and_invert_objects_from_the_list(live_stack, browser, 
         context.close()
 
 
+def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_stack, browser,
+                                                                          artifacts, tmp_path):
+    """A 3000 x 2000 photo whose middle is a one-pixel checkerboard: the working picture (2048
+    px) can only show it grey; at 100 % (key 1) the page asks for the visible region of the
+    original and draws each photo pixel on a screen pixel."""
+    big = np.full((2000, 3000, 3), 90, np.uint8)
+    yy, xx = np.mgrid[600:1400, 1000:2000]
+    big[600:1400, 1000:2000] = np.where(((xx + yy) % 2 == 0)[..., None], 230, 20)
+    path = tmp_path / "checker.png"
+    Image.fromarray(big).save(path)
+    context, page = new_page(browser)
+    try:
+        upload_through_page(page, live_stack, path)
+        assert page.evaluate("window.maskweb.app.photo.preview_width") == 2048
+
+        def alternation() -> float:
+            """Mean difference between neighbouring screen pixels across the middle."""
+            return page.evaluate("""() => {
+                const v = window.maskweb.viewer;
+                v.drawNow();
+                const c = v.photoCanvas;
+                const y = Math.floor(c.height / 2);
+                const d = c.getContext('2d').getImageData(Math.floor(c.width / 2) - 50, y,
+                                                          100, 1).data;
+                let sum = 0;
+                for (let i = 4; i < d.length; i += 4) sum += Math.abs(d[i] - d[i - 4]);
+                return sum / 99;
+            }""")
+
+        page.keyboard.press("1")
+        assert page.text_content("#zoom-text") == "100%"
+        wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
+        crop = page.evaluate("(() => { const c = window.maskweb.viewer.fullCrop;"
+                             " return [c.x, c.y, c.w, c.h]; })()")
+        assert crop[2] <= 2048 and crop[3] <= 2048
+        sharp = alternation()
+        page.screenshot(path=str(artifacts / "true-100-percent.png"))
+        page.evaluate("() => { window.maskweb.viewer.fullCrop = null; }")
+        enlarged = alternation()
+        assert sharp > 100 and enlarged < 0.5 * sharp, (sharp, enlarged)
+        # A pan asks again (nothing covers the view now); back to fit, the crop goes (the
+        # working picture shows all there is to see then).
+        page.evaluate("() => window.maskweb.viewer.panBy(3, 0)")
+        wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
+        page.keyboard.press("f")
+        wait_or_explain(page, "() => window.maskweb.viewer.fullCrop === null", live_stack)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
 def test_the_pages_work_under_their_content_security_policy(live_stack, browser, gt_mask):
     """The policy allows the app's own origin only (maskweb.headers). The upload page (its
     thumbnail is drawn on a canvas, not from a blob: URL), the session page, its socket, a
