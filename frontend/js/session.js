@@ -437,6 +437,15 @@ function handleMessage(msg) {
       break;
     case "pong":
       break;
+    case "preview":
+      // Skipped (every decode core busy with clicks, or past the allowance): ask again a
+      // little later if the pointer still rests there.
+      if (msg.skipped && msg.id === hover.wanted && hover.at) {
+        const { at, shift } = hover;
+        body.dataset.hover = "skipped";
+        hover.timer = setTimeout(() => hoverMoved(at, shift), 2 * HOVER_REST_MS);
+      }
+      break;
     case "behind":
       showBehind(msg);
       break;
@@ -472,7 +481,88 @@ function handleError(msg) {
   viewer.redraw();
 }
 
+// ---------------------------------------------------------------- hover preview
+
+const HOVER_KEY = "maskweb.hoverPreview";
+// How long the pointer must rest before a preview is asked for; a move cancels it.
+const HOVER_REST_MS = 180;
+const hover = { enabled: true, timer: 0, seq: 0, wanted: null, at: null, shift: false };
+
+function hoverAllowed() {
+  return hover.enabled && canEdit() && app.status === "ready" && app.tool === "prompt"
+    && !app.gesture && !app.pan && !app.spaceHeld && app.socket?.connected;
+}
+
+function clearHover() {
+  clearTimeout(hover.timer);
+  hover.wanted = null;
+  if (viewer.hover) {
+    viewer.hover = null;
+    viewer.redraw();
+  }
+  body.dataset.hover = "";
+}
+
+/** The pointer moved to full-res point p: drop the shown preview, ask again once it rests. */
+function hoverMoved(p, shift) {
+  clearHover();
+  if (!hoverAllowed() || !insidePhoto(app.photo, p.x, p.y)) return;
+  hover.at = p;
+  hover.shift = shift;
+  hover.timer = setTimeout(() => {
+    if (!hoverAllowed()) return;
+    const id = `hover-${++hover.seq}`;
+    hover.wanted = id;
+    body.dataset.hover = "asked";
+    // Straight to the socket, never queued through a reconnect: a stale preview is worthless.
+    app.socket.send({ type: "preview", id, prompt: pointPrompt(p.x, p.y, !shift) });
+  }, HOVER_REST_MS);
+}
+
+async function handlePreviewFrame({ header, png }) {
+  if (header.id !== hover.wanted) return; // the pointer has moved on since
+  let mask = null;
+  if (png && png.length) {
+    try {
+      mask = await decodeMaskPng(png);
+    } catch {
+      return;
+    }
+  }
+  if (header.id !== hover.wanted) return;
+  viewer.hover = mask ? renderableMask(mask, [255, 214, 10, 1]) : null;
+  body.dataset.hover = mask ? "shown" : "empty";
+  viewer.redraw();
+}
+
+function setHoverEnabled(on, save = true) {
+  hover.enabled = on;
+  $("hover-btn").setAttribute("aria-pressed", String(on));
+  if (!on) clearHover();
+  if (save) {
+    try {
+      window.localStorage.setItem(HOVER_KEY, on ? "1" : "0");
+    } catch {
+      // no storage: on for this page
+    }
+  }
+}
+
+function loadHoverEnabled() {
+  let saved = null;
+  try {
+    saved = window.localStorage.getItem(HOVER_KEY);
+  } catch {
+    // the default
+  }
+  setHoverEnabled(saved !== "0", false);
+}
+
 async function handleMaskFrame({ header, png }) {
+  if (header.type === "preview") {
+    handlePreviewFrame({ header, png });
+    return;
+  }
   if (Number.isFinite(header.seq)) {
     if (header.seq < app.lastSeq) return; // an older answer overtaken by a newer one
     app.lastSeq = header.seq;
@@ -970,6 +1060,7 @@ function touchUp(e) {
 
 stage.addEventListener("pointerdown", (e) => {
   if (!app.photo) return;
+  clearHover(); // a real click now: the preview has done its job
   if (touchDown(e) || app.pinch) return;
   const s = local(e);
   const wantsPan = e.button === 1 || (e.button === 0 && (app.spaceHeld || app.tool === "pan"));
@@ -1014,6 +1105,8 @@ stage.addEventListener("pointermove", (e) => {
   if (app.tool === "brush" && canEdit()) {
     viewer.brushCursor = { x: p.x, y: p.y, radius: brushRadius(), positive: !e.shiftKey };
   }
+  if (e.buttons === 0 && e.pointerType !== "touch") hoverMoved(p, e.shiftKey);
+  else clearHover();
   const g = app.gesture;
   if (g?.kind === "press") {
     if (Math.hypot(s.x - g.startScreen.x, s.y - g.startScreen.y) > CLICK_SLOP_PX) {
@@ -1063,6 +1156,7 @@ stage.addEventListener("pointercancel", (e) => {
   endGesture(e, true);
 });
 stage.addEventListener("pointerleave", () => {
+  clearHover();
   viewer.brushCursor = null;
   $("cursor-pos").textContent = "";
   viewer.redraw();
@@ -1174,6 +1268,10 @@ document.addEventListener("keydown", (e) => {
     case "m":
       toggleMasks();
       break;
+    case "p":
+      setHoverEnabled(!hover.enabled);
+      toast(hover.enabled ? "Hover preview on." : "Hover preview off.", "info", 1500);
+      break;
     case "f":
     case "0":
       viewer.fit();
@@ -1236,6 +1334,7 @@ function bindButtons() {
   $("fit-btn").addEventListener("click", () => viewer.fit());
   $("zoom100-btn").addEventListener("click", () => viewer.zoomTo(1));
   $("masks-btn").addEventListener("click", toggleMasks);
+  $("hover-btn").addEventListener("click", () => setHoverEnabled(!hover.enabled));
   $("help-btn").addEventListener("click", () => toggleHelp(true));
   $("help-close").addEventListener("click", () => toggleHelp(false));
   $("help").addEventListener("click", (e) => e.target === $("help") && toggleHelp(false));
@@ -1310,6 +1409,7 @@ async function start() {
   bindButtons();
   loadVectorSettings();
   loadOpacity();
+  loadHoverEnabled();
   setTool("prompt");
   setStatus("loading");
   if (!app.token) {

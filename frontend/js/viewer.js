@@ -49,6 +49,9 @@ export class Viewer {
     // the enlarged working picture. cropLoader(region) → Promise<image> is set by the page.
     this.fullCrop = null;
     this.cropLoader = null;
+    // The hover preview: the mask a click under the pointer would give (renderable), drawn
+    // as an outline only, so it never looks like a mask that was made.
+    this.hover = null;
     this.cropTimer = 0;
     this.cropWanted = null;
     this.cssW = 0;
@@ -299,6 +302,10 @@ export class Viewer {
       this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 4);
       this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 2.25);
       this.strokeOutline(ctx, this.current, "rgba(255, 255, 255, 0.9)", 1, [4, 4]);
+    }
+    if (this.hover && this.hover.area) {
+      this.strokeOutline(ctx, this.hover, "rgba(0, 0, 0, 0.6)", 3);
+      this.strokeOutline(ctx, this.hover, "rgba(255, 214, 10, 0.95)", 1.5, [6, 4]);
     }
     this.drawPrompts(ctx);
     this.drawGesture(ctx);

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import redis
 from django.conf import settings
 from django.db import transaction
@@ -610,6 +611,49 @@ def add_prompt_and_render(access: Access, prompt: Any,
     """A prompt and its mask (the HTTP API's way; a socket coalesces, see consumers)."""
     written = add_prompt(access, prompt)
     return render_prompts(access, request_id, written=written)
+
+
+# --- hover preview -------------------------------------------------------------------------
+
+def preview(access: Access, prompt: Any, request_id: Any = None) -> bytes | None:
+    """The mask a click at this point would give the current object, as a binary frame
+    (header ``"type": "preview"``), without storing anything; None when no decode core is
+    free right now.
+
+    A preview is worth less than any click: it decodes only on a core nobody is waiting for
+    (render.predict's ``wait_for_core=False``; cores are handed to waiting clicks first), so
+    while clicks queue, previews are skipped instead of making the clicks wait longer. What
+    it can still cost a click that comes while it decodes is one decode, at most.
+    """
+    access.require_edit()
+    session = reload(access.session)
+    if session.status != Status.READY:
+        raise ProtocolError("not_ready", "The photo is still being analysed.")
+    parsed = parse_upright(prompt, session.photo)
+    if parsed["kind"] != "point":
+        raise ProtocolError("bad_field", "A preview is of a click: a 'point' prompt.")
+    obj = session.current
+    prompts = [*(obj.effective_prompts() if obj is not None else []),
+               to_stored(parsed, session.photo)]
+    if len(prompts) > settings.WS_MAX_PROMPTS:
+        raise ProtocolError("too_many_points", "This object has as many prompts as it may.")
+    try:
+        prediction = render.predict(session, prompts, alongside=True, wait_for_core=False)
+    except render.EmbeddingMissing:
+        return None  # the next real click asks for the encode
+    if prediction is None:
+        return None
+    photo = session.photo
+    mask = np.asarray(prediction.candidates[0].mask, dtype=bool) if prediction.candidates \
+        else None
+    if mask is not None and mask.shape != (photo.work_height, photo.work_width):
+        mask = render.resize_mask(mask, photo.work_width, photo.work_height)
+    empty = mask is None or not mask.any()
+    header = {"type": "preview", "v": 1, "id": request_id, "object_id":
+              obj.number if obj is not None else None, "prompt": parsed,
+              "width": photo.work_width, "height": photo.work_height,
+              "bbox": None if empty else render.bbox(mask), "empty": empty}
+    return render.mask_frame(header, b"" if mask is None or empty else render.png_bytes(mask))
 
 
 # --- objects -------------------------------------------------------------------------------

@@ -812,6 +812,45 @@ def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_st
         context.close()
 
 
+def test_resting_the_pointer_previews_the_mask_a_click_would_give(live_stack, browser,
+                                                                   artifacts, gt_mask):
+    """Hover preview: the pointer rests on the bear, its outline shows (nothing is stored);
+    a move drops it at once; P turns previews off and none is asked for then."""
+    frames: list = []
+    context, page = new_page(browser, frames)
+    try:
+        token = upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        page.mouse.move(*to_page(page, fx, fy))
+        wait_or_explain(page, "document.body.dataset.hover === 'shown'", live_stack)
+        hovered = tint_bits(page, "window.maskweb.viewer.hover")
+        # The same mask a click there gives.
+        seq = mask_seq(page)
+        page.screenshot(path=str(artifacts / "hover-preview.png"))
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}",
+                                    timeout=30) as r:
+            assert json.loads(r.read())["current"]["prompts"] == [], "a preview stores nothing"
+        recall = (hovered & gt_mask).sum() / gt_mask.sum()
+        assert recall > 0.7, recall
+        page.mouse.move(*to_page(page, fx + 40, fy))  # a move: the preview goes at once
+        assert page.evaluate("window.maskweb.viewer.hover") is None
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        clicked = tint_bits(page, "window.maskweb.viewer.current")
+        assert (hovered == clicked).mean() > 0.99
+
+        page.keyboard.press("p")
+        assert page.get_attribute("#hover-btn", "aria-pressed") == "false"
+        asked = sum(1 for f in frames if isinstance(f, str) and '"preview"' in f)
+        page.mouse.move(*to_page(page, fx - 30, fy))
+        page.wait_for_timeout(600)  # three rest delays: a preview would have been asked for
+        assert sum(1 for f in frames if isinstance(f, str) and '"preview"' in f) == asked
+        assert page.evaluate("window.maskweb.viewer.hover") is None
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
 def test_the_pages_work_under_their_content_security_policy(live_stack, browser, gt_mask):
     """The policy allows the app's own origin only (maskweb.headers). The upload page (its
     thumbnail is drawn on a canvas, not from a blob: URL), the session page, its socket, a
