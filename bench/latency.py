@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.latency [--model ID_OR_FOLDER ...] [--quick]
     .venv/bin/python -m bench.latency --model ID --engine-variants plain,interactive
+    .venv/bin/python -m bench.latency --hover-cost [--quick]
 
 Prints a markdown table and writes it, with the machine's description, to
 ``bench/results/latency-<model>-<timestamp>.md``; with several ``--model`` (an installed id or
@@ -25,6 +26,12 @@ and a side-by-side table of the main figures ends the run. What it measures:
   worker's log);
 - a large photo (a 4000×3000 JPEG, a COCO_MVal photo scaled up): upload, upload -> ready,
   and click -> mask on it.
+
+``--hover-cost`` measures only what hover previews cost the others: click -> mask of 4
+clicking sessions, in rounds alternately without and with 4 more sessions whose pointers
+rest somewhere new every 125 ms (a preview asked each time: more than a page asks, which
+waits 180 ms of rest), the previews' own count, drawn and skipped (a preview decodes only
+on a core no click waits for).
 
 A click's latency is the time from sending the prompt to the arrival of the first mask frame
 that includes it (the server may answer a burst with one frame covering several prompts); the
@@ -373,6 +380,107 @@ def measure_clicks(stack: LiveStack, concurrency: int, clicks: int, offset: int,
     return merged
 
 
+# --- hover previews: what they cost the others' clicks ------------------------------------
+
+HOVER_EVERY_S = 0.125
+
+
+@dataclass
+class HoverCounts:
+    asked: int = 0
+    drawn: int = 0
+    skipped: int = 0
+
+
+def run_hoverer(sock: Socket, width: int, height: int, stop: threading.Event, seed: int,
+                counts: HoverCounts) -> None:
+    """A pointer resting at a new spot of its photo every HOVER_EVERY_S: one preview each."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def collect() -> None:
+        while not stop.is_set():
+            try:
+                raw = sock.conn.recv(timeout=0.2)
+            except TimeoutError:
+                continue
+            except Exception:
+                return
+            if isinstance(raw, bytes):
+                header, _ = frame_parts(raw)
+                if header.get("type") == "preview":
+                    with lock:
+                        counts.drawn += 1
+            elif json.loads(raw).get("skipped"):
+                with lock:
+                    counts.skipped += 1
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    while not stop.is_set():
+        sock.send(type="preview", id=uuid.uuid4().hex[:12],
+                  prompt={"kind": "point", "x": rng.uniform(1, width - 1),
+                          "y": rng.uniform(1, height - 1)})
+        with lock:
+            counts.asked += 1
+        stop.wait(HOVER_EVERY_S)
+    reader.join(timeout=5)
+
+
+def measure_hover_cost(model_id: str, quick: bool) -> list[tuple[str, str]]:
+    clickers = hoverers = 4
+    clicks = 6 if quick else 12
+    rounds = 2 if quick else 6
+    rows: list[tuple[str, str]] = []
+    bare = measure_bare(model_id, davis_items(3, offset=7), clicks)
+    bare_dec = statistics.median(bare.decode_s)
+    rows.append(("bare decoder per prompt (median)", f"{bare_dec * 1e3:.1f} ms ({bare.decoder})"))
+    with start_stack({"MASKWEB_STACK_MODEL": model_id,
+                      "MASKWEB_DEFAULT_MODEL": model_id}) as stack:
+        hover_items = davis_items(hoverers, offset=600)
+        hover_sessions = [open_session(stack, path) for path, _ in hover_items]
+        without, with_ = ClientResult(), ClientResult()
+        counts = HoverCounts()
+        offset = 200
+        for r in range(rounds):
+            # Alternate which goes first: the machine's speed drifts within minutes.
+            for on in ((False, True) if r % 2 == 0 else (True, False)):
+                stop = threading.Event()
+                threads = [threading.Thread(target=run_hoverer, args=(
+                    sock, gt.shape[1], gt.shape[0], stop, 1000 * r + i, counts))
+                    for i, ((_, sock), (_, gt)) in enumerate(
+                        zip(hover_sessions, hover_items, strict=True))] if on else []
+                for t in threads:
+                    t.start()
+                result = measure_clicks(stack, clickers, clicks, offset)
+                offset += clickers
+                stop.set()
+                for t in threads:
+                    t.join()
+                (with_ if on else without).merge(result)
+        for _, sock in hover_sessions:
+            sock.close()
+    for label, result in (("without previews", without), (f"with {hoverers} sessions "
+                          f"previewing every {HOVER_EVERY_S * 1e3:.0f} ms", with_)):
+        lat = result.latencies
+        rows.append((f"click→mask, {clickers} clicking sessions, {label}: p50 / p95 / p99",
+                     f"{percentile(lat, 50) * 1e3:.1f} / {percentile(lat, 95) * 1e3:.1f} / "
+                     f"{percentile(lat, 99) * 1e3:.1f} ms ({len(lat)} clicks, "
+                     f"{result.lost} lost, {len(result.errors)} errors)"))
+    a, b = without.latencies, with_.latencies
+    rows.append(("  what the previews add: p50 / p95",
+                 f"+{(percentile(b, 50) - percentile(a, 50)) * 1e3:.1f} ms "
+                 f"({percentile(b, 50) / percentile(a, 50):.2f}×) / "
+                 f"+{(percentile(b, 95) - percentile(a, 95)) * 1e3:.1f} ms "
+                 f"({percentile(b, 95) / percentile(a, 95):.2f}×); bound: one decode "
+                 f"({bare_dec * 1e3:.1f} ms) a click, at most"))
+    replaced = counts.asked - counts.drawn - counts.skipped
+    rows.append(("previews asked / drawn / skipped (every core busy, or past 10 a second) / "
+                 "replaced by a newer one while one was drawn",
+                 f"{counts.asked} / {counts.drawn} / {counts.skipped} / {replaced}"))
+    return rows
+
+
 def encoder_runs(stack: LiveStack) -> int:
     """How many encodes the workers really ran (each logs one line when it finishes)."""
     return sum(p.read_text(errors="replace").count("encoded photo")
@@ -524,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="e.g. plain,interactive: one session's click latency with each "
                         "MASKWEB_ENGINE_VARIANT side by side (a stack each, rounds in turn), "
                         "for each --model in turn, and nothing else")
+    parser.add_argument("--hover-cost", action="store_true",
+                        help="only what hover previews add to others' click latency")
     parser.add_argument("--rounds", type=int, default=0,
                         help="with --engine-variants: rounds of 12 clicks per variant "
                         f"(default {-(-MIN_CLICKS // 12)}, {MIN_CLICKS} clicks)")
@@ -539,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
         if model.models_dir is not None:
             os.environ["MASKWEB_MODELS_DIR"] = str(model.models_dir)
         try:
+            if args.hover_cost:
+                report(measure_hover_cost(model.model_id, args.quick), model.model_id,
+                       "hover", args.quick)
+                continue
             if args.engine_variants:
                 compare_variants(model.model_id, args.engine_variants.split(","), args.quick,
                                  args.rounds)

@@ -137,13 +137,29 @@ const PALETTE = [
   [72, 214, 214],
   [240, 228, 96],
   [255, 120, 96],
-  [130, 190, 255],
+  // No blue: blue is the current object's, which must stand out from the applied ones.
+  [190, 235, 80],
 ];
 
 export function objectColour(id) {
   const n = Number(id);
   const i = Number.isFinite(n) ? Math.abs(Math.trunc(n)) : [...String(id)].length;
   return PALETTE[i % PALETTE.length];
+}
+
+/** "#rrggbb" → [r, g, b], or null for anything else. */
+export function parseHex(hex) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(String(hex ?? ""));
+  return m ? [parseInt(m[1], 16), parseInt(m[2], 16), parseInt(m[3], 16)] : null;
+}
+
+export function toHex([r, g, b]) {
+  return `#${[r, g, b].map((v) => v.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/** The colour an object is drawn in: the one its user chose (shared), else the palette's. */
+export function colourOf(obj) {
+  return parseHex(obj?.colour) ?? objectColour(obj?.id);
 }
 
 export const CURRENT_COLOUR = [64, 156, 255];

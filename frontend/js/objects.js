@@ -2,7 +2,7 @@
 // It only renders and reports what the user asked; session.js talks to the server.
 
 import { icon } from "./icons.js";
-import { objectColour } from "./maskrender.js";
+import { colourOf, toHex } from "./maskrender.js";
 
 /** Pure: the area (full-resolution pixels) as a share of the photo ("12.4 %", "< 0.1 %"). */
 export function areaText(area, photo) {
@@ -14,8 +14,9 @@ export function areaText(area, photo) {
 
 export class ObjectsPanel {
   /**
-   * actions: rename(id, name), toggle(id, visible), reopen(id), remove(id), download(id, format),
-   * hover(id | null). canEdit() says whether write actions are shown.
+   * actions: rename(id, name), toggle(id, visible), colour(id, "#rrggbb"), reopen(id), remove(id),
+   * download(id, format), hover(id | null), select(ids): the objects ticked for combining,
+   * in the order they were ticked (a difference takes the first less the others). canEdit() says whether write actions are shown.
    */
   constructor(list, countEl, actions, canEdit) {
     this.list = list;
@@ -27,9 +28,16 @@ export class ObjectsPanel {
     this.openMenu = null;
     this.renaming = false;
     this.deferred = false;
+    this.selected = [];
     document.addEventListener("pointerdown", (e) => {
       if (this.openMenu && !this.openMenu.contains(e.target)) this.closeMenu();
     });
+  }
+
+  clearSelection() {
+    this.selected = [];
+    for (const tick of this.list.querySelectorAll(".select-object")) tick.checked = false;
+    this.actions.select?.([]);
   }
 
   closeMenu() {
@@ -47,6 +55,12 @@ export class ObjectsPanel {
       return;
     }
     this.closeMenu();
+    const present = new Set(objects.map((o) => o.id));
+    const kept = this.selected.filter((id) => present.has(id));
+    if (kept.length !== this.selected.length) {
+      this.selected = kept;
+      this.actions.select?.([...kept]);
+    }
     this.list.innerHTML = "";
     this.countEl.textContent = objects.length ? String(objects.length) : "";
     if (!objects.length) {
@@ -68,10 +82,24 @@ export class ObjectsPanel {
     li.addEventListener("mouseenter", () => this.actions.hover(obj.id));
     li.addEventListener("mouseleave", () => this.actions.hover(null));
 
-    const swatch = document.createElement("span");
+    // The swatch is the colour picker (the browser's own) for an editor.
+    const swatch = document.createElement(this.canEdit() ? "label" : "span");
     swatch.className = "swatch";
-    const [r, g, b] = objectColour(obj.id);
-    swatch.style.background = `rgb(${r}, ${g}, ${b})`;
+    const hex = toHex(colourOf(obj));
+    swatch.style.background = hex;
+    if (this.canEdit()) {
+      swatch.title = "Overlay colour";
+      const picker = document.createElement("input");
+      picker.type = "color";
+      picker.className = "colour-input";
+      picker.value = hex;
+      picker.setAttribute("aria-label", `Overlay colour of ${obj.name || `Object ${obj.id}`}`);
+      picker.addEventListener("change", () => {
+        swatch.style.background = picker.value;
+        if (picker.value !== hex) this.actions.colour(obj.id, picker.value);
+      });
+      swatch.append(picker);
+    }
 
     const name = document.createElement("span");
     name.className = "name";
@@ -83,6 +111,22 @@ export class ObjectsPanel {
     area.className = "area";
     area.textContent = areaText(obj.area, this.photo);
 
+    if (this.canEdit()) {
+      const tick = document.createElement("input");
+      tick.type = "checkbox";
+      tick.className = "select-object";
+      tick.title = "Select to combine (union, subtract, intersect) or invert";
+      tick.setAttribute("aria-label", `Select ${obj.name || `Object ${obj.id}`}`);
+      tick.checked = this.selected.includes(obj.id);
+      tick.addEventListener("change", () => {
+        this.selected = tick.checked
+          ? [...this.selected.filter((id) => id !== obj.id), obj.id]
+          : this.selected.filter((id) => id !== obj.id);
+        this.actions.select?.([...this.selected]);
+      });
+      li.append(tick);
+    }
+    if (obj.combination) li.classList.add("combined");
     li.append(swatch, name, area);
 
     if (this.canEdit()) {
@@ -90,9 +134,13 @@ export class ObjectsPanel {
         obj.visible === false ? "Show" : "Hide", () => this.actions.toggle(obj.id, obj.visible === false));
       eye.classList.add("toggle-visible");
       if (obj.visible === false) eye.classList.add("off");
-      const reopen = this.iconButton("reopen", "Reopen for more prompts", () => this.actions.reopen(obj.id));
-      reopen.classList.add("reopen");
-      li.append(eye, reopen);
+      li.append(eye);
+      // A combined object has no prompts of its own to refine.
+      if (!obj.combination) {
+        const reopen = this.iconButton("reopen", "Reopen for more prompts", () => this.actions.reopen(obj.id));
+        reopen.classList.add("reopen");
+        li.append(reopen);
+      }
     }
 
     const wrap = document.createElement("span");

@@ -19,14 +19,14 @@ import {
 import { fillIcons } from "./icons.js";
 import {
   CURRENT_COLOUR,
+  colourOf,
   decodeMaskPng,
-  objectColour,
   renderableMask,
 } from "./maskrender.js";
 import { ObjectsPanel } from "./objects.js";
 import { MaskSocket, socketUrl } from "./protocol.js";
 import { forgetSession, rememberSession } from "./recent.js";
-import { absoluteUrl, copyText, download, toast } from "./ui.js";
+import { absoluteUrl, copyText, download, sameWords, toast } from "./ui.js";
 import { Viewer } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -79,6 +79,8 @@ const viewer = new Viewer($("stage"));
 const objectsPanel = new ObjectsPanel($("objects-list"), $("objects-count"), {
   rename: (id, name) => patchObject(id, { name }),
   toggle: (id, visible) => patchObject(id, { visible }),
+  colour: (id, colour) => patchObject(id, { colour }),
+  select: (ids) => updateCombineBar(ids),
   reopen: (id) => reopenObject(id),
   remove: (id) => deleteObject(id),
   download: (id, format) => downloadObject(id, format),
@@ -116,6 +118,7 @@ function applyState(state) {
   }
   if (Array.isArray(state.objects)) setObjects(state.objects);
   setShareLinks(state);
+  if ("sidecar" in state) setSidecar(state.sidecar);
   const vectorWas = !$("vector-settings").hidden;
   $("vector-settings").hidden = !state.vectorize;
   if (state.vectorize && !vectorWas) loadVectorSettings(state.vectorize, state.vectorize_bounds);
@@ -132,6 +135,16 @@ function setRole(role) {
   if (!edit && app.tool !== "pan") setTool("prompt");
   objectsPanel.render(app.objects, app.photo);
   updateHint();
+}
+
+/** The true 100 % view's loader: a region of the full-resolution photo as an image. */
+function loadCropImage({ x, y, w, h }) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("crop not loaded"));
+    img.src = `${sp()}/photo/crop?x=${x}&y=${y}&w=${w}&h=${h}`;
+  });
 }
 
 function setPhoto(photo) {
@@ -190,23 +203,24 @@ function setStatus(status, progress = 0, message = "") {
       spin.className = "spinner";
       $("stage-message-title").append(spin);
     }
-    $("stage-message-title").append(
-      document.createTextNode(
-        status === "encoding"
-          ? "Analysing the photo…"
-          : status === "reencoding"
-            ? app.switchingModel ? "Re-encoding with the new model…" : "Re-encoding the photo…"
-            : status === "failed"
-              ? "The photo could not be analysed"
-              : "Loading the session…",
-      ),
-    );
+    const title =
+      status === "encoding"
+        ? "Analysing the photo…"
+        : status === "reencoding"
+          ? app.switchingModel ? "Re-encoding with the new model…" : "Re-encoding the photo…"
+          : status === "failed"
+            ? "The photo could not be analysed"
+            : "Loading the session…";
+    $("stage-message-title").append(document.createTextNode(title));
     $("stage-meter").hidden = !working;
     $("stage-meter-fill").style.width = `${pct}%`;
+    // The server's message only where it says more than the title ("Analysing the photo."
+    // under "Analysing the photo…" said the same thing twice).
+    const said = message && !sameWords(message, title) ? message : "";
     $("stage-message-sub").textContent =
-      message ||
+      said ||
       (working
-        ? `${pct}% · you can look around meanwhile; prompts work once it is ready`
+        ? `${pct} % · you can look around meanwhile; prompts work once it is ready`
         : status === "failed"
           ? "Try another model or upload the photo again."
           : "");
@@ -282,8 +296,14 @@ function refreshObjectMasks() {
     ids.add(obj.id);
     const key = `${obj.area}:${obj.updated ?? ""}:${obj.version ?? ""}`;
     const entry = app.objectMasks.get(obj.id);
+    const colour = colourOf(obj);
+    if (entry && entry.bits && String(entry.colour) !== String(colour)) {
+      // A new colour: tint the mask we have again, nothing to fetch.
+      entry.colour = colour;
+      entry.mask = renderableMask(entry.bits, [...colour, 1]);
+    }
     if (obj.visible === false || (entry && entry.key === key)) continue;
-    const record = { key, mask: entry?.mask ?? null };
+    const record = { key, mask: entry?.mask ?? null, bits: entry?.bits ?? null, colour };
     app.objectMasks.set(obj.id, record);
     loadObjectMask(obj, record);
   }
@@ -302,7 +322,8 @@ async function loadObjectMask(obj, record, attempt = 0) {
       height: app.photo.preview_height || app.photo.height,
     });
     if (app.objectMasks.get(obj.id) !== record) return; // a newer version is on its way
-    record.mask = renderableMask(mask, [...objectColour(obj.id), 0.32]);
+    record.bits = mask;
+    record.mask = renderableMask(mask, [...record.colour, 1]);
     syncViewerObjects();
   } catch {
     // Drawing applied objects is a nicety (the list and downloads work without it), but a
@@ -317,6 +338,7 @@ function syncViewerObjects() {
   viewer.objects = app.objects.map((o) => ({
     id: o.id,
     visible: o.visible !== false,
+    colour: colourOf(o),
     mask: app.objectMasks.get(o.id)?.mask ?? null,
   }));
   viewer.redraw();
@@ -415,6 +437,15 @@ function handleMessage(msg) {
       break;
     case "pong":
       break;
+    case "preview":
+      // Skipped (every decode core busy with clicks, or past the allowance): ask again a
+      // little later if the pointer still rests there.
+      if (msg.skipped && msg.id === hover.wanted && hover.at) {
+        const { at, shift } = hover;
+        body.dataset.hover = "skipped";
+        hover.timer = setTimeout(() => hoverMoved(at, shift), 2 * HOVER_REST_MS);
+      }
+      break;
     case "behind":
       showBehind(msg);
       break;
@@ -450,7 +481,88 @@ function handleError(msg) {
   viewer.redraw();
 }
 
+// ---------------------------------------------------------------- hover preview
+
+const HOVER_KEY = "maskweb.hoverPreview";
+// How long the pointer must rest before a preview is asked for; a move cancels it.
+const HOVER_REST_MS = 180;
+const hover = { enabled: true, timer: 0, seq: 0, wanted: null, at: null, shift: false };
+
+function hoverAllowed() {
+  return hover.enabled && canEdit() && app.status === "ready" && app.tool === "prompt"
+    && !app.gesture && !app.pan && !app.spaceHeld && app.socket?.connected;
+}
+
+function clearHover() {
+  clearTimeout(hover.timer);
+  hover.wanted = null;
+  if (viewer.hover) {
+    viewer.hover = null;
+    viewer.redraw();
+  }
+  body.dataset.hover = "";
+}
+
+/** The pointer moved to full-res point p: drop the shown preview, ask again once it rests. */
+function hoverMoved(p, shift) {
+  clearHover();
+  if (!hoverAllowed() || !insidePhoto(app.photo, p.x, p.y)) return;
+  hover.at = p;
+  hover.shift = shift;
+  hover.timer = setTimeout(() => {
+    if (!hoverAllowed()) return;
+    const id = `hover-${++hover.seq}`;
+    hover.wanted = id;
+    body.dataset.hover = "asked";
+    // Straight to the socket, never queued through a reconnect: a stale preview is worthless.
+    app.socket.send({ type: "preview", id, prompt: pointPrompt(p.x, p.y, !shift) });
+  }, HOVER_REST_MS);
+}
+
+async function handlePreviewFrame({ header, png }) {
+  if (header.id !== hover.wanted) return; // the pointer has moved on since
+  let mask = null;
+  if (png && png.length) {
+    try {
+      mask = await decodeMaskPng(png);
+    } catch {
+      return;
+    }
+  }
+  if (header.id !== hover.wanted) return;
+  viewer.hover = mask ? renderableMask(mask, [255, 214, 10, 1]) : null;
+  body.dataset.hover = mask ? "shown" : "empty";
+  viewer.redraw();
+}
+
+function setHoverEnabled(on, save = true) {
+  hover.enabled = on;
+  $("hover-btn").setAttribute("aria-pressed", String(on));
+  if (!on) clearHover();
+  if (save) {
+    try {
+      window.localStorage.setItem(HOVER_KEY, on ? "1" : "0");
+    } catch {
+      // no storage: on for this page
+    }
+  }
+}
+
+function loadHoverEnabled() {
+  let saved = null;
+  try {
+    saved = window.localStorage.getItem(HOVER_KEY);
+  } catch {
+    // the default
+  }
+  setHoverEnabled(saved !== "0", false);
+}
+
 async function handleMaskFrame({ header, png }) {
+  if (header.type === "preview") {
+    handlePreviewFrame({ header, png });
+    return;
+  }
   if (Number.isFinite(header.seq)) {
     if (header.seq < app.lastSeq) return; // an older answer overtaken by a newer one
     app.lastSeq = header.seq;
@@ -469,7 +581,7 @@ async function handleMaskFrame({ header, png }) {
   }
   if (generation !== app.maskGeneration) return;
   app.hasMask = Boolean(mask && mask.area);
-  viewer.current = mask ? renderableMask(mask, [...CURRENT_COLOUR, 0.38]) : null;
+  viewer.current = mask ? renderableMask(mask, [...CURRENT_COLOUR, 1]) : null;
   setCurrent({
     prompts: header.prompts ?? app.current.prompts,
     candidate: header.candidate ?? 0,
@@ -610,6 +722,28 @@ async function patchObject(id, fields) {
   }
 }
 
+const COMBINE_OPS = ["union", "difference", "intersection", "invert"];
+
+/** The combine buttons for the ticked objects: two or more combine, exactly one inverts. */
+function updateCombineBar(ids = objectsPanel.selected) {
+  $("combine-bar").hidden = !canEdit() || ids.length === 0;
+  for (const op of COMBINE_OPS) {
+    $(`combine-${op}`).disabled = op === "invert" ? ids.length !== 1 : ids.length < 2;
+  }
+}
+
+async function combineObjects(op) {
+  const ids = [...objectsPanel.selected];
+  try {
+    const answer = await request("POST", `${sp()}/combine`, { json: { op, objects: ids } });
+    objectsPanel.clearSelection();
+    if (answer && Array.isArray(answer.objects)) setObjects(answer.objects);
+    toast(`Made “${answer?.object?.name ?? "a new object"}”.`, "good", 2500);
+  } catch (e) {
+    toast(e.message, "error", 6000);
+  }
+}
+
 async function deleteObject(id) {
   try {
     await request("DELETE", `${sp()}/objects/${encodeURIComponent(id)}`);
@@ -671,14 +805,61 @@ function downloadObject(id, format) {
   else runDownload(`${obj?.svg_url || `${base}/mask.svg`}${downloadQuery("svg")}`, `${baseName()}-${safe}.svg`);
 }
 
+/** The uploaded darktable sidecar the XMP downloads merge into ({name, bytes}), or none. */
+function setSidecar(sidecar) {
+  $("sidecar-label").textContent = sidecar
+    ? `Merging into ${sidecar.name}`
+    : "Merge into my darktable sidecar…";
+  $("sidecar-remove").hidden = !sidecar || !canEdit();
+}
+
 async function uploadSidecar(file) {
   if (!file) return;
   const form = new FormData();
   form.append("sidecar", file, file.name);
   try {
     await request("POST", `${sp()}/sidecar`, { body: form });
-    $("sidecar-label").textContent = `Merging into ${file.name}`;
+    setSidecar({ name: file.name });
     toast(`XMP downloads will now add the masks to ${file.name}.`, "good");
+  } catch (e) {
+    toast(e.message, "error", 6000);
+  }
+}
+
+// ---------------------------------------------------------------- overlay opacity (this page)
+
+const OPACITY_KEY = "maskweb.maskOpacity";
+
+function setOpacity(value, save = true) {
+  const v = Number.isFinite(value) ? Math.max(0.1, Math.min(1, value)) : 0.45;
+  viewer.opacity = v;
+  $("mask-opacity").value = String(v);
+  $("mask-opacity-out").textContent = `${Math.round(v * 100)} %`;
+  if (save) {
+    try {
+      window.localStorage.setItem(OPACITY_KEY, String(v));
+    } catch {
+      // private mode: the slider still works for this page
+    }
+  }
+  viewer.redraw();
+}
+
+function loadOpacity() {
+  let saved = null;
+  try {
+    saved = window.localStorage.getItem(OPACITY_KEY);
+  } catch {
+    // no storage: the default
+  }
+  setOpacity(saved === null ? 0.45 : Number(saved), false);
+}
+
+async function removeSidecar() {
+  try {
+    await request("DELETE", `${sp()}/sidecar`);
+    setSidecar(null);
+    toast("Sidecar removed: XMP downloads start a new one.", "good", 3000);
   } catch (e) {
     toast(e.message, "error", 6000);
   }
@@ -825,6 +1006,7 @@ function updateZoomText() {
   $("zoom-text").textContent = `${Math.round(viewer.zoomPercent())}%`;
 }
 viewer.onViewChange = updateZoomText;
+viewer.cropLoader = loadCropImage;
 
 // ---------------------------------------------------------------- pointer input
 
@@ -878,6 +1060,7 @@ function touchUp(e) {
 
 stage.addEventListener("pointerdown", (e) => {
   if (!app.photo) return;
+  clearHover(); // a real click now: the preview has done its job
   if (touchDown(e) || app.pinch) return;
   const s = local(e);
   const wantsPan = e.button === 1 || (e.button === 0 && (app.spaceHeld || app.tool === "pan"));
@@ -922,6 +1105,8 @@ stage.addEventListener("pointermove", (e) => {
   if (app.tool === "brush" && canEdit()) {
     viewer.brushCursor = { x: p.x, y: p.y, radius: brushRadius(), positive: !e.shiftKey };
   }
+  if (e.buttons === 0 && e.pointerType !== "touch") hoverMoved(p, e.shiftKey);
+  else clearHover();
   const g = app.gesture;
   if (g?.kind === "press") {
     if (Math.hypot(s.x - g.startScreen.x, s.y - g.startScreen.y) > CLICK_SLOP_PX) {
@@ -971,6 +1156,7 @@ stage.addEventListener("pointercancel", (e) => {
   endGesture(e, true);
 });
 stage.addEventListener("pointerleave", () => {
+  clearHover();
   viewer.brushCursor = null;
   $("cursor-pos").textContent = "";
   viewer.redraw();
@@ -1082,6 +1268,10 @@ document.addEventListener("keydown", (e) => {
     case "m":
       toggleMasks();
       break;
+    case "p":
+      setHoverEnabled(!hover.enabled);
+      toast(hover.enabled ? "Hover preview on." : "Hover preview off.", "info", 1500);
+      break;
     case "f":
     case "0":
       viewer.fit();
@@ -1144,6 +1334,7 @@ function bindButtons() {
   $("fit-btn").addEventListener("click", () => viewer.fit());
   $("zoom100-btn").addEventListener("click", () => viewer.zoomTo(1));
   $("masks-btn").addEventListener("click", toggleMasks);
+  $("hover-btn").addEventListener("click", () => setHoverEnabled(!hover.enabled));
   $("help-btn").addEventListener("click", () => toggleHelp(true));
   $("help-close").addEventListener("click", () => toggleHelp(false));
   $("help").addEventListener("click", (e) => e.target === $("help") && toggleHelp(false));
@@ -1151,6 +1342,9 @@ function bindButtons() {
   $("dl-svg").addEventListener("click", () => downloadAll("svg"));
   $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
   for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
+  $("sidecar-remove").addEventListener("click", () => removeSidecar());
+  $("mask-opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value)));
+  for (const op of COMBINE_OPS) $(`combine-${op}`).addEventListener("click", () => combineObjects(op));
   $("sidecar-input").addEventListener("change", (e) => {
     uploadSidecar(e.target.files[0]);
     e.target.value = "";
@@ -1214,6 +1408,8 @@ async function start() {
   fillIcons();
   bindButtons();
   loadVectorSettings();
+  loadOpacity();
+  loadHoverEnabled();
   setTool("prompt");
   setStatus("loading");
   if (!app.token) {

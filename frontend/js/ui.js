@@ -84,3 +84,9 @@ export async function download(url, fallbackName) {
 export function absoluteUrl(path) {
   return path ? new URL(path, window.location.origin).href : "";
 }
+
+/** Whether two texts say the same words (case, spaces and punctuation aside). */
+export function sameWords(a, b) {
+  const words = (s) => String(s).toLowerCase().replace(/[^\p{L}\p{N}]+/gu, " ").trim();
+  return words(a) === words(b);
+}

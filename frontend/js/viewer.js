@@ -18,6 +18,11 @@ import { CURRENT_COLOUR, objectColour } from "./maskrender.js";
 
 const rgb = ([r, g, b], a = 1) => `rgba(${r}, ${g}, ${b}, ${a})`;
 
+// The true 100 % view's crops (maskweb.photos.crops has the same limit).
+const CROP_MAX_SIDE = 2048;
+const CROP_DELAY_MS = 150;
+const CROP_MARGIN = 128;
+
 export class Viewer {
   constructor(stage) {
     this.stage = stage;
@@ -35,7 +40,20 @@ export class Viewer {
     this.gesture = null; // {kind: "box", a, b} | {kind: "stroke", points, radius, positive}
     this.brushCursor = null; // {x, y, radius} in full-res pixels
     this.showMasks = true;
+    // How strongly mask tints cover the photo (the overlay opacity slider); the tints are
+    // made opaque and drawn with this alpha.
+    this.opacity = 0.45;
     this.highlightObject = null;
+    // The true 100 % view: zoomed in past the working picture's own scale, the visible region
+    // of the full-resolution photo ({x, y, w, h, image}, upright full-res pixels), drawn over
+    // the enlarged working picture. cropLoader(region) → Promise<image> is set by the page.
+    this.fullCrop = null;
+    this.cropLoader = null;
+    // The hover preview: the mask a click under the pointer would give (renderable), drawn
+    // as an outline only, so it never looks like a mask that was made.
+    this.hover = null;
+    this.cropTimer = 0;
+    this.cropWanted = null;
     this.cssW = 0;
     this.cssH = 0;
     this.dpr = 1;
@@ -59,6 +77,8 @@ export class Viewer {
   }
 
   setPhoto(image, photo) {
+    this.fullCrop = null;
+    this.cropWanted = null;
     this.image = image;
     this.photo = photo;
     this.fit();
@@ -114,6 +134,67 @@ export class Viewer {
   viewChanged() {
     this.redraw();
     this.onViewChange?.();
+    this.scheduleCrop();
+  }
+
+  /** The visible region in upright full-resolution pixels (clamped to the photo, whole). */
+  visibleFullRegion() {
+    const a = this.screenToFull(0, 0);
+    const b = this.screenToFull(this.cssW, this.cssH);
+    const x0 = Math.max(0, Math.floor(Math.min(a.x, b.x)));
+    const y0 = Math.max(0, Math.floor(Math.min(a.y, b.y)));
+    const x1 = Math.min(this.photo.width, Math.ceil(Math.max(a.x, b.x)));
+    const y1 = Math.min(this.photo.height, Math.ceil(Math.max(a.y, b.y)));
+    return { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+  }
+
+  /**
+   * Asks for the visible region at full resolution once the view has stopped moving for a
+   * moment, when that shows more than the working picture: the photo is larger than it,
+   * one of its pixels covers more than one screen pixel, and the region is at most
+   * CROP_MAX_SIDE (the server's limit) a side. A crop that still covers the view is kept.
+   */
+  scheduleCrop() {
+    clearTimeout(this.cropTimer);
+    if (!this.photo || !this.cropLoader) return;
+    const { w } = this.previewSize;
+    const region = this.visibleFullRegion();
+    const useful = this.photo.width > w * 1.01 && this.view.scale * this.dpr > 1
+      && region.w > 0 && region.h > 0
+      && region.w <= CROP_MAX_SIDE && region.h <= CROP_MAX_SIDE;
+    if (!useful) {
+      this.cropWanted = null;
+      if (this.fullCrop) {
+        this.fullCrop = null;
+        this.redraw();
+      }
+      return;
+    }
+    const c = this.fullCrop;
+    if (c && c.x <= region.x && c.y <= region.y && c.x + c.w >= region.x + region.w
+        && c.y + c.h >= region.y + region.h) return;
+    this.cropTimer = setTimeout(() => this.loadCrop(region), CROP_DELAY_MS);
+  }
+
+  async loadCrop(region) {
+    // A margin, so a small pan stays covered without asking again.
+    const m = CROP_MARGIN;
+    const x = Math.max(0, region.x - m);
+    const y = Math.max(0, region.y - m);
+    const wanted = {
+      x, y,
+      w: Math.min(this.photo.width, region.x + region.w + m, x + CROP_MAX_SIDE) - x,
+      h: Math.min(this.photo.height, region.y + region.h + m, y + CROP_MAX_SIDE) - y,
+    };
+    this.cropWanted = wanted;
+    try {
+      const image = await this.cropLoader(wanted);
+      if (this.cropWanted !== wanted) return; // the view moved on meanwhile
+      this.fullCrop = { ...wanted, image };
+      this.redraw();
+    } catch {
+      // The enlarged working picture stays: a nicety missing, nothing broken.
+    }
   }
 
   /** Screen (CSS px relative to the stage) → full-resolution upright photo pixels. */
@@ -166,19 +247,30 @@ export class Viewer {
     ctx.fillRect(0, 0, w, h);
     ctx.shadowBlur = 0;
     ctx.drawImage(this.image, 0, 0, w, h);
+    if (this.fullCrop) {
+      const c = this.fullCrop;
+      const kx = this.photo.width / w;
+      const ky = this.photo.height / h;
+      // Crisp full-resolution pixels once each covers two screen pixels or more.
+      ctx.imageSmoothingEnabled = (this.view.scale * this.dpr) / kx < 2;
+      ctx.drawImage(c.image, c.x / kx, c.y / ky, c.w / kx, c.h / ky);
+    }
     if (!this.showMasks) return;
     for (const obj of this.objects) {
       if (!obj.visible || !obj.mask || !obj.mask.area) continue;
-      const colour = objectColour(obj.id);
+      const colour = obj.colour ?? objectColour(obj.id);
       const strong = this.highlightObject === obj.id;
-      ctx.globalAlpha = strong ? 1 : 0.75;
+      // Applied objects: their own colour, a solid outline on a dark halo (seen on light and
+      // dark photos alike); the one hovered in the list stronger.
+      ctx.globalAlpha = Math.min(1, this.opacity * (strong ? 1.5 : 1));
       ctx.drawImage(obj.mask.tint, 0, 0, w, h);
       ctx.globalAlpha = 1;
-      this.strokeOutline(ctx, obj.mask, rgb(colour, strong ? 1 : 0.85), strong ? 2.5 : 1.25);
+      this.strokeOutline(ctx, obj.mask, "rgba(0, 0, 0, 0.5)", strong ? 4.5 : 3.5);
+      this.strokeOutline(ctx, obj.mask, rgb(colour, 1), strong ? 2.5 : 1.75);
     }
   }
 
-  strokeOutline(ctx, mask, colour, cssWidth) {
+  strokeOutline(ctx, mask, colour, cssWidth, dash = null) {
     if (!mask.outline) return;
     const { w, h } = this.previewSize;
     ctx.save();
@@ -187,6 +279,7 @@ export class Viewer {
     ctx.lineWidth = this.px(cssWidth) * (mask.width / w);
     ctx.strokeStyle = colour;
     ctx.lineCap = "square";
+    if (dash) ctx.setLineDash(dash.map((d) => this.px(d) * (mask.width / w)));
     ctx.stroke(mask.outline);
     ctx.restore();
   }
@@ -200,10 +293,19 @@ export class Viewer {
     this.applyTransform(ctx);
     if (this.showMasks && this.current && this.current.area) {
       ctx.imageSmoothingEnabled = false;
+      ctx.globalAlpha = Math.min(1, this.opacity);
       ctx.drawImage(this.current.tint, 0, 0, w, h);
-      // A dark halo under the bright line keeps the outline visible on light and dark photos.
-      this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 3.5);
-      this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 1.75);
+      ctx.globalAlpha = 1;
+      // A dark halo under the bright line keeps the outline visible on light and dark photos;
+      // white dashes over the blue mark the object being edited, as a selection's "marching
+      // ants" do, apart from the applied ones.
+      this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 4);
+      this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 2.25);
+      this.strokeOutline(ctx, this.current, "rgba(255, 255, 255, 0.9)", 1, [4, 4]);
+    }
+    if (this.hover && this.hover.area) {
+      this.strokeOutline(ctx, this.hover, "rgba(0, 0, 0, 0.6)", 3);
+      this.strokeOutline(ctx, this.hover, "rgba(255, 214, 10, 0.95)", 1.5, [6, 4]);
     }
     this.drawPrompts(ctx);
     this.drawGesture(ctx);

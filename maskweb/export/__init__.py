@@ -12,15 +12,53 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MaskObject", "NothingToExport", "check_objects"]
+__all__ = ["COMBINE_OPS", "Combination", "MaskObject", "NothingToExport", "check_objects",
+           "combine_masks"]
+
+#: How objects combine into a new one: the union of all, the first less the others, what
+#: all share, and the inverse of one (darktable's mask group modes do the same).
+COMBINE_OPS = ("union", "difference", "intersection", "invert")
+
+
+@dataclass
+class Combination:
+    """How an object was made from others: ``op`` (COMBINE_OPS) over ``operands``, each
+    with its own mask (and maybe its own combination). The XMP writes it as darktable's
+    nested mask groups, so the sidecar keeps each operand's shape and the mode."""
+
+    op: str
+    operands: list[MaskObject]
 
 
 @dataclass
 class MaskObject:
-    """One named object: ``mask`` is a bool (stored_height, stored_width) array."""
+    """One named object: ``mask`` is a bool (stored_height, stored_width) array;
+    ``combination``: how it was made from other objects, if it was."""
 
     name: str
     mask: np.ndarray
+    combination: Combination | None = None
+
+
+def combine_masks(op: str, masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The boolean combination of same-sized masks (ValueError for a wrong count or op)."""
+    if op not in COMBINE_OPS:
+        raise ValueError(f"unknown combination {op!r}; one of {', '.join(COMBINE_OPS)}")
+    if op == "invert":
+        if len(masks) != 1:
+            raise ValueError("invert takes exactly one mask")
+        return ~masks[0].astype(bool)
+    if len(masks) < 2:
+        raise ValueError(f"{op} takes two masks or more")
+    out = masks[0].astype(bool).copy()
+    for mask in masks[1:]:
+        if op == "union":
+            out |= mask
+        elif op == "difference":
+            out &= ~mask
+        else:
+            out &= mask
+    return out
 
 
 class NothingToExport(ValueError):
@@ -36,3 +74,7 @@ def check_objects(objects: Sequence[MaskObject], stored_width: int, stored_heigh
             raise ValueError(
                 f"mask of {obj.name!r} is {obj.mask.shape}, expected "
                 f"({stored_height}, {stored_width}) (the photo's stored grid)")
+        if obj.combination is not None:
+            if obj.combination.op not in COMBINE_OPS:
+                raise ValueError(f"unknown combination {obj.combination.op!r}")
+            check_objects(obj.combination.operands, stored_width, stored_height)

@@ -68,7 +68,12 @@ MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 # darktable's mask type flags and group member states (src/develop/masks.h).
 MASK_PATH = 2
 MASK_GROUP = 4
-STATE_USE, STATE_SHOW, STATE_UNION, STATE_DIFFERENCE = 1, 2, 8, 32
+STATE_USE, STATE_SHOW, STATE_INVERSE, STATE_UNION = 1, 2, 4, 8
+STATE_INTERSECTION, STATE_DIFFERENCE = 16, 32
+#: The group member mode each combination gives its operands after the first (the first
+#: has none: it is where the group starts); an inverse is one member marked INVERSE.
+COMBINE_MODE = {"union": STATE_UNION, "difference": STATE_DIFFERENCE,
+                "intersection": STATE_INTERSECTION, "invert": STATE_INVERSE}
 MASK_VERSION = 6
 #: darktable's fill leans half a pixel towards -x/-y of the image *as its pipeline sees it*
 #: (after the flip module, so upright): paths are moved back by this, in upright pixels.
@@ -91,6 +96,39 @@ RAW_EXTENSIONS = frozenset({
 
 class SidecarError(ValueError):
     """An uploaded XMP that cannot be merged into (not XML, unsafe, not darktable's...)."""
+
+
+@dataclass
+class _Shape:
+    """An object as the sidecar draws it: its own paths, or (``op``) a combination of
+    ``parts``, written as a group of their groups with darktable's member modes."""
+
+    name: str
+    regions: list[Region]
+    op: str | None = None
+    parts: list[_Shape] = dataclasses.field(default_factory=list)
+
+    def has_paths(self) -> bool:
+        """Whether it draws anything (specks below turdsize are no paths)."""
+        if self.op is None:
+            return bool(self.regions)
+        drawn = [part.has_paths() for part in self.parts]
+        if self.op == "intersection":
+            return all(drawn)
+        if self.op == "difference":
+            return drawn[0]
+        return any(drawn)  # union; invert (of one object, never empty)
+
+    def paths(self) -> list[BezierPath]:
+        own = [path for region in self.regions for path in (region.outer, *region.holes)]
+        return own + [path for part in self.parts for path in part.paths()]
+
+
+def _shape(obj: MaskObject, opts: VectorizeOptions) -> _Shape:
+    if obj.combination is None:
+        return _Shape(obj.name, vectorize(obj.mask, opts))
+    return _Shape(obj.name, [], obj.combination.op,
+                  [_shape(part, opts) for part in obj.combination.operands])
 
 
 def sidecar_name(photo_name: str) -> str:
@@ -372,8 +410,10 @@ def darktable_sidecar(objects: Sequence[MaskObject], stored_width: int, stored_h
     # darktable's path fill takes in about a pixel more than the path encloses (it marks
     # the outline and its -x/-y neighbours, measured with darktable-cli): shrink by that.
     opts = dataclasses.replace(options or VectorizeOptions(), grow=DT_GROW)
-    shapes = [(obj, vectorize(obj.mask, opts)) for obj in objects]
-    shapes = [(obj, regions) for obj, regions in shapes if regions]
+    # A combined object whose own mask is empty draws nothing, whatever its operands hold.
+    shapes = [_shape(obj, opts) for obj in objects
+              if obj.combination is None or obj.mask.any()]
+    shapes = [shape for shape in shapes if shape.has_paths()]
     if not shapes:
         raise NothingToExport("every mask is empty: there is nothing to put in a sidecar")
 
@@ -390,21 +430,20 @@ def darktable_sidecar(objects: Sequence[MaskObject], stored_width: int, stored_h
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
 
 
-def _id_base(shapes: list[tuple[MaskObject, list[Region]]]) -> int:
+def _id_base(shapes: list[_Shape]) -> int:
     """Where new form ids start: a digest of the shapes, so the same masks always give the
     same sidecar bytes (a download can be cached and compared), where darktable's own habit, the
     clock, made every download differ. Ids only need to be unique within the sidecar, which
     ``new_id`` ensures against the ids already there."""
     digest = hashlib.blake2b(digest_size=4)
-    for obj, regions in shapes:
-        digest.update(obj.name.encode())
-        for region in regions:
-            for path in (region.outer, *region.holes):
-                digest.update(np.ascontiguousarray(path.points).tobytes())
+    for shape in shapes:
+        digest.update(shape.name.encode())
+        for path in shape.paths():
+            digest.update(np.ascontiguousarray(path.points).tobytes())
     return int.from_bytes(digest.digest(), "big") & 0x3FFFFFFF
 
 
-def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width: int,
+def _merge(side: _Sidecar, shapes: list[_Shape], width: int,
            height: int, ev: float, border: float, shift: np.ndarray) -> None:
     desc = side.description
     items = side.history_seq.findall(_q(NS_RDF, "li"))
@@ -449,25 +488,40 @@ def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width:
                             list(range(next_priority, next_priority + len(shapes))))
 
     snapshot: list[dict[str, str]] = []  # our forms so far, as mask row attributes
-    for k, (obj, regions) in enumerate(shapes):
-        num = first_num + k
+
+    def emit(shape: _Shape) -> int:
+        """Writes the shape's forms into ``snapshot``; its group's id."""
         group_id = new_id()
         members: list[tuple[int, int]] = []
-        for r, region in enumerate(regions):  # largest first: containers before islands
+        for r, region in enumerate(shape.regions):  # largest first: containers first
             for h, path in enumerate(region.paths()):
                 fid = new_id()
                 if path.is_hole:
                     state = STATE_USE | STATE_SHOW | STATE_DIFFERENCE
-                    label = f"{obj.name} hole {r + 1}.{h}"
+                    label = f"{shape.name} hole {r + 1}.{h}"
                 else:
                     state = STATE_USE | STATE_SHOW | (STATE_UNION if members else 0)
-                    label = f"{obj.name} path {r + 1}"
+                    label = f"{shape.name} path {r + 1}"
                 members.append((fid, state))
                 snapshot.append(_form_row(fid, MASK_PATH, label,
                                           _path_points(path, width, height, border, shift),
                                           path.node_count))
-        snapshot.append(_form_row(group_id, MASK_GROUP, f"grp {obj.name}",
+        for part in shape.parts:
+            # An operand with no paths adds nothing to a union, takes nothing away from a
+            # difference (it is never the first: the result would be empty, and left out).
+            if not part.has_paths():
+                continue
+            mode = COMBINE_MODE[shape.op or "union"]
+            if shape.op != "invert" and not members:
+                mode = 0  # the first member starts the group
+            members.append((emit(part), STATE_USE | STATE_SHOW | mode))
+        snapshot.append(_form_row(group_id, MASK_GROUP, f"grp {shape.name}",
                                   _group_points(members, group_id), len(members)))
+        return group_id
+
+    for k, shape in enumerate(shapes):
+        num = first_num + k
+        group_id = emit(shape)
         for old in carried:
             row = copy.deepcopy(old)
             _set_prop(row, "mask_num", str(num))
@@ -480,7 +534,7 @@ def _merge(side: _Sidecar, shapes: list[tuple[MaskObject, list[Region]]], width:
             "enabled": "1",
             "modversion": str(EXPOSURE_MODVERSION),
             "params": encode_blob(_exposure_params(ev)),
-            "multi_name": _instance_name(obj.name),
+            "multi_name": _instance_name(shape.name),
             "multi_priority": str(next_priority + k),
             "blendop_version": str(BLENDOP_VERSION),
             "blendop_params": encode_blob(_blendop_params(group_id)),

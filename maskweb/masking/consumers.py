@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 CLOSE_NOT_FOUND = 4404
 # Below Daphne's application_close_timeout (10 s), after which it kills the consumer anyway.
 DISCONNECT_WAIT_SECONDS = 5.0
+# Hover previews a socket may ask for a second (and at once); past it they are skipped.
+PREVIEW_RATE = 10.0
 # A render that could not reach Redis tries again after these pauses (the prompt is stored).
 REDIS_RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0)
 UNAVAILABLE = ("The server's cache (Redis) cannot be reached; your prompt is kept and its "
@@ -92,6 +94,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _behind_check: asyncio.TimerHandle | None = None
     _behind_sending: asyncio.Future[None] | None = None
     _preloading: asyncio.Future[None] | None = None
+    # Hover previews: the newest asked for and not yet started, and the task drawing them
+    # (one at a time per socket; a newer one replaces one that waits).
+    _preview_next: tuple[Any, Any] | None = None
+    _previewer: asyncio.Future[None] | None = None
 
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
@@ -104,6 +110,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         assert self.access is not None
         self.group = notify.group_name(self.access.session.pk)
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
+        # Previews have their own, smaller allowance: they never eat into the clicks'.
+        self.preview_bucket = TokenBucket(PREVIEW_RATE, int(PREVIEW_RATE))
         try:
             await self._join()
         except (redis.exceptions.RedisError, OSError):
@@ -141,7 +149,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         # in the executor's shutdown). A frame sent after the close is dropped by the server.
         if self._behind_check is not None:
             self._behind_check.cancel()
-        pending = [task for task in (self._renderer, self._preloading)
+        pending = [task for task in (self._renderer, self._preloading, self._previewer)
                    if task is not None and not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=DISCONNECT_WAIT_SECONDS)
@@ -176,6 +184,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
             message = inputs.json_object(text_data)
             request_id = inputs.request_id(message)
             # After the parse, so that a refused message's error carries its id.
+            if message.get("type") == "preview":
+                if self.preview_bucket.take():
+                    await self.on_preview(message, request_id)
+                else:  # past the allowance a preview is skipped, not an error
+                    await self.send_json({"type": "preview", "id": request_id,
+                                          "skipped": True})
+                return
             if not self.bucket.take():
                 await self.error("rate_limited", "Too many messages; this one was dropped.",
                                  request_id)
@@ -450,6 +465,46 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await off_loop(services.update_object)(self.access, message.get("object_id"),
                                                visible=visible)
 
+    async def on_colour(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        colour = inputs.required(message, "colour")
+        await off_loop(services.update_object)(self.access, message.get("object_id"),
+                                               colour=colour)
+
+    async def on_combine(self, message: dict[str, Any], request_id: Any) -> None:
+        assert self.access is not None
+        await off_loop(services.combine_objects)(self.access, message.get("op"),
+                                                 message.get("objects"), message.get("name"))
+
+    async def on_preview(self, message: dict[str, Any], request_id: Any) -> None:
+        """The mask a click there would give (services.preview), to this socket only. A
+        preview asked for while one is drawn replaces any that waits: the pointer moved on."""
+        self._preview_next = (inputs.required(message, "prompt"), request_id)
+        if self._previewer is None or self._previewer.done():
+            self._previewer = asyncio.ensure_future(self._draw_previews())
+
+    async def _draw_previews(self) -> None:
+        while self._preview_next is not None:
+            prompt, request_id = self._preview_next
+            self._preview_next = None
+            assert self.access is not None
+            try:
+                frame = await pools.renders.run(services.preview, self.access, prompt,
+                                                request_id)
+            except ProtocolError as exc:
+                await self.error(exc.code, exc.message, request_id)
+                continue
+            except services.Forbidden as exc:
+                await self.error("forbidden", str(exc), request_id)
+                continue
+            except Exception:
+                log.warning("a hover preview failed", exc_info=True)
+                frame = None
+            if frame is None:
+                await self.send_json({"type": "preview", "id": request_id, "skipped": True})
+            else:
+                await self.send(bytes_data=frame)
+
     async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         self._log = None
@@ -515,7 +570,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
     HANDLERS = {
         "prompt": on_prompt, "undo": on_undo, "redo": on_redo, "clear": on_clear,
         "candidate": on_candidate, "apply": on_apply, "reopen": on_reopen,
-        "rename": on_rename, "visibility": on_visibility, "delete": on_delete,
+        "rename": on_rename, "visibility": on_visibility, "colour": on_colour,
+        "combine": on_combine, "delete": on_delete, "preview": on_preview,
         "model": on_model, "ping": on_ping, "status": on_status,
     }
 

@@ -16,9 +16,10 @@ from maskweb.export import MaskObject, NothingToExport
 from maskweb.export.png import mask_png
 from maskweb.export.svg import objects_svg
 from maskweb.export.xmp import SidecarError, darktable_sidecar, sidecar_name, validate_sidecar
-from maskweb.masking import render, sidecars
+from maskweb.masking import combine, render, sidecars
 from maskweb.masking.models import MaskSession
 from maskweb.masking.prompts import ProtocolError
+from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
 from maskweb.segment.vectorize import VectorizeOptions
 
@@ -38,14 +39,20 @@ def _union(masks: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def png(photo: Photo, work_masks: Sequence[np.ndarray], *, soft: bool = False) -> bytes:
-    stored = render.stored_full_mask(photo, _union(work_masks))
+def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = False) -> bytes:
+    """The union of the objects' masks at full resolution. Plain objects are united at the
+    work size and brought up once (as before); with a combined object among them each is
+    brought up on its own (its operands one by one, maskweb.masking.combine) and united at
+    full resolution, so a combination's PNG is exactly that of its operands' PNGs."""
+    if not any(getattr(obj, "recipe", None) for obj, _ in items):
+        stored = render.stored_full_mask(photo, _union([mask for _, mask in items]))
+    else:
+        stored = _union([o.mask for o in combine.export_objects(photo, items)])
     return bytes(mask_png(stored, orientation=photo.orientation, soft=soft))
 
 
 def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list[MaskObject]:
-    full = render.stored_full_masks(photo, [mask for _, mask in items])
-    return [MaskObject(obj.name, mask) for (obj, _), mask in zip(items, full, strict=True)]
+    return combine.export_objects(photo, items)
 
 
 # The vectorization settings a download may carry (?turdsize=&alphamax=&opttolerance=, XMP
@@ -116,7 +123,7 @@ def xmp(session: MaskSession, items: Sequence[tuple[Any, np.ndarray]],
     return data, sidecar_name(session.photo_name)
 
 
-def store_sidecar(session: MaskSession, data: bytes) -> None:
+def store_sidecar(session: MaskSession, data: bytes, name: str = "") -> None:
     if not data:
         raise DownloadError(400, "invalid_sidecar", "Send the XMP file (field 'sidecar').")
     if len(data) > MAX_SIDECAR_BYTES:
@@ -126,4 +133,10 @@ def store_sidecar(session: MaskSession, data: bytes) -> None:
     except SidecarError as exc:
         raise DownloadError(400, "invalid_sidecar", f"Not a darktable XMP sidecar: {exc}") \
             from None
-    sidecars.replace(session, data)
+    sidecars.replace(session, data, safe_name(name or "")[:255])
+
+
+def remove_sidecar(session: MaskSession) -> bool:
+    """Forgets the uploaded sidecar: XMP downloads start a new one again. False when there
+    was none."""
+    return sidecars.remove(session)

@@ -13,8 +13,9 @@ import time
 
 from django.db import close_old_connections
 
-from maskweb.masking import embeddings, engine, notify
+from maskweb.masking import embeddings, engine, notify, progress
 from maskweb.masking.models import MaskSession, Status
+from maskweb.masking.progress import ProgressMeter
 from maskweb.masking.redis_client import get_redis
 from maskweb.photos.ingest import read_work_image
 from maskweb.photos.models import Photo
@@ -96,25 +97,24 @@ def encode_photo(photo_id: int, model_id: str) -> str:
     try:
         pks = _waiting(photo, model_id)
         _mark(pks, Status.ENCODING, 0.0, "Analysing the photo.")
-        last = [0.0]
 
-        def progress(fraction: float) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.25:  # at most 4 updates a second
-                last[0] = now
-                _mark(_waiting(photo, model_id), Status.ENCODING, float(fraction),
-                      "Analysing the photo.")
+        def report(fraction: float) -> None:
+            _mark(_waiting(photo, model_id), Status.ENCODING, float(fraction),
+                  "Analysing the photo.")
 
         started = time.monotonic()
         try:
             image = read_work_image(photo)
-            embedding = engine.encode(model_id, image, progress)
+            # The meter moves between the encoder's own few reports (maskweb.masking.progress).
+            with ProgressMeter(report, progress.expected_seconds(model_id)) as meter:
+                embedding = engine.encode(model_id, image, meter.step)
         except Exception as exc:
             log.exception("encoding photo %s with %s failed", photo_id, model_id)
             _mark(_waiting(photo, model_id), Status.FAILED, 0.0,
                   f"The photo could not be analysed with {model_id}: {exc}")
             return FAILED
         embeddings.store(key, embedding)
+        progress.remember_seconds(model_id, time.monotonic() - started)
         log.info("encoded photo %s with %s in %.2f s", photo_id, model_id,
                  time.monotonic() - started)
     finally:

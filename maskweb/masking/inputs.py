@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 # Deeper than any message of the protocol needs (a stroke is 3 levels): refused before any
@@ -163,6 +164,18 @@ def optional_visible(value: Any) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise ProtocolError("bad_field", "'visible' must be true or false")
     return value
+
+
+COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def optional_colour(value: Any) -> str | None:
+    """An object's overlay colour, ``#rrggbb`` (stored lower case); "" puts back the default."""
+    if value is None or value == "":
+        return value
+    if not isinstance(value, str) or not COLOUR.fullmatch(value):
+        raise ProtocolError("bad_field", "'colour' must be #rrggbb (or \"\" for the default)")
+    return value.lower()
 
 
 def model_id(value: Any) -> str:

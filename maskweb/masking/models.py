@@ -43,6 +43,10 @@ class MaskSession(models.Model):
     # The photo's existing darktable XMP as uploaded, merged on export: the name of a file in
     # the storage (maskweb.masking.sidecars), empty when none was uploaded.
     sidecar_file = models.CharField(max_length=255, blank=True, default="")
+    # The uploaded sidecar's file name and size, for the pages.
+    sidecar_name = models.CharField(max_length=255, blank=True, default="",
+                                    help_text="the uploaded sidecar's file name, for the pages")
+    sidecar_bytes = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     # Who uploaded it, as maskweb.masking.limits.client_key (a keyed hash of the address, not
@@ -51,6 +55,10 @@ class MaskSession(models.Model):
     # Last opened or changed (to within ACTIVE_PRECISION): idle sessions expire
     # (maskweb.masking.retention).
     last_active = models.DateTimeField(default=timezone.now, db_index=True)
+    # How many of its SessionChange rows are in effect (undoable) and undone (redoable): every
+    # mask frame says whether undo / redo can do anything, without a query for it.
+    changes_done = models.PositiveIntegerField(default=0)
+    changes_undone = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"session {self.pk} on {self.photo}"
@@ -60,13 +68,17 @@ class MaskObject(models.Model):
     """One object of the photo. ``actions[:cursor]`` is in effect; the rest is the redo tail.
 
     An action is ``{"op": "prompt", "prompt": {...}}`` or ``{"op": "clear"}``; prompts are in
-    the photo's *stored* pixel grid (full resolution), as the XMP needs.
+    the photo's *stored* pixel grid (full resolution), as the XMP needs. ``"rev"``: the
+    session revision the action made, which orders it against the session's other changes
+    (SessionChange) for undo; actions stored before it existed count as older than any.
     """
 
     session = models.ForeignKey(MaskSession, on_delete=models.CASCADE, related_name="mask_objects")
     number = models.PositiveIntegerField()
     name = models.CharField(max_length=100)
     visible = models.BooleanField(default=True)
+    # The overlay colour the pages draw it in, "#rrggbb"; "" for the page's own palette.
+    colour = models.CharField(max_length=7, blank=True, default="")
     applied = models.BooleanField(default=False)
     actions = models.JSONField(default=list)
     cursor = models.PositiveIntegerField(default=0)
@@ -74,6 +86,10 @@ class MaskObject(models.Model):
     # The applied mask, upright at the photo's work size, 8-bit PNG: downloads need no model.
     mask_png = models.BinaryField(null=True, blank=True)
     area = models.PositiveBigIntegerField(default=0, help_text="pixels in the stored grid")
+    # For an object made by combining others (maskweb.masking.combine): the operation and each
+    # operand's own mask, so its downloads combine the operands' full-resolution masks exactly
+    # and its XMP keeps their shapes, whatever happens to those objects afterwards.
+    recipe = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -100,3 +116,27 @@ class MaskObject(models.Model):
     @property
     def can_redo(self) -> bool:
         return self.cursor < len(self.actions)
+
+
+class SessionChange(models.Model):
+    """One undoable change to a session's objects (apply, delete, rename, visibility, reopen,
+    combine): what maskweb.masking.history needs to take it back and to make it again.
+
+    The current object's prompt log has its own undo; ``revision`` (the session revision the
+    change made) orders the two, so undo always takes back the newest change of either kind.
+    """
+
+    session = models.ForeignKey(MaskSession, on_delete=models.CASCADE, related_name="changes")
+    revision = models.PositiveBigIntegerField()
+    op = models.CharField(max_length=16)
+    data = models.JSONField(default=dict)
+    # A deleted object's applied mask (PNG), so that undoing the delete brings it back as it was.
+    mask_png = models.BinaryField(null=True, blank=True)
+    undone = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["revision"]
+        indexes = [models.Index(fields=["session", "undone", "revision"])]
+
+    def __str__(self) -> str:
+        return f"{self.op} at revision {self.revision} of session {self.session_id}"

@@ -100,6 +100,10 @@ SCHEMAS: dict[str, Any] = {
     "Object": {"type": "object", "required": ["id", "name", "visible", "area", "png_url",
                                               "svg_url", "xmp_url"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "visible": {"type": "boolean"},
+        "colour": {"type": ["string", "null"], "description": "#rrggbb the pages draw it "
+                   "in; null: the page's own palette"},
+        "combination": {"enum": ["union", "difference", "intersection", "invert", None],
+                        "description": "how it was made from other objects, or null"},
         "area": {"type": "integer", "description": "pixels in the stored grid"},
         "png_url": {"type": "string"}, "svg_url": {"type": "string"},
         "xmp_url": {"type": "string"}}},
@@ -134,6 +138,9 @@ SCHEMAS: dict[str, Any] = {
                 "scores": {"type": "array", "items": {"type": ["number", "null"]}},
                 "can_undo": {"type": "boolean"}, "can_redo": {"type": "boolean"}}},
         "objects": {"type": "array", "items": _ref("Object")},
+        "sidecar": {"type": ["object", "null"], "description": "the uploaded darktable XMP "
+                    "that XMP downloads merge into, or null", "properties": {
+                        "name": {"type": "string"}, "bytes": {"type": "integer"}}},
         "downloads": {"type": "object", "required": ["png", "svg", "xmp"], "properties": {
             "png": {"type": "string"}, "svg": {"type": "string"}, "xmp": {"type": "string"}}},
         "vectorize": {"type": "object", "description": "defaults of the SVG/XMP download "
@@ -207,6 +214,17 @@ PATHS: dict[str, Any] = {
     f"{API}/photo": {"get": {"summary": "The upright preview picture", "parameters": [TOKEN],
                              "responses": {"200": _file("image/jpeg", "The preview."),
                                            "404": NOT_FOUND}}},
+    f"{API}/photo/crop": {"get": {
+        "summary": "A region of the full-resolution photo, upright (the true 100 % view)",
+        "parameters": [TOKEN, *[
+            {"name": n, "in": "query", "required": True, "description": d,
+             "schema": {"type": "integer", "minimum": 0}}
+            for n, d in (("x", "left column, upright full-resolution pixels"),
+                         ("y", "top row"), ("w", "width, 1..2048"), ("h", "height, 1..2048"))]],
+        "responses": {"200": _file("image/jpeg", "The region at full resolution."),
+                      "400": _error("`bad_field`: not whole numbers, outside the photo, "
+                                    "empty, or over 2048 pixels a side."),
+                      "404": NOT_FOUND}}},
     f"{API}/prompts": {"post": _mask_op("Add a prompt to the current object", _ref("Prompt"))},
     f"{API}/current": {"get": {"summary": "The current object's mask", "parameters": [TOKEN],
                                "responses": {**MASK_OR_WAIT, "404": NOT_FOUND}}},
@@ -228,6 +246,22 @@ PATHS: dict[str, Any] = {
             "403": FORBIDDEN, "404": NOT_FOUND,
             "409": _error("`empty`: no mask to apply; `not_ready`: still encoding; "
                           "`too_many_objects`: the session holds MASKWEB_MAX_OBJECTS.")}}},
+    f"{API}/combine": {"post": {
+        "summary": "A new object from applied ones: union, difference (the first less the "
+                   "others), intersection, or the inverse of one (undoable)",
+        "parameters": [TOKEN],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["op", "objects"], "properties": {
+                "op": {"enum": ["union", "difference", "intersection", "invert"]},
+                "objects": {"type": "array", "items": {"type": "integer"},
+                            "minItems": 1, "maxItems": 16},
+                "name": {"type": "string", "maxLength": 100}}}}}},
+        "responses": {
+            "201": _json({"type": "object", "required": ["object", "objects"], "properties": {
+                "object": _ref("Object"),
+                "objects": {"type": "array", "items": _ref("Object")}}}, "Made."),
+            "400": BAD, "403": FORBIDDEN, "404": NOT_FOUND,
+            "409": _error("`empty`: the combination has no pixel; `too_many_objects`.")}}},
     f"{API}/model": {"put": {
         "summary": "Switch the model (re-encodes, replays the prompts)", "parameters": [TOKEN],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -241,11 +275,13 @@ PATHS: dict[str, Any] = {
                                    "objects": {"type": "array", "items": _ref("Object")}}},
                                    "The list."), "404": NOT_FOUND}}},
     f"{API}/objects/{{number}}": {
-        "patch": {"summary": "Rename or hide/show an object", "parameters": [TOKEN, NUMBER],
+        "patch": {"summary": "Rename, hide/show or colour an object (undoable)",
+                  "parameters": [TOKEN, NUMBER],
                   "requestBody": {"required": True, "content": {"application/json": {
                       "schema": {"type": "object", "properties": {
                           "name": {"type": "string", "minLength": 1, "maxLength": 100},
-                          "visible": {"type": "boolean"}}}}}},
+                          "visible": {"type": "boolean"},
+                          "colour": {"type": "string", "pattern": "^(#[0-9a-fA-F]{6})?$"}}}}}},
                   "responses": {"200": _json(_ref("Object"), "The object."), "400": BAD,
                                 "403": FORBIDDEN, "404": NOT_FOUND}},
         "delete": {"summary": "Delete an object", "parameters": [TOKEN, NUMBER],
@@ -299,7 +335,12 @@ PATHS: dict[str, Any] = {
             "application/rdf+xml": {"schema": {"type": "string", "format": "binary"}}}},
         "responses": {"200": _json({"type": "object"}, "Stored."),
                       "400": _error("`invalid_sidecar`."), "403": FORBIDDEN,
-                      "404": NOT_FOUND}}},
+                      "404": NOT_FOUND}},
+        "delete": {
+        "summary": "Forget the uploaded XMP: downloads start a new sidecar again",
+        "parameters": [TOKEN],
+        "responses": {"204": {"description": "Removed (also when there was none)."},
+                      "403": FORBIDDEN, "404": NOT_FOUND}}},
 }
 
 

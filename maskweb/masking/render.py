@@ -40,7 +40,7 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
-from maskweb.masking import embeddings, engine
+from maskweb.masking import embeddings, engine, history
 from maskweb.masking.cores import Cores
 from maskweb.masking.flight import SingleFlight
 from maskweb.masking.lru import ByteLRU
@@ -319,7 +319,7 @@ def mask_header(session: MaskSession, obj: MaskObject, current: CurrentMask,
         "object_id": obj.number, "width": photo.work_width, "height": photo.work_height,
         "candidate": current.candidate, "scores": current.scores, "bbox": bbox(current.mask),
         "prompts": [to_upright(p, photo) for p in obj.effective_prompts()],
-        "can_undo": obj.can_undo, "can_redo": obj.can_redo,
+        "can_undo": history.can_undo(session, obj), "can_redo": history.can_redo(session, obj),
         "empty": current.mask is None,
     }
 

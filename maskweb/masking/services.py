@@ -12,13 +12,24 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from maskweb.masking import downloads, embeddings, encoding, engine, inputs, notify, render
+from maskweb.masking import (
+    combine,
+    downloads,
+    embeddings,
+    encoding,
+    engine,
+    history,
+    inputs,
+    notify,
+    render,
+)
 from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import parse_upright, to_stored, to_upright
@@ -241,6 +252,8 @@ def switch_model(access: Access, model_id: Any) -> MaskSession:
 def object_dict(session: MaskSession, obj: MaskObject, token: str) -> dict[str, Any]:
     base = f"/api/v1/sessions/{token}/objects/{obj.number}"
     return {"id": obj.number, "name": obj.name, "visible": obj.visible, "area": obj.area,
+            "colour": obj.colour or None,
+            "combination": obj.recipe["op"] if obj.recipe else None,
             "png_url": f"{base}/mask.png", "svg_url": f"{base}/mask.svg",
             "xmp_url": f"{base}/sidecar.xmp"}
 
@@ -279,12 +292,14 @@ def session_state(access: Access, *, scores: list[float | None] | None = None) -
             if current else [],
             "candidate": current.candidate if current else 0,
             "scores": scores or [],
-            "can_undo": bool(current and current.can_undo),
-            "can_redo": bool(current and current.can_redo),
+            "can_undo": history.can_undo(session, current),
+            "can_redo": history.can_redo(session, current),
         },
         "objects": objects_list(session, token),
         "downloads": {"png": f"{api}/mask.png", "svg": f"{api}/masks.svg",
                       "xmp": f"{api}/sidecar.xmp"},
+        "sidecar": ({"name": session.sidecar_name or "sidecar.xmp",
+                     "bytes": session.sidecar_bytes} if session.sidecar_file else None),
         "vectorize": downloads.vector_defaults(),
         "vectorize_bounds": downloads.vector_bounds(),
         "limits": {"max_stroke_points": settings.WS_MAX_STROKE_POINTS,
@@ -354,8 +369,11 @@ def _record(access: Access, action: dict[str, Any] | None,
             if action["op"] == "prompt" and len(obj.effective_prompts()) >= settings.WS_MAX_PROMPTS:
                 raise ProtocolError("too_many_points", f"an object has at most "
                                     f"{settings.WS_MAX_PROMPTS} prompts; apply it or clear it")
+            # The revision this write makes orders it against the session's other changes.
+            action = {**action, "rev": session.revision + 1}
             obj.actions = obj.actions[: obj.cursor] + [action]
             obj.cursor = len(obj.actions)
+            history.forget_undone(session)
             obj.candidate = 0
         elif change is not None and not change(obj):
             return None  # nothing to undo / redo: no revision, no broadcast
@@ -403,23 +421,39 @@ def clear(access: Access) -> None:
 
 
 def undo(access: Access) -> None:
-    def step(obj: MaskObject) -> bool:
-        if not obj.can_undo:
-            return False
-        obj.cursor -= 1
-        obj.candidate = 0
-        return True
-    _record(access, None, step)
+    """Takes back the newest change of the session: a prompt of the current object, or an
+    apply, delete, rename, visibility, reopen or combine (maskweb.masking.history)."""
+    _step(access, forward=False)
 
 
 def redo(access: Access) -> None:
-    def step(obj: MaskObject) -> bool:
-        if not obj.can_redo:
-            return False
-        obj.cursor += 1
+    """Makes the oldest undone change again."""
+    _step(access, forward=True)
+
+
+def _step(access: Access, *, forward: bool) -> None:
+    access.require_edit()
+    with transaction.atomic():
+        session, obj = _locked(access)
+        change = history.next_change(session, forward)
+        rev = history.prompt_rev(obj, forward)
+        if change is not None and (rev is None or (change.revision < rev if forward
+                                                   else change.revision > rev)):
+            (history.replay if forward else history.revert)(session, change)
+            _bump(session)
+            pk = session.pk
+
+            def tell() -> None:
+                notify.objects(pk)
+                notify.state(pk)
+            transaction.on_commit(tell)
+            return
+        if rev is None:
+            return  # nothing to undo / redo: no revision, no broadcast
+        obj.cursor += 1 if forward else -1
         obj.candidate = 0
-        return True
-    _record(access, None, step)
+        obj.save(update_fields=["cursor", "candidate"])
+        _bump(session)
 
 
 def select_candidate(access: Access, index: Any) -> None:
@@ -584,6 +618,49 @@ def add_prompt_and_render(access: Access, prompt: Any,
     return render_prompts(access, request_id, written=written)
 
 
+# --- hover preview -------------------------------------------------------------------------
+
+def preview(access: Access, prompt: Any, request_id: Any = None) -> bytes | None:
+    """The mask a click at this point would give the current object, as a binary frame
+    (header ``"type": "preview"``), without storing anything; None when no decode core is
+    free right now.
+
+    A preview is worth less than any click: it decodes only on a core nobody is waiting for
+    (render.predict's ``wait_for_core=False``; cores are handed to waiting clicks first), so
+    while clicks queue, previews are skipped instead of making the clicks wait longer. What
+    it can still cost a click that comes while it decodes is one decode, at most.
+    """
+    access.require_edit()
+    session = reload(access.session)
+    if session.status != Status.READY:
+        raise ProtocolError("not_ready", "The photo is still being analysed.")
+    parsed = parse_upright(prompt, session.photo)
+    if parsed["kind"] != "point":
+        raise ProtocolError("bad_field", "A preview is of a click: a 'point' prompt.")
+    obj = session.current
+    prompts = [*(obj.effective_prompts() if obj is not None else []),
+               to_stored(parsed, session.photo)]
+    if len(prompts) > settings.WS_MAX_PROMPTS:
+        raise ProtocolError("too_many_points", "This object has as many prompts as it may.")
+    try:
+        prediction = render.predict(session, prompts, alongside=True, wait_for_core=False)
+    except render.EmbeddingMissing:
+        return None  # the next real click asks for the encode
+    if prediction is None:
+        return None
+    photo = session.photo
+    mask = np.asarray(prediction.candidates[0].mask, dtype=bool) if prediction.candidates \
+        else None
+    if mask is not None and mask.shape != (photo.work_height, photo.work_width):
+        mask = render.resize_mask(mask, photo.work_width, photo.work_height)
+    empty = mask is None or not mask.any()
+    header = {"type": "preview", "v": 1, "id": request_id, "object_id":
+              obj.number if obj is not None else None, "prompt": parsed,
+              "width": photo.work_width, "height": photo.work_height,
+              "bbox": None if empty else render.bbox(mask), "empty": empty}
+    return render.mask_frame(header, b"" if mask is None or empty else render.png_bytes(mask))
+
+
 # --- objects -------------------------------------------------------------------------------
 
 def apply(access: Access, name: Any = None) -> MaskObject:
@@ -615,6 +692,8 @@ def apply(access: Access, name: Any = None) -> MaskObject:
         if locked.current_id != obj.pk:
             raise ProtocolError("bad_field", "The current object changed meanwhile; try again.")
         obj.refresh_from_db()
+        name_before = obj.name
+        obj.actions = obj.actions[: obj.cursor]  # its undone prompts are older than the apply
         obj.applied = True
         obj.candidate = current.candidate
         obj.mask_png = render.png_bytes(current.mask)
@@ -622,13 +701,56 @@ def apply(access: Access, name: Any = None) -> MaskObject:
         if name is not None:
             obj.name = name
         obj.save()
-        _new_object(locked)
+        new = _new_object(locked)
         _bump(locked)
+        history.record(locked, "apply", {"object": obj.number, "next": new.number,
+                                         "name": [name_before, obj.name]})
     # The (empty) mask of the new current object first, then the list: a page that sees the
     # new list has already been told that the current mask is gone.
     render_current(reload(session))
     notify.objects(session.pk)
     return obj
+
+
+def combine_objects(access: Access, op: Any, numbers: Any, name: Any = None) -> MaskObject:
+    """A new applied object from applied ones: the union of all, the first less the others,
+    what they all share, or the inverse of one (maskweb.masking.combine). The operands stay
+    as they are; undo deletes the new object."""
+    access.require_edit()
+    op, numbers = combine.check_request(op, numbers)
+    name = inputs.optional_name(name)
+    with transaction.atomic():
+        session, _ = _locked(access)
+        operands = [get_object(session, number) for number in numbers]
+        for obj in operands:
+            if not obj.applied or not obj.mask_png:
+                raise ProtocolError("bad_field", f"{obj.name} is not applied yet: apply it "
+                                    "first, then combine it.")
+        if session.mask_objects.filter(applied=True).count() >= settings.MAX_OBJECTS:
+            raise ProtocolError("too_many_objects", f"A session holds at most "
+                                f"{settings.MAX_OBJECTS} objects; delete one first.")
+        recipe = combine.make_recipe(op, [
+            combine.operand(obj.name, bytes(obj.mask_png or b""), obj.recipe)
+            for obj in operands])
+        mask = combine.work_mask(recipe)
+        png = render.png_bytes(mask)
+        if not mask.any():
+            raise ProtocolError("empty", "The combination is empty (nothing is in "
+                                f"{'all of them' if op == 'intersection' else 'it'}); "
+                                "no object was made.")
+        last = session.mask_objects.order_by("-number").first()
+        number = (last.number if last else 0) + 1
+        new = MaskObject.objects.create(
+            session=session, number=number,
+            name=name or combine.default_name(op, [o.name for o in operands]),
+            applied=True, mask_png=png, area=render.stored_area(session.photo, mask),
+            recipe=recipe)
+        _bump(session)
+        history.record(session, "combine", {"object": history.snapshot(new)}, png)
+        transaction.on_commit(lambda: notify.objects(session.pk))
+    # A frame with the new revision: every page learns that undo can take this back.
+    render_current(reload(session))
+    return new
 
 
 def get_object(session: MaskSession, number: Any) -> MaskObject:
@@ -640,19 +762,28 @@ def get_object(session: MaskSession, number: Any) -> MaskObject:
 
 
 def update_object(access: Access, number: Any, *, name: Any = None,
-                  visible: Any = None) -> MaskObject:
+                  visible: Any = None, colour: Any = None) -> MaskObject:
     access.require_edit()
     name = inputs.optional_name(name)
     visible = inputs.optional_visible(visible)
+    colour = inputs.optional_colour(colour)
     with transaction.atomic():
-        obj = get_object(access.session, number)
-        if name is not None:
-            obj.name = name
-        if visible is not None:
-            obj.visible = visible
-        obj.save(update_fields=["name", "visible"])
-        _bump(access.session)
-        transaction.on_commit(lambda: notify.objects(access.session.pk))
+        session, _ = _locked(access)
+        obj = get_object(session, number)
+        changed = {field: [getattr(obj, field), value]
+                   for field, value in (("name", name), ("visible", visible),
+                                        ("colour", colour))
+                   if value is not None and getattr(obj, field) != value}
+        if not changed:
+            return obj
+        for field, (_, value) in changed.items():
+            setattr(obj, field, value)
+        obj.save(update_fields=list(changed))
+        _bump(session)
+        history.record(session, "update", {"object": obj.number, "fields": changed})
+        transaction.on_commit(lambda: notify.objects(session.pk))
+    # A frame with the new revision: every page learns that undo can take this back.
+    render_current(reload(session))
     return obj
 
 
@@ -661,12 +792,16 @@ def delete_object(access: Access, number: Any) -> None:
     with transaction.atomic():
         session, _ = _locked(access)
         obj = get_object(session, number)
+        data: dict[str, Any] = {"object": history.snapshot(obj)}
         if obj.pk == session.current_id:
+            data["current"] = True
             obj.actions, obj.cursor, obj.candidate = [], 0, 0  # deleting the current: empty it
             obj.save(update_fields=["actions", "cursor", "candidate"])
         else:
             obj.delete()
         _bump(session)
+        history.record(session, "delete", data,
+                       bytes(obj.mask_png) if obj.mask_png and not data.get("current") else None)
         transaction.on_commit(lambda: notify.objects(session.pk))
     render_current(reload(session))
 
@@ -675,6 +810,9 @@ def reopen(access: Access, number: Any) -> MaskSession:
     """The object becomes current again; a current object with prompts is applied first."""
     access.require_edit()
     obj = get_object(access.session, number)
+    if obj.recipe:
+        raise ProtocolError("bad_field", f"{obj.name} was made by combining objects: it has "
+                            "no prompts to refine. Reopen one of its operands instead.")
     session = reload(access.session)
     current = session.current
     if current is not None and current.pk != obj.pk and current.effective_prompts():
@@ -683,13 +821,17 @@ def reopen(access: Access, number: Any) -> MaskSession:
         session = MaskSession.objects.select_for_update().get(pk=session.pk)
         leftover = (MaskObject.objects.filter(pk=session.current_id).first()
                if session.current_id else None)
-        if leftover is not None and leftover.pk != obj.pk and not leftover.applied \
-                and not leftover.actions:
+        if leftover is not None and leftover.pk == obj.pk:
+            return reload(session)  # already the current object: nothing to do
+        change: dict[str, Any] = {"object": obj.number,
+                                  "previous": leftover.number if leftover else None}
+        if leftover is not None and not leftover.applied and not leftover.actions:
             leftover.delete()  # the empty "next object" is not worth keeping
         MaskObject.objects.filter(pk=obj.pk).update(applied=False)
         session.current_id = obj.pk
         session.save(update_fields=["current"])
         _bump(session)
+        history.record(session, "reopen", change)
         pk = session.pk
 
         def tell() -> None:
@@ -708,6 +850,26 @@ def delete_session(access: Access) -> None:
 
     access.require_edit()
     retention.delete_session(access.session)
+
+
+# --- the uploaded darktable sidecar ---------------------------------------------------------
+
+def store_sidecar(access: Access, data: bytes, name: str = "") -> None:
+    """Keeps the photo's existing XMP: later XMP downloads merge into it. Every page is told
+    (its label says which file the downloads merge into)."""
+    access.require_edit()
+    downloads.store_sidecar(access.session, data, name)
+    _bump(access.session)
+    notify.state(access.session.pk)
+
+
+def remove_sidecar(access: Access) -> None:
+    """Forgets the uploaded XMP: downloads start a new sidecar again (nothing to remove is
+    fine: the answer is the same)."""
+    access.require_edit()
+    if downloads.remove_sidecar(access.session):
+        _bump(access.session)
+        notify.state(access.session.pk)
 
 
 # --- downloads -----------------------------------------------------------------------------

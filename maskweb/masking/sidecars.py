@@ -25,16 +25,33 @@ def read(session: MaskSession) -> bytes | None:
     return storage.read(session.sidecar_file) if session.sidecar_file else None
 
 
-def replace(session: MaskSession, data: bytes) -> None:
-    """Stores ``data`` as the session's sidecar (checked by the caller)."""
+def replace(session: MaskSession, data: bytes, shown_name: str = "") -> None:
+    """Stores ``data`` (checked by the caller) as the session's sidecar; ``shown_name`` is the
+    uploaded file's name, for the pages."""
     old = MaskSession.objects.filter(pk=session.pk).values_list("sidecar_file", flat=True) \
         .first()
     name = name_for(session.pk, data)
     storage.save_bytes(name, data)
-    MaskSession.objects.filter(pk=session.pk).update(sidecar_file=name)
-    session.sidecar_file = name
+    MaskSession.objects.filter(pk=session.pk).update(
+        sidecar_file=name, sidecar_name=shown_name, sidecar_bytes=len(data))
+    session.sidecar_file, session.sidecar_name, session.sidecar_bytes = \
+        name, shown_name, len(data)
     if old and old != name:
         forget(old)
+
+
+def remove(session: MaskSession) -> bool:
+    """Forgets the session's sidecar: XMP downloads start a new one again. False when there
+    was none."""
+    old = MaskSession.objects.filter(pk=session.pk).values_list("sidecar_file", flat=True) \
+        .first()
+    if not old:
+        return False
+    MaskSession.objects.filter(pk=session.pk, sidecar_file=old).update(
+        sidecar_file="", sidecar_name="", sidecar_bytes=0)
+    session.sidecar_file, session.sidecar_name, session.sidecar_bytes = "", "", 0
+    forget(old)
+    return True
 
 
 def forget(name: str) -> None:

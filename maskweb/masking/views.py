@@ -23,12 +23,13 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from maskweb.export.filenames import download_name
 from maskweb.masking import download_jobs, downloads, inputs, limits, services
 from maskweb.masking.errors import error, method_not_allowed
 from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, Status
 from maskweb.masking.openapi import openapi_document
-from maskweb.photos import storage
+from maskweb.photos import crops, storage
 from maskweb.photos.ingest import UploadError, ingest
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 STATUS_OF = {"internal": 500, "bad_field": 400, "bad_json": 400, "out_of_bounds": 400,
              "too_many_points": 400, "not_found": 404, "empty": 409, "not_ready": 409,
              "forbidden": 403, "unknown_type": 400, "too_large": 413,
-             "too_many_objects": 409}
+             "too_many_objects": 409, "conflict": 409}
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 View = Callable[..., Any]
@@ -219,6 +220,24 @@ def photo(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     return response
 
 
+@api(["GET"])
+def photo_crop(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+    """A region of the full-resolution photo, upright (the page's true 100 % view)."""
+    values = []
+    for name in ("x", "y", "w", "h"):
+        raw = request.GET.get(name, "")
+        if not raw.isdigit() or len(raw) > 6:
+            raise ProtocolError("bad_field", f"'{name}' must be a whole number of pixels")
+        values.append(int(raw))
+    try:
+        data = crops.crop_jpeg(access.session.photo, *values)
+    except crops.CropError as exc:
+        raise ProtocolError("bad_field", str(exc)) from None
+    response = HttpResponse(data, content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=86400, immutable"  # a photo never changes
+    return response
+
+
 def _mask_answer(access: services.Access, request_id: str | None = None) -> HttpResponseBase:
     rendered = services.render_current(access.session, request_id)
     if rendered.header is None:
@@ -276,6 +295,17 @@ def apply(request: HttpRequest, access: services.Access) -> HttpResponseBase:
                          "objects": services.objects_list(session, token)}, status=201)
 
 
+@api(["POST"])
+def combine(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+    body = json_body(request)
+    obj = services.combine_objects(access, body.get("op"), body.get("objects"),
+                                   body.get("name"))
+    session = services.reload(access.session)
+    token = session.edit_token
+    return JsonResponse({"object": services.object_dict(session, obj, token),
+                         "objects": services.objects_list(session, token)}, status=201)
+
+
 @api(["PUT"])
 def model(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     session = services.switch_model(access, json_body(request).get("model"))
@@ -296,10 +326,10 @@ def object_detail(request: HttpRequest, access: services.Access, number: int) ->
         services.delete_object(access, number)
         return HttpResponse(status=204)
     body = json_body(request)
-    if "name" not in body and "visible" not in body:
-        raise ProtocolError("bad_field", "send 'name' and/or 'visible'")
+    if not {"name", "visible", "colour"} & set(body):
+        raise ProtocolError("bad_field", "send 'name', 'visible' and/or 'colour'")
     obj = services.update_object(access, number, name=body.get("name"),
-                                 visible=body.get("visible"))
+                                 visible=body.get("visible"), colour=body.get("colour"))
     return JsonResponse(services.object_dict(access.session, obj, access.session.edit_token))
 
 
@@ -334,6 +364,14 @@ def _stem(access: services.Access) -> str:
     return Path(access.session.photo_name).stem or "photo"
 
 
+def _object_filename(access: services.Access, obj: MaskObject, extension: str,
+                     variant: str = "") -> str:
+    """``<photo>-<object name>[-soft].<ext>``: named after the object, as the user named it
+    (safe on every OS, see maskweb.export.filenames); the hard and soft PNG differ."""
+    return download_name(_stem(access), obj.name or f"object {obj.number}", variant,
+                         extension=extension, fallback=f"object-{obj.number}")
+
+
 def _soft(request: HttpRequest) -> bool:
     return request.GET.get("soft") in ("1", "true", "yes")
 
@@ -345,8 +383,8 @@ def object_png(request: HttpRequest, access: services.Access, number: int) -> An
     session = services.reload(access.session)
     return download_jobs.Job(
         download_jobs.cache_key("object.png", session, [obj], {"soft": soft}),
-        lambda: downloads.png(session.photo, [_object_mask(session, obj)], soft=soft),
-        "image/png", f"{_stem(access)}-{obj.number}.png")
+        lambda: downloads.png(session.photo, [(obj, _object_mask(session, obj))], soft=soft),
+        "image/png", _object_filename(access, obj, "png", "soft" if soft else ""))
 
 
 @api(["GET"])
@@ -358,7 +396,7 @@ def object_svg(request: HttpRequest, access: services.Access, number: int) -> An
         download_jobs.cache_key("object.svg", session, [obj], _params(request)),
         lambda: downloads.svg(session.photo, [(obj, _object_mask(session, obj))],
                               options).encode(),
-        "image/svg+xml", f"{_stem(access)}-{obj.number}.svg")
+        "image/svg+xml", _object_filename(access, obj, "svg"))
 
 
 @api(["GET"])
@@ -406,7 +444,7 @@ def all_png(request: HttpRequest, access: services.Access) -> Any:
     session = services.reload(access.session)
     return download_jobs.Job(
         download_jobs.cache_key("all.png", session, _visible(session), {"soft": soft}),
-        lambda: downloads.png(session.photo, [m for _, m in _all(session)], soft=soft),
+        lambda: downloads.png(session.photo, _all(session), soft=soft),
         "image/png", f"{_stem(access)}-mask.png")
 
 
@@ -447,13 +485,18 @@ def _sidecar_job(request: HttpRequest, session: Any, kind: str, objects: list[Ma
                              make, "application/rdf+xml", filename)
 
 
-@api(["POST"])
+@api(["POST", "DELETE"])
 def upload_sidecar(request: HttpRequest, access: services.Access) -> HttpResponseBase:
     access.require_edit()
+    if request.method == "DELETE":
+        services.remove_sidecar(access)
+        return HttpResponse(status=204)
+    name = ""
     if request.content_type == "multipart/form-data":
         upload = request.FILES.get("sidecar")
         data = upload.read(4 * 1024 * 1024 + 1) if upload is not None else b""
+        name = upload.name if upload is not None and upload.name else ""
     else:
         data = request.body
-    downloads.store_sidecar(access.session, data)
-    return JsonResponse({"sidecar": True, "bytes": len(data)})
+    services.store_sidecar(access, data, name)
+    return JsonResponse({"sidecar": True, "bytes": len(data), "name": name})

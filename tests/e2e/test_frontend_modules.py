@@ -195,6 +195,16 @@ def test_download_file_name_comes_from_content_disposition(module_page):
     assert out == ["IMG_1.JPG.xmp", "café.svg", None]
 
 
+def test_the_analysis_subtitle_does_not_repeat_its_title(module_page):
+    out = js(module_page, """
+        const u = await imp('ui.js');
+        return [u.sameWords('Analysing the photo.', 'Analysing the photo…'),
+                u.sameWords("The photo's analysis was lost (cache cleared); analysing it again.",
+                            'Re-encoding the photo…')];
+    """)
+    assert out == [True, False]
+
+
 def test_reconnect_delay_grows_and_is_capped(module_page):
     out = js(module_page, """
         const p = await imp('protocol.js');

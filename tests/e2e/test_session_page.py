@@ -283,6 +283,21 @@ def test_click_refine_undo_apply_and_download_png(live_stack, browser, artifacts
         page.wait_for_function(
             "() => document.getElementById('sidecar-label').textContent.includes('000.jpg.xmp')",
             timeout=WAIT_MS)
+
+        # The page knows the sidecar after a reload (the server's state), and removes it.
+        page.reload()
+        wait_or_explain(page, "document.body.dataset.connection === 'online'", live_stack)
+        page.wait_for_function(
+            "() => document.getElementById('sidecar-label').textContent.includes('000.jpg.xmp')",
+            timeout=WAIT_MS)
+        page.screenshot(path=str(artifacts / "sidecar-merging.png"))
+        page.click("#sidecar-remove")
+        page.wait_for_function(
+            "() => document.getElementById('sidecar-label').textContent.startsWith('Merge into')"
+            " && document.getElementById('sidecar-remove').hidden", timeout=WAIT_MS)
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}",
+                                    timeout=30) as r:
+            assert json.loads(r.read())["sidecar"] is None
         assert page.js_errors == []
     finally:
         context.close()
@@ -477,7 +492,8 @@ def tint_bits(page, expression: str) -> np.ndarray:
     return np.array(out["bits"], bool).reshape(out["h"], out["w"])
 
 
-def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt_mask):
+def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, artifacts,
+                                                         gt_mask):
     context, page = new_page(browser)
     page.on("dialog", lambda d: d.accept())  # the delete confirmation
     try:
@@ -506,6 +522,17 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
                                timeout=WAIT_MS)
         assert server_objects()[0]["name"] == "Bear"
 
+        # Its PNG downloads are named after it, the soft one distinct.
+        for item, expected in (("dl-object-png", "000-Bear.png"),
+                               ("dl-object-soft-png", "000-Bear-soft.png"),
+                               ("dl-object-svg", "000-Bear.svg")):
+            rows.nth(0).locator(".more").click()
+            if item == "dl-object-png":
+                page.screenshot(path=str(artifacts / "object-menu.png"))
+            with page.expect_download(timeout=WAIT_MS) as info:
+                page.click(f".menu .{item}")
+            assert info.value.suggested_filename == expected
+
         # One object's darktable sidecar, from its menu: that object's mask group only.
         rows.nth(0).locator(".more").click()
         with page.expect_request(lambda r: "/objects/1/sidecar.xmp" in r.url) as request, \
@@ -532,6 +559,293 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, gt
         page.click(".menu .delete-object")
         page.wait_for_function("() => window.maskweb.app.objects.length === 0", timeout=WAIT_MS)
         assert server_objects() == []
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_undo_takes_back_apply_and_delete_also_after_a_reload(live_stack, browser, artifacts,
+                                                              gt_mask):
+    """Ctrl+Z covers the session's object changes, not only prompts: a deleted object comes
+    back with its mask, an apply is taken back, and the history is the server's (a reloaded
+    page goes on undoing); Ctrl+Shift+Z makes it again."""
+    context, page = new_page(browser)
+    page.on("dialog", lambda d: d.accept())  # the delete confirmation
+    try:
+        upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        page.mouse.click(*to_page(page, fx, fy), button="right")  # right-click applies
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        page.locator("#objects-list .object .more").first.click()
+        page.click(".menu .delete-object")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 0", live_stack)
+
+        # Undo the delete: the object is listed again and its mask drawn in its colour.
+        page.keyboard.press("Control+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        wait_or_explain(page, "() => { const r = window.maskweb.app.objectMasks.get(1);"
+                        " return r && r.mask && r.mask.area > 1000; }", live_stack)
+        page.screenshot(path=str(artifacts / "undo-delete.png"))
+
+        # Reload: the history is the server's. Undo the apply: the bear is the current object
+        # again, its prompt and mask shown, the list empty.
+        page.reload()
+        wait_or_explain(page, "document.body.dataset.connection === 'online'"
+                        " && document.body.dataset.status === 'ready'", live_stack)
+        assert not page.is_disabled("#undo-btn")
+        seq = mask_seq(page)
+        page.keyboard.press("Control+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 0", live_stack)
+        wait_new_mask(page, seq)
+        assert page.text_content("#prompt-count") == "1 prompt"
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        page.screenshot(path=str(artifacts / "undo-apply.png"))
+
+        # Redo: applied again.
+        page.keyboard.press("Control+Shift+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def photo_canvas_rgb(page, points: list[tuple[float, float]]) -> np.ndarray:
+    """The photo canvas's colours (photo + applied objects) at full-res points, (n, 3)."""
+    out = page.evaluate("""(pts) => {
+        const v = window.maskweb.viewer;
+        v.drawNow();
+        const c = v.photoCanvas;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return pts.map(([x, y]) => {
+          const p = v.toPreview(x, y);
+          const sx = Math.floor((p.x * v.view.scale + v.view.tx) * v.dpr);
+          const sy = Math.floor((p.y * v.view.scale + v.view.ty) * v.dpr);
+          const i = 4 * (sy * c.width + sx);
+          return [d[i], d[i + 1], d[i + 2]];
+        });
+    }""", [list(p) for p in points])
+    return np.array(out, float)
+
+
+def test_applied_objects_show_in_their_colour_at_the_chosen_opacity(live_stack, browser,
+                                                                      artifacts, gt_mask):
+    """An applied object is tinted clearly in its own colour, which its editor picks from the
+    swatch (shared through the server); the opacity slider sets how strongly; the current
+    object stays blue with a dashed outline; the object menu fits in the window."""
+    context, page = new_page(browser)
+    try:
+        token = upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        page.mouse.click(*to_page(page, fx, fy), button="right")
+        wait_or_explain(page, "() => { const r = window.maskweb.app.objectMasks.get(1);"
+                        " return r && r.mask && r.mask.area > 1000; }", live_stack)
+        inside = sample(gt_mask, 200)
+        page.evaluate("() => { window.maskweb.viewer.showMasks = false; }")
+        bare = photo_canvas_rgb(page, inside)
+        page.evaluate("() => { window.maskweb.viewer.showMasks = true; }")
+        default = photo_canvas_rgb(page, inside)
+        # Clearly visible: the tint moves the object's pixels by a good amount on average.
+        assert np.abs(default - bare).mean() > 25
+
+        # Red, picked from the swatch: the server keeps it, the object turns red.
+        page.locator("#objects-list .object .colour-input").first.fill("#ff0000")
+        wait_or_explain(page, "() => window.maskweb.app.objects[0].colour === '#ff0000'",
+                        live_stack)
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}/objects",
+                                    timeout=30) as r:
+            assert json.loads(r.read())["objects"][0]["colour"] == "#ff0000"
+        red = photo_canvas_rgb(page, inside)
+        shift = (red - bare).mean(axis=0)
+        assert shift[0] > 20 and shift[0] > shift[1] + 20 and shift[0] > shift[2] + 20, shift
+
+        # The opacity slider: stronger tint at 100 % than at 10 %.
+        page.locator("#mask-opacity").fill("0.1")
+        faint = np.abs(photo_canvas_rgb(page, inside) - bare).mean()
+        page.locator("#mask-opacity").fill("1")
+        strong = np.abs(photo_canvas_rgb(page, inside) - bare).mean()
+        assert strong > 3 * faint, (faint, strong)
+        assert page.text_content("#mask-opacity-out") == "100 %"
+        page.locator("#mask-opacity").fill("0.45")
+
+        # The current object over it: blue (more blue than red) where it is.
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        assert tinted_share(page, sample(gt_mask)) > 0.7
+        page.screenshot(path=str(artifacts / "overlay-colours.png"))
+
+        # The object's menu: icons at button size, the whole menu inside the window.
+        page.locator("#objects-list .object .more").first.click()
+        menu = page.locator(".menu").bounding_box()
+        assert menu is not None
+        assert menu["x"] >= 0 and menu["y"] >= 0
+        assert menu["x"] + menu["width"] <= VIEWPORT["width"]
+        assert menu["y"] + menu["height"] <= VIEWPORT["height"]
+        sizes = page.evaluate("() => [...document.querySelectorAll('.menu svg')].map("
+                              "s => s.getBoundingClientRect().width)")
+        assert sizes and max(sizes) <= 20, sizes
+        page.screenshot(path=str(artifacts / "object-menu.png"))
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_combine_subtract_and_invert_objects_from_the_list(live_stack, browser, artifacts,
+                                                           gt_mask):
+    """Tick two objects and Subtract: a new object, exactly the first's PNG less the
+    second's; Ctrl+Z takes it back; tick one and Invert: its inverse."""
+    context, page = new_page(browser)
+    try:
+        token = upload_through_page(page, live_stack)
+        api = f"{live_stack.url}/api/v1/sessions/{token}"
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        page.keyboard.press("Enter")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 1", live_stack)
+        # A box over the bear's left half: a second object that overlaps the first.
+        ys, xs = np.nonzero(gt_mask)
+        x0, x1 = float(xs.min()) - 5, float(xs.min() + xs.max()) / 2
+        y0, y1 = float(ys.min()) - 5, float(ys.max()) + 5
+        seq = mask_seq(page)
+        page.mouse.move(*to_page(page, x0, y0))
+        page.mouse.down()
+        page.mouse.move(*to_page(page, x1, y1), steps=8)
+        page.mouse.up()
+        wait_new_mask(page, seq)
+        page.keyboard.press("Enter")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 2", live_stack)
+
+        def png(url: str) -> np.ndarray:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                return np.asarray(Image.open(io.BytesIO(r.read())).convert("L")) >= 128
+
+        first, second = png(f"{api}/objects/1/mask.png"), png(f"{api}/objects/2/mask.png")
+        assert (first & second).any() and (first & ~second).any()
+
+        rows = page.locator("#objects-list .object")
+        assert page.is_hidden("#combine-bar")
+        rows.nth(0).locator(".select-object").check()
+        assert page.is_disabled("#combine-difference") and not page.is_disabled("#combine-invert")
+        rows.nth(1).locator(".select-object").check()
+        assert not page.is_disabled("#combine-difference") and page.is_disabled("#combine-invert")
+        page.screenshot(path=str(artifacts / "combine-selected.png"))
+        page.click("#combine-difference")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 3", live_stack)
+        made = page.evaluate("window.maskweb.app.objects[2]")
+        assert made["name"] == "Object 1 − Object 2" and made["combination"] == "difference"
+        assert np.array_equal(png(f"{api}/objects/{made['id']}/mask.png"), first & ~second)
+        wait_or_explain(page, f"() => {{ const r = window.maskweb.app.objectMasks.get("
+                              f"{made['id']}); return r && r.mask && r.mask.area > 100; }}",
+                        live_stack)
+        page.screenshot(path=str(artifacts / "combine-difference.png"))
+
+        page.keyboard.press("Control+z")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 2", live_stack)
+
+        rows.nth(1).locator(".select-object").check()
+        page.click("#combine-invert")
+        wait_or_explain(page, "() => Number(document.body.dataset.objects) === 3", live_stack)
+        made = page.evaluate("window.maskweb.app.objects[2]")
+        assert made["name"] == "Inverse of Object 2"
+        assert np.array_equal(png(f"{api}/objects/{made['id']}/mask.png"), ~second)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_stack, browser,
+                                                                          artifacts, tmp_path):
+    """A 3000 x 2000 photo whose middle is a one-pixel checkerboard: the working picture (2048
+    px) can only show it grey; at 100 % (key 1) the page asks for the visible region of the
+    original and draws each photo pixel on a screen pixel."""
+    big = np.full((2000, 3000, 3), 90, np.uint8)
+    yy, xx = np.mgrid[600:1400, 1000:2000]
+    big[600:1400, 1000:2000] = np.where(((xx + yy) % 2 == 0)[..., None], 230, 20)
+    path = tmp_path / "checker.png"
+    Image.fromarray(big).save(path)
+    context, page = new_page(browser)
+    try:
+        upload_through_page(page, live_stack, path)
+        assert page.evaluate("window.maskweb.app.photo.preview_width") == 2048
+
+        def alternation() -> float:
+            """Mean difference between neighbouring screen pixels across the middle."""
+            return page.evaluate("""() => {
+                const v = window.maskweb.viewer;
+                v.drawNow();
+                const c = v.photoCanvas;
+                const y = Math.floor(c.height / 2);
+                const d = c.getContext('2d').getImageData(Math.floor(c.width / 2) - 50, y,
+                                                          100, 1).data;
+                let sum = 0;
+                for (let i = 4; i < d.length; i += 4) sum += Math.abs(d[i] - d[i - 4]);
+                return sum / 99;
+            }""")
+
+        page.keyboard.press("1")
+        assert page.text_content("#zoom-text") == "100%"
+        wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
+        crop = page.evaluate("(() => { const c = window.maskweb.viewer.fullCrop;"
+                             " return [c.x, c.y, c.w, c.h]; })()")
+        assert crop[2] <= 2048 and crop[3] <= 2048
+        sharp = alternation()
+        page.screenshot(path=str(artifacts / "true-100-percent.png"))
+        page.evaluate("() => { window.maskweb.viewer.fullCrop = null; }")
+        enlarged = alternation()
+        assert sharp > 100 and enlarged < 0.5 * sharp, (sharp, enlarged)
+        # A pan asks again (nothing covers the view now); back to fit, the crop goes (the
+        # working picture shows all there is to see then).
+        page.evaluate("() => window.maskweb.viewer.panBy(3, 0)")
+        wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
+        page.keyboard.press("f")
+        wait_or_explain(page, "() => window.maskweb.viewer.fullCrop === null", live_stack)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_resting_the_pointer_previews_the_mask_a_click_would_give(live_stack, browser,
+                                                                   artifacts, gt_mask):
+    """Hover preview: the pointer rests on the bear, its outline shows (nothing is stored);
+    a move drops it at once; P turns previews off and none is asked for then."""
+    frames: list = []
+    context, page = new_page(browser, frames)
+    try:
+        token = upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        page.mouse.move(*to_page(page, fx, fy))
+        wait_or_explain(page, "document.body.dataset.hover === 'shown'", live_stack)
+        hovered = tint_bits(page, "window.maskweb.viewer.hover")
+        # The same mask a click there gives.
+        seq = mask_seq(page)
+        page.screenshot(path=str(artifacts / "hover-preview.png"))
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}",
+                                    timeout=30) as r:
+            assert json.loads(r.read())["current"]["prompts"] == [], "a preview stores nothing"
+        recall = (hovered & gt_mask).sum() / gt_mask.sum()
+        assert recall > 0.7, recall
+        page.mouse.move(*to_page(page, fx + 40, fy))  # a move: the preview goes at once
+        assert page.evaluate("window.maskweb.viewer.hover") is None
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        clicked = tint_bits(page, "window.maskweb.viewer.current")
+        assert (hovered == clicked).mean() > 0.99
+
+        page.keyboard.press("p")
+        assert page.get_attribute("#hover-btn", "aria-pressed") == "false"
+        asked = sum(1 for f in frames if isinstance(f, str) and '"preview"' in f)
+        page.mouse.move(*to_page(page, fx - 30, fy))
+        page.wait_for_timeout(600)  # three rest delays: a preview would have been asked for
+        assert sum(1 for f in frames if isinstance(f, str) and '"preview"' in f) == asked
+        assert page.evaluate("window.maskweb.viewer.hover") is None
         assert page.js_errors == []
     finally:
         context.close()

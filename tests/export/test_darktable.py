@@ -246,3 +246,23 @@ def test_two_pixel_line_is_brightened_not_lost(tmp_path: Path) -> None:
     sidecar = darktable_sidecar([MaskObject("wire", line)], W, H, exposure_ev=2.0)
     out = render(tmp_path, grey_image(tmp_path / "grey.png"), sidecar)
     assert iou(brightened(out), line) >= 0.9
+
+
+@pytest.mark.parametrize("op", ["union", "difference", "intersection", "invert"])
+def test_a_combined_object_is_brightened_where_its_combination_is(tmp_path: Path,
+                                                                  op: str) -> None:
+    """Combine and invert go into the sidecar as darktable's nested mask groups with the
+    member modes (union, difference, intersection, inverse): darktable itself works out the
+    combination of the operands' shapes, and it matches ours. The ring's hole checks that an
+    operand's own holes survive inside the combination."""
+    from maskweb.export import Combination, combine_masks
+
+    ring = disc(120, 100, 75) & ~disc(120, 100, 25)
+    box = rect(40, 160, 150, 260)
+    operands = [MaskObject("ring", ring)] if op == "invert" else \
+        [MaskObject("ring", ring), MaskObject("box", box)]
+    wanted = combine_masks(op, [o.mask for o in operands])
+    combined = MaskObject(f"ring {op}", wanted, Combination(op, operands))
+    sidecar = darktable_sidecar([combined], W, H, exposure_ev=2.0)
+    out = render(tmp_path, grey_image(tmp_path / "grey.png"), sidecar)
+    assert iou(brightened(out), wanted) >= 0.95, op

@@ -105,7 +105,7 @@ def test_script_flow_prompt_undo_apply_download():
     assert one.status_code == 200 and one["Content-Type"] == "image/png"
     img = Image.open(io.BytesIO(one.content))
     assert img.size == (480, 360) and img.mode == "L"
-    assert 'filename="photo-1.png"' in one["Content-Disposition"]
+    assert 'filename="photo-Lemon.png"' in one["Content-Disposition"]
     soft = np.asarray(Image.open(io.BytesIO(client.get(applied["object"]["png_url"]
                                                        + "?soft=1").content)))
     assert len(np.unique(soft)) > 2, "the soft mask has in-between values on its edge"
@@ -318,6 +318,20 @@ def test_one_objects_sidecar_holds_that_object_only_and_merges_like_the_full_one
     merged = check(client.get(url["Lemon"]), route)
     groups, instances = sidecar_contents(merged.content)
     assert sorted(groups) == ["grp Lemon", "grp Sky"] and instances == ["Sky", "Lemon"]
+
+    # Removed again: downloads start a new sidecar (Sky's edit is no longer in Lemon's); the
+    # state says which sidecar is in force; the view link cannot remove it.
+    assert check(client.get(base), "/api/v1/sessions/{token}")["sidecar"]["bytes"] \
+        == len(sky.content)
+    refused = client.delete(f"/api/v1/sessions/{session.view_token}/sidecar")
+    assert refused.status_code == 403
+    assert services.reload(session).sidecar_file
+    removed = client.delete(f"{base}/sidecar")
+    assert removed.status_code == 204
+    assert check(client.get(base), "/api/v1/sessions/{token}")["sidecar"] is None
+    assert sidecar_contents(check(client.get(url["Lemon"]), route).content) \
+        == (["grp Lemon"], ["Lemon"])
+    assert client.delete(f"{base}/sidecar").status_code == 204  # none left: same answer
 
     for bad, code, status in (("objects/1/sidecar.xmp?feather=-1", "bad_field", 400),
                               ("objects/1/sidecar.xmp?opttolerance=x", "bad_field", 400),

@@ -256,3 +256,32 @@ def test_a_non_ascii_photo_names_sidecar_keeps_its_xmp_name():
     assert disposition.isascii()
     assert 'filename="Uber Stra_e.jpg.xmp"' in disposition
     assert "filename*=UTF-8''%C3%9Cber%20Stra%C3%9Fe.jpg.xmp" in disposition
+
+
+def test_object_downloads_are_named_after_the_object_safely_and_distinctly():
+    """Object downloads carry the object's name (renamed too), cleaned of what an OS refuses,
+    its letters kept in filename*; the hard and soft PNG differ; the sidecar keeps the
+    photo's name (the only one darktable reads)."""
+    from urllib.parse import unquote
+
+    session = make_session(name="IMG_7.jpg")
+    access = services.Access(session, services.EDIT)
+    services.add_prompt(access, INSIDE)
+    services.apply(access)
+    services.update_object(access, 1, name='Sky/..\\写真: "left"?')
+    base = f"/api/v1/sessions/{session.edit_token}/objects/1"
+
+    def names(url: str) -> tuple[str, str]:
+        response = Client().get(url)
+        assert response.status_code == 200
+        disposition = response["Content-Disposition"]
+        plain = disposition.split('filename="', 1)[1].split('"', 1)[0]
+        star = disposition.split("filename*=UTF-8''", 1)[1] if "filename*" in disposition \
+            else plain
+        return plain, unquote(star)
+
+    assert names(f"{base}/mask.png") == ("IMG_7-Sky_..____ _left__.png",
+                                         "IMG_7-Sky_.._写真_ _left__.png")
+    assert names(f"{base}/mask.png?soft=1")[1] == "IMG_7-Sky_.._写真_ _left__-soft.png"
+    assert names(f"{base}/mask.svg")[1] == "IMG_7-Sky_.._写真_ _left__.svg"
+    assert names(f"{base}/sidecar.xmp") == ("IMG_7.jpg.xmp", "IMG_7.jpg.xmp")

@@ -67,7 +67,7 @@ def services_png(session) -> np.ndarray:
 
     mask = mask_of(session)
     assert mask is not None
-    data = downloads.png(session.photo, [mask])
+    data = downloads.png(session.photo, [(None, mask)])
     return np.asarray(Image.open(io.BytesIO(data))) >= 128
 
 

@@ -1,4 +1,4 @@
-"""Migration 0004 moves the sidecars that sessions kept in a database column into the storage,
+"""Migration 0008 moves the sidecars that sessions kept in a database column into the storage,
 and back when it is undone: a sidecar uploaded before the storage API is still merged."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from tests.web.client import two_tone_photo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("masking", "0003_masksession_client_masksession_last_active")]
-AFTER = [("masking", "0004_sidecar_in_storage")]
+BEFORE = [("masking", "0007_object_recipe")]
+AFTER = [("masking", "0008_sidecar_in_storage")]
 SIDECAR = b"<?xml version='1.0'?><x:xmpmeta xmlns:x='adobe:ns:meta/'></x:xmpmeta>"
 
 
@@ -41,6 +41,7 @@ def test_sidecars_in_the_database_move_into_the_storage_and_back():
     moved = MaskSession.objects.get(pk=with_sidecar.pk)
     assert moved.sidecar_file.startswith(f"sidecars/{moved.pk}/")
     assert storage.read(moved.sidecar_file) == SIDECAR
+    assert moved.sidecar_bytes == len(SIDECAR)
     assert MaskSession.objects.get(pk=without.pk).sidecar_file == ""
 
     back_apps = migrate(BEFORE).loader.project_state(BEFORE).apps

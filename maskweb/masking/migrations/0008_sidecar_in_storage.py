@@ -20,7 +20,8 @@ def move_to_storage(apps, schema_editor):
         name = (f"sidecars/{session.pk}/"
                 f"{hashlib.blake2b(data, digest_size=16).hexdigest()}.xmp")
         storage.save_bytes(name, data)
-        MaskSession.objects.filter(pk=session.pk).update(sidecar_file=name)
+        MaskSession.objects.filter(pk=session.pk).update(sidecar_file=name,
+                                                         sidecar_bytes=len(data))
 
 
 def back_to_database(apps, schema_editor):
@@ -35,7 +36,7 @@ def back_to_database(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("masking", "0003_masksession_client_masksession_last_active"),
+        ("masking", "0007_object_recipe"),
     ]
 
     operations = [
@@ -43,6 +44,11 @@ class Migration(migrations.Migration):
             model_name="masksession",
             name="sidecar_file",
             field=models.CharField(blank=True, default="", max_length=255),
+        ),
+        migrations.AddField(
+            model_name="masksession",
+            name="sidecar_bytes",
+            field=models.PositiveIntegerField(default=0),
         ),
         migrations.RunPython(move_to_storage, back_to_database),
         migrations.RemoveField(
