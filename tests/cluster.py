@@ -73,8 +73,23 @@ class Cluster:
 
     def encoded(self, worker: str) -> int:
         """How many photos this worker has encoded (its log's lines)."""
-        path = self.log(worker)
-        return path.read_text(errors="replace").count("encoded photo") if path.exists() else 0
+        return self._count(worker, "encoded photo")
+
+    def received(self, worker: str) -> int:
+        """How many encode jobs this worker has taken from the queue."""
+        return self._count(worker, "maskweb.encode_photo[")
+
+    def ready(self, worker: str) -> bool:
+        """Whether this worker is connected and taking jobs (Celery's "ready." line)."""
+        return self._count(worker, " ready.") > 0
+
+    def alive(self, name: str) -> bool:
+        host = self.hosts.get(name)
+        return host is not None and any(p.poll() is None for p in host.processes)
+
+    def _count(self, name: str, text: str) -> int:
+        path = self.log(name)
+        return path.read_text(errors="replace").count(text) if path.exists() else 0
 
     def logs(self, tail: int = 3000) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-tail:]}"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+import redis
 
 from tests.cluster import Cluster, start_cluster
 from tests.web.client import Socket, request, two_tone_photo, upload, wait_ready
@@ -200,3 +202,65 @@ def test_hosts_dying_mid_session_lose_no_prompt_and_the_others_carry_on(cluster:
     sock = _connect(cluster, "web1", fresh["edit_token"])
     sock.close()
     assert cluster.encoded(survivor) == done + 1
+
+
+def _encoding_now(cluster: Cluster, model_id: str) -> bool:
+    """Whether a worker holds the encode lock of a photo for this model (maskweb.masking.
+    encoding: taken once the job has started, after its queued marker is cleared)."""
+    client = redis.Redis.from_url(cluster.env["REDIS_URL"])
+    try:
+        return bool(client.keys(f"maskweb:lock:maskweb:emb:v1:{model_id}:*"))
+    finally:
+        client.close()
+
+
+def _until(condition: Any, timeout: float, what: str, cluster: Cluster) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}\n{cluster.logs()}"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_encode_leaves_the_photo_to_another(cluster: Cluster):
+    """The worker encoding a photo dies (SIGKILL) in the middle: its lock expires 10 s later
+    and the page, asking for the status as it does after 5 s without news, gets the job
+    queued again; another worker host encodes it."""
+    cluster.start_worker("worker3")  # two workers again, beside the survivor of the test above
+    workers = [w for w in ("worker1", "worker2", "worker3") if cluster.alive(w)]
+    assert len(workers) == 2, workers
+    _until(lambda: all(cluster.ready(w) for w in workers), 60, "workers not ready", cluster)
+    taken = {w: cluster.received(w) for w in workers}
+    # An ONNX model: seconds of encoding (loading it included), time to die in the middle.
+    status, state = upload(cluster.url("web1"), "slow.png", two_tone_photo(seed=41),
+                           model="litemedsam-photo")
+    assert status == 201, state
+    # Killed once the encode runs (the worker holds the photo's lock and said so), not just
+    # after it took the job: a job lost before it starts comes back only with the broker's
+    # visibility timeout (MASKWEB_TASK_VISIBILITY_TIMEOUT, 600 s; docs/deploy.md).
+    _until(lambda: _encoding_now(cluster, "litemedsam-photo"), 60, "the encode did not start",
+           cluster)
+    victim = next(w for w in workers if cluster.received(w) > taken[w])
+    survivor = next(w for w in workers if w != victim)
+    finished = cluster.encoded(victim)
+    cluster.hosts[victim].kill()
+    assert cluster.encoded(victim) == finished, "killed after the encode, not in the middle"
+    done = cluster.encoded(survivor)
+
+    sock = Socket(cluster.ws_url("web1"), state["edit_token"])
+    try:
+        hello: Any = sock.next()
+        ready = hello["state"]["status"] == "ready"
+        deadline = time.monotonic() + 90
+        while not ready:
+            assert time.monotonic() < deadline, cluster.logs()
+            sock.send(type="status", id="where")
+            frame = sock.wait_type("status", timeout=30, id="where")
+            ready = frame["status"] == "ready"
+            if not ready:
+                time.sleep(2)
+        assert cluster.encoded(survivor) == done + 1, "the other worker encoded it"
+        sock.send(type="prompt", id="c", prompt={"kind": "point", "x": 240, "y": 180})
+        _, mask = _answer(sock, "c")
+        assert mask[180, 240]
+    finally:
+        sock.close()
