@@ -871,6 +871,21 @@ async function removeSidecar() {
  * the server's ranges (state.vectorize_bounds) narrow a slider's, so that no position of it
  * is a value the server refuses with 400.
  */
+/**
+ * While the vector settings are open with a feather above 0, the masks are drawn as the XMP
+ * will have them: their edge fading outwards over the feather (full-resolution pixels,
+ * turned into working-picture pixels here). Closed, the masks are drawn hard again (the PNG
+ * and SVG downloads have no feather).
+ */
+function updateFeatherPreview() {
+  const feather = Number($("feather").value);
+  const open = $("vector-settings").open && !$("vector-settings").hidden;
+  const scale = app.photo ? (app.photo.preview_width || app.photo.width) / app.photo.width : 1;
+  viewer.feather = open && feather > 0 ? feather * scale : 0;
+  body.dataset.featherPreview = viewer.feather > 0 ? "on" : "";
+  viewer.redraw();
+}
+
 function loadVectorSettings(defaults = {}, bounds = {}) {
   let saved = {};
   try {
@@ -896,6 +911,7 @@ function updateVectorOutputs(save = true) {
   $("alphamax-out").textContent = v.alphamax.toFixed(2);
   $("opttolerance-out").textContent = `${v.opttolerance.toFixed(2)} px`;
   $("feather-out").textContent = `${v.feather} px`;
+  updateFeatherPreview();
   if (!save) return;
   try {
     window.localStorage.setItem(VECTOR_KEY, JSON.stringify(v));
@@ -1342,6 +1358,7 @@ function bindButtons() {
   $("dl-svg").addEventListener("click", () => downloadAll("svg"));
   $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
   for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
+  $("vector-settings").addEventListener("toggle", () => updateFeatherPreview());
   $("sidecar-remove").addEventListener("click", () => removeSidecar());
   $("mask-opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value)));
   for (const op of COMBINE_OPS) $(`combine-${op}`).addEventListener("click", () => combineObjects(op));

@@ -14,7 +14,7 @@ import {
   screenToPreview,
   zoomAt,
 } from "./geometry.js";
-import { CURRENT_COLOUR, objectColour } from "./maskrender.js";
+import { CURRENT_COLOUR, featherTintCanvas, objectColour } from "./maskrender.js";
 
 const rgb = ([r, g, b], a = 1) => `rgba(${r}, ${g}, ${b}, ${a})`;
 
@@ -52,6 +52,9 @@ export class Viewer {
     // The hover preview: the mask a click under the pointer would give (renderable), drawn
     // as an outline only, so it never looks like a mask that was made.
     this.hover = null;
+    // The feather preview: the XMP's feather in working-picture pixels (0: off). Tints then
+    // fade outwards over it, as darktable draws the sidecar's path border.
+    this.feather = 0;
     this.cropTimer = 0;
     this.cropWanted = null;
     this.cssW = 0;
@@ -263,11 +266,22 @@ export class Viewer {
       // Applied objects: their own colour, a solid outline on a dark halo (seen on light and
       // dark photos alike); the one hovered in the list stronger.
       ctx.globalAlpha = Math.min(1, this.opacity * (strong ? 1.5 : 1));
-      ctx.drawImage(obj.mask.tint, 0, 0, w, h);
+      ctx.drawImage(this.tintOf(obj.mask), 0, 0, w, h);
       ctx.globalAlpha = 1;
       this.strokeOutline(ctx, obj.mask, "rgba(0, 0, 0, 0.5)", strong ? 4.5 : 3.5);
       this.strokeOutline(ctx, obj.mask, rgb(colour, 1), strong ? 2.5 : 1.75);
     }
+  }
+
+  /** The mask's tint, feathered while the feather preview is on (made once per radius). */
+  tintOf(mask) {
+    if (!(this.feather > 0) || !mask.source) return mask.tint;
+    // The radius in the mask's own pixels (a mask may come at another size than the preview).
+    const radius = (this.feather * mask.width) / this.previewSize.w;
+    if (mask.feathered?.radius !== radius) {
+      mask.feathered = { radius, canvas: featherTintCanvas(mask.source, mask.colour, radius) };
+    }
+    return mask.feathered.canvas;
   }
 
   strokeOutline(ctx, mask, colour, cssWidth, dash = null) {
@@ -294,7 +308,7 @@ export class Viewer {
     if (this.showMasks && this.current && this.current.area) {
       ctx.imageSmoothingEnabled = false;
       ctx.globalAlpha = Math.min(1, this.opacity);
-      ctx.drawImage(this.current.tint, 0, 0, w, h);
+      ctx.drawImage(this.tintOf(this.current), 0, 0, w, h);
       ctx.globalAlpha = 1;
       // A dark halo under the bright line keeps the outline visible on light and dark photos;
       // white dashes over the blue mark the object being edited, as a selection's "marching

@@ -851,6 +851,57 @@ def test_resting_the_pointer_previews_the_mask_a_click_would_give(live_stack, br
         context.close()
 
 
+def test_the_xmp_feather_is_previewed_on_the_masks_while_it_is_set(live_stack, browser,
+                                                                     artifacts, gt_mask):
+    """With the vector settings open and a feather of 30 px, the current mask's edge fades
+    outwards over 30 px in the page (as darktable draws the sidecar's border: linear); closed,
+    the mask is hard again."""
+    context, page = new_page(browser)
+    try:
+        token = upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        mask = current_mask(live_stack.url, token)  # work size = the photo's (854 x 480)
+        outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+
+        def alphas(low: float, high: float) -> float:
+            ys, xs = np.nonzero((outside > low) & (outside < high))
+            pick = np.random.default_rng(1).choice(len(xs), size=min(200, len(xs)),
+                                                   replace=False)
+            pts = [[float(xs[i]) + 0.5, float(ys[i]) + 0.5] for i in pick]
+            return float(np.mean(page.evaluate("""(pts) => {
+                const v = window.maskweb.viewer;
+                v.drawNow();
+                const c = v.overlayCanvas;
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                return pts.map(([x, y]) => {
+                  const p = v.toPreview(x, y);
+                  const sx = Math.floor((p.x * v.view.scale + v.view.tx) * v.dpr);
+                  const sy = Math.floor((p.y * v.view.scale + v.view.ty) * v.dpr);
+                  return d[4 * (sy * c.width + sx) + 3];
+                });
+            }""", pts)))
+
+        assert alphas(9, 11) == 0  # hard: nothing 10 px out
+        page.click("#vector-settings summary")
+        page.locator("#feather").fill("30")
+        wait_or_explain(page, "document.body.dataset.featherPreview === 'on'", live_stack)
+        near, half, far = alphas(4, 6), alphas(14, 16), alphas(34, 40)
+        opacity = page.evaluate("window.maskweb.viewer.opacity")
+        # Linear: about (1 - d/30) of the tint's alpha (the 1.15-px chamfer error aside).
+        assert near > half > far == 0, (near, half, far)
+        assert abs(half - 255 * opacity * 0.5) < 255 * opacity * 0.15, (half, opacity)
+        page.screenshot(path=str(artifacts / "feather-preview.png"))
+        page.click("#vector-settings summary")  # closed: the PNG and SVG have no feather
+        wait_or_explain(page, "document.body.dataset.featherPreview === ''", live_stack)
+        assert alphas(9, 11) == 0
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
 def test_the_pages_work_under_their_content_security_policy(live_stack, browser, gt_mask):
     """The policy allows the app's own origin only (maskweb.headers). The upload page (its
     thumbnail is drawn on a canvas, not from a blob: URL), the session page, its socket, a
