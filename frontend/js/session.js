@@ -797,6 +797,10 @@ function downloadObject(id, format) {
   if (format === "png") runDownload(obj?.png_url || `${base}/mask.png`, `${baseName()}-${safe}.png`);
   else if (format === "soft-png") {
     runDownload(`${obj?.png_url || `${base}/mask.png`}?soft=1`, `${baseName()}-${safe}-soft.png`);
+  } else if (format === "raster-png") {
+    // darktable's external raster masks: 16 bits, in the raw's sensor orientation.
+    runDownload(`${obj?.png_url || `${base}/mask.png`}?grid=stored&depth=16`,
+      `${baseName()}-${safe}-sensor-16bit.png`);
   }
   else if (format === "xmp") {
     // Named like the all-objects sidecar: darktable reads <photo name>.xmp and nothing else.

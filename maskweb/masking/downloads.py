@@ -39,7 +39,8 @@ def _union(masks: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = False) -> bytes:
+def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = False,
+        stored_grid: bool = False, depth: int = 8) -> bytes:
     """The union of the objects' masks at full resolution. Plain objects are united at the
     work size and brought up once (as before); with a combined object among them each is
     brought up on its own (its operands one by one, maskweb.masking.combine) and united at
@@ -48,7 +49,10 @@ def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = F
         stored = render.stored_full_mask(photo, _union([mask for _, mask in items]))
     else:
         stored = _union([o.mask for o in combine.export_objects(photo, items)])
-    return bytes(mask_png(stored, orientation=photo.orientation, soft=soft))
+    # stored_grid: as the file is stored (a raw's sensor orientation), for darktable's
+    # external raster masks; otherwise upright, as viewers show the photo.
+    return bytes(mask_png(stored, orientation=1 if stored_grid else photo.orientation,
+                          soft=soft, depth=depth))
 
 
 def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list[MaskObject]:

@@ -525,6 +525,7 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, ar
         # Its PNG downloads are named after it, the soft one distinct.
         for item, expected in (("dl-object-png", "000-Bear.png"),
                                ("dl-object-soft-png", "000-Bear-soft.png"),
+                               ("dl-object-raster-png", "000-Bear-sensor-16bit.png"),
                                ("dl-object-svg", "000-Bear.svg")):
             rows.nth(0).locator(".more").click()
             if item == "dl-object-png":
