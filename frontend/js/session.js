@@ -137,6 +137,25 @@ function setRole(role) {
   updateHint();
 }
 
+/** The masks whose full-resolution edge the 100 % view draws, each with its version. */
+function edgeTargets() {
+  const out = [];
+  if (app.hasMask && app.currentObjectId != null) {
+    out.push({ id: "current", key: `${app.currentObjectId}:${app.lastSeq}` });
+  }
+  for (const o of app.objects) if (o.visible !== false) out.push({ id: o.id, key: `${o.area}` });
+  return out;
+}
+
+/** A region of a mask as its download has it (full resolution, on the photo's edges). */
+async function loadEdge(id, { x, y, w, h }) {
+  const number = id === "current" ? app.currentObjectId : id;
+  const url = `${sp()}/objects/${encodeURIComponent(number)}/mask.png?x=${x}&y=${y}&w=${w}&h=${h}`;
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  return renderableMask(await decodeMaskPng(await res.blob()), [...CURRENT_COLOUR, 1]);
+}
+
 /** The true 100 % view's loader: a region of the full-resolution photo as an image. */
 function loadCropImage({ x, y, w, h }) {
   return new Promise((resolve, reject) => {
@@ -287,6 +306,7 @@ function setObjects(objects) {
   body.dataset.objects = String(objects.length);
   objectsPanel.render(objects, app.photo);
   refreshObjectMasks();
+  viewer.loadEdges();
 }
 
 /** Fetch (once per version) the mask of every visible applied object, to draw it in colour. */
@@ -581,7 +601,9 @@ async function handleMaskFrame({ header, png }) {
   }
   if (generation !== app.maskGeneration) return;
   app.hasMask = Boolean(mask && mask.area);
+  app.currentObjectId = header.object_id ?? app.currentObjectId;
   viewer.current = mask ? renderableMask(mask, [...CURRENT_COLOUR, 1]) : null;
+  viewer.loadEdges();
   setCurrent({
     prompts: header.prompts ?? app.current.prompts,
     candidate: header.candidate ?? 0,
@@ -1027,6 +1049,8 @@ function updateZoomText() {
 }
 viewer.onViewChange = updateZoomText;
 viewer.cropLoader = loadCropImage;
+viewer.edgeTargets = edgeTargets;
+viewer.edgeLoader = loadEdge;
 
 // ---------------------------------------------------------------- pointer input
 

@@ -57,6 +57,12 @@ export class Viewer {
     this.feather = 0;
     this.cropTimer = 0;
     this.cropWanted = null;
+    // In the crop, the masks' edges as the downloads will have them: id ("current" or an
+    // object's) → {key, crop, mask}; edgeTargets() → [{id, key}] and edgeLoader(id, region)
+    // → Promise<mask> are set by the page.
+    this.fullEdges = new Map();
+    this.edgeTargets = null;
+    this.edgeLoader = null;
     this.cssW = 0;
     this.cssH = 0;
     this.dpr = 1;
@@ -169,6 +175,7 @@ export class Viewer {
       this.cropWanted = null;
       if (this.fullCrop) {
         this.fullCrop = null;
+        this.fullEdges.clear();
         this.redraw();
       }
       return;
@@ -195,6 +202,7 @@ export class Viewer {
       if (this.cropWanted !== wanted) return; // the view moved on meanwhile
       this.fullCrop = { ...wanted, image };
       this.redraw();
+      this.loadEdges();
     } catch {
       // The enlarged working picture stays: a nicety missing, nothing broken.
     }
@@ -268,9 +276,61 @@ export class Viewer {
       ctx.globalAlpha = Math.min(1, this.opacity * (strong ? 1.5 : 1));
       ctx.drawImage(this.tintOf(obj.mask), 0, 0, w, h);
       ctx.globalAlpha = 1;
-      this.strokeOutline(ctx, obj.mask, "rgba(0, 0, 0, 0.5)", strong ? 4.5 : 3.5);
-      this.strokeOutline(ctx, obj.mask, rgb(colour, 1), strong ? 2.5 : 1.75);
+      this.strokeEdge(ctx, obj.id, obj.mask, "rgba(0, 0, 0, 0.5)", strong ? 4.5 : 3.5);
+      this.strokeEdge(ctx, obj.id, obj.mask, rgb(colour, 1), strong ? 2.5 : 1.75);
     }
+  }
+
+  /** Asks for the full-resolution edge of every mask shown, in the crop, unless it has it. */
+  loadEdges() {
+    const crop = this.fullCrop;
+    if (!crop || !this.edgeTargets || !this.edgeLoader) return;
+    const wanted = this.edgeTargets();
+    const ids = new Set(wanted.map((t) => t.id));
+    for (const id of [...this.fullEdges.keys()]) if (!ids.has(id)) this.fullEdges.delete(id);
+    for (const { id, key } of wanted) {
+      const have = this.fullEdges.get(id);
+      if (have && have.key === key && have.crop === crop) continue;
+      const entry = { key, crop, mask: null };
+      this.fullEdges.set(id, entry);
+      const { x, y, w, h } = crop;
+      this.edgeLoader(id, { x, y, w, h }).then((mask) => {
+        if (this.fullEdges.get(id) !== entry) return; // superseded meanwhile
+        entry.mask = mask;
+        this.redraw();
+      }).catch(() => {
+        // the working mask's outline stays
+      });
+    }
+  }
+
+  /**
+   * The outline of a mask: inside the full-resolution crop, the edge the downloads have
+   * (when loaded), the working mask's outside it.
+   */
+  strokeEdge(ctx, id, mask, colour, cssWidth, dash = null) {
+    const edge = this.fullEdges.get(id);
+    const c = this.fullCrop;
+    if (!c || !edge || edge.crop !== c || !edge.mask) {
+      this.strokeOutline(ctx, mask, colour, cssWidth, dash);
+      return;
+    }
+    const { w, h } = this.previewSize;
+    const rect = { x: (c.x * w) / this.photo.width, y: (c.y * h) / this.photo.height,
+                   w: (c.w * w) / this.photo.width, h: (c.h * h) / this.photo.height };
+    ctx.save();
+    const outside = new Path2D();
+    outside.rect(-w, -h, 3 * w, 3 * h);
+    outside.rect(rect.x, rect.y, rect.w, rect.h);
+    ctx.clip(outside, "evenodd");
+    this.strokeOutline(ctx, mask, colour, cssWidth, dash);
+    ctx.restore();
+    ctx.save();
+    const inside = new Path2D();
+    inside.rect(rect.x, rect.y, rect.w, rect.h);
+    ctx.clip(inside);
+    this.strokeOutline(ctx, edge.mask, colour, cssWidth, dash, rect);
+    ctx.restore();
   }
 
   /** The mask's tint, feathered while the feather preview is on (made once per radius). */
@@ -284,16 +344,19 @@ export class Viewer {
     return mask.feathered.canvas;
   }
 
-  strokeOutline(ctx, mask, colour, cssWidth, dash = null) {
+  /** `rect`: where the mask lies in preview pixels (default: the whole preview). */
+  strokeOutline(ctx, mask, colour, cssWidth, dash = null, rect = null) {
     if (!mask.outline) return;
     const { w, h } = this.previewSize;
+    const r = rect ?? { x: 0, y: 0, w, h };
     ctx.save();
     // Masks may come at another size than the preview (a full-res download): scale them.
-    ctx.scale(w / mask.width, h / mask.height);
-    ctx.lineWidth = this.px(cssWidth) * (mask.width / w);
+    ctx.translate(r.x, r.y);
+    ctx.scale(r.w / mask.width, r.h / mask.height);
+    ctx.lineWidth = this.px(cssWidth) * (mask.width / r.w);
     ctx.strokeStyle = colour;
     ctx.lineCap = "square";
-    if (dash) ctx.setLineDash(dash.map((d) => this.px(d) * (mask.width / w)));
+    if (dash) ctx.setLineDash(dash.map((d) => this.px(d) * (mask.width / r.w)));
     ctx.stroke(mask.outline);
     ctx.restore();
   }
@@ -313,9 +376,9 @@ export class Viewer {
       // A dark halo under the bright line keeps the outline visible on light and dark photos;
       // white dashes over the blue mark the object being edited, as a selection's "marching
       // ants" do, apart from the applied ones.
-      this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 4);
-      this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 2.25);
-      this.strokeOutline(ctx, this.current, "rgba(255, 255, 255, 0.9)", 1, [4, 4]);
+      this.strokeEdge(ctx, "current", this.current, "rgba(0, 0, 0, 0.55)", 4);
+      this.strokeEdge(ctx, "current", this.current, rgb(CURRENT_COLOUR, 1), 2.25);
+      this.strokeEdge(ctx, "current", this.current, "rgba(255, 255, 255, 0.9)", 1, [4, 4]);
     }
     if (this.hover && this.hover.area) {
       this.strokeOutline(ctx, this.hover, "rgba(0, 0, 0, 0.6)", 3);

@@ -45,6 +45,13 @@ PNG_OPTIONS = [
     {"name": "depth", "in": "query", "required": False, "schema": {"enum": ["8", "16"]},
      "description": "bits per pixel (default 8)"},
 ]
+REGION = [{"name": n, "in": "query", "required": False, "schema": {"type": "integer",
+                                                                    "minimum": 0},
+           "description": d}
+          for n, d in (("x", "one object's mask only: a region's left column (upright "
+                             "full-resolution pixels; all four or none)"),
+                       ("y", "the region's top row"), ("w", "its width, 1..2048"),
+                       ("h", "its height, 1..2048"))]
 PNG_BAD = _error("`bad_field`: a `grid` or `depth` the download does not offer.")
 
 VECTOR = [
@@ -305,7 +312,7 @@ PATHS: dict[str, Any] = {
                       "403": FORBIDDEN, "404": NOT_FOUND}}},
     f"{API}/objects/{{number}}/mask.png": {"get": {
         "summary": "One object's mask, upright, full resolution",
-        "parameters": [TOKEN, NUMBER, *PNG_OPTIONS],
+        "parameters": [TOKEN, NUMBER, *PNG_OPTIONS, *REGION],
         "responses": {"200": _file("image/png", "Greyscale mask, 8 or 16 bits."),
                       "400": PNG_BAD, "404": NOT_FOUND,
                       "409": _error("`empty`: the object has no mask.")}}},

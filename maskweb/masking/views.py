@@ -386,6 +386,25 @@ def _png_options(request: HttpRequest) -> dict[str, Any]:
     return {"soft": _soft(request), "stored_grid": grid == "stored", "depth": int(depth)}
 
 
+def _region(request: HttpRequest, photo: Any) -> tuple[int, int, int, int] | None:
+    """``?x=&y=&w=&h=`` (upright full-resolution pixels, all four or none)."""
+    names = ("x", "y", "w", "h")
+    if not any(n in request.GET for n in names):
+        return None
+    values = []
+    for name in names:
+        raw = request.GET.get(name, "")
+        if not raw.isdigit() or len(raw) > 6:
+            raise ProtocolError("bad_field", f"'{name}' must be a whole number of pixels")
+        values.append(int(raw))
+    try:
+        crops.check_region(photo, *values)
+    except crops.CropError as exc:
+        raise ProtocolError("bad_field", str(exc)) from None
+    x, y, w, h = values
+    return x, y, w, h
+
+
 def _png_variant(options: dict[str, Any]) -> str:
     """What a PNG's file name says of its options, beyond the object's name."""
     return " ".join(part for part, on in (("soft", options["soft"]),
@@ -398,6 +417,15 @@ def object_png(request: HttpRequest, access: services.Access, number: int) -> An
     obj = services.get_object(access.session, number)
     options = _png_options(request)
     session = services.reload(access.session)
+    region = _region(request, session.photo)
+    if region is not None:
+        # The 100 % view's edge: a region of the mask exactly as the download has it.
+        whole = download_jobs.cache_key("object.png", session, [obj], {})
+        return download_jobs.Job(
+            download_jobs.cache_key("object.png", session, [obj], {"region": region}),
+            lambda: downloads.png_region(whole, session.photo,
+                                         [(obj, _object_mask(session, obj))], region),
+            "image/png", _object_filename(access, obj, "png", "region"))
     return download_jobs.Job(
         download_jobs.cache_key("object.png", session, [obj], options),
         lambda: downloads.png(session.photo, [(obj, _object_mask(session, obj))], **options),

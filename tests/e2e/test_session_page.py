@@ -774,7 +774,7 @@ def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_st
     Image.fromarray(big).save(path)
     context, page = new_page(browser)
     try:
-        upload_through_page(page, live_stack, path)
+        token = upload_through_page(page, live_stack, path)
         assert page.evaluate("window.maskweb.app.photo.preview_width") == 2048
 
         def alternation() -> float:
@@ -791,12 +791,28 @@ def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_st
                 return sum / 99;
             }""")
 
+        # A mask over the checkerboard: at 100 % its edge is drawn as the download has it.
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, 1500.5, 1000.5))
+        wait_new_mask(page, seq)
+        page.mouse.move(5, 5)  # off the photo: no hover preview in the way
         page.keyboard.press("1")
         assert page.text_content("#zoom-text") == "100%"
         wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
         crop = page.evaluate("(() => { const c = window.maskweb.viewer.fullCrop;"
                              " return [c.x, c.y, c.w, c.h]; })()")
         assert crop[2] <= 2048 and crop[3] <= 2048
+        wait_or_explain(page, "() => { const e = window.maskweb.viewer.fullEdges.get("
+                              "'current'); return e && e.mask; }", live_stack)
+        edge = tint_bits(page, "window.maskweb.viewer.fullEdges.get('current').mask")
+        number = page.evaluate("window.maskweb.app.currentObjectId")
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}/objects/"
+                                    f"{number}/mask.png", timeout=60) as r:
+            download = np.asarray(Image.open(io.BytesIO(r.read())).convert("L")) >= 128
+        x, y, w, h = crop
+        assert edge.shape == (h, w)
+        assert np.array_equal(edge, download[y:y + h, x:x + w])
+        assert 0 < edge.mean() < 1, "the crop holds a piece of the mask's edge"
         sharp = alternation()
         page.screenshot(path=str(artifacts / "true-100-percent.png"))
         page.evaluate("() => { window.maskweb.viewer.fullCrop = null; }")
@@ -804,8 +820,12 @@ def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_st
         assert sharp > 100 and enlarged < 0.5 * sharp, (sharp, enlarged)
         # A pan asks again (nothing covers the view now); back to fit, the crop goes (the
         # working picture shows all there is to see then).
-        page.evaluate("() => window.maskweb.viewer.panBy(3, 0)")
+        page.evaluate("() => window.maskweb.viewer.panBy(150, 0)")  # the mask's left edge
         wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
+        wait_or_explain(page, "() => { const v = window.maskweb.viewer, e = v.fullEdges.get("
+                              "'current'); return e && e.mask && e.crop === v.fullCrop; }",
+                        live_stack)
+        page.screenshot(path=str(artifacts / "true-100-percent-edge.png"))
         page.keyboard.press("f")
         wait_or_explain(page, "() => window.maskweb.viewer.fullCrop === null", live_stack)
         assert page.js_errors == []
