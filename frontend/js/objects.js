@@ -190,6 +190,8 @@ export class ObjectsPanel {
     item("download", "Download PNG mask", () => this.actions.download(obj.id, "png"), "dl-object-png");
     item("download", "Download PNG, soft edge", () => this.actions.download(obj.id, "soft-png"),
       "dl-object-soft-png");
+    item("download", "Download PNG for darktable raster masks (16-bit, sensor orientation)",
+      () => this.actions.download(obj.id, "raster-png"), "dl-object-raster-png");
     item("download", "Download SVG paths", () => this.actions.download(obj.id, "svg"), "dl-object-svg");
     item("download", "Download darktable XMP", () => this.actions.download(obj.id, "xmp"), "dl-object-xmp");
     if (this.canEdit()) {

@@ -137,6 +137,25 @@ function setRole(role) {
   updateHint();
 }
 
+/** The masks whose full-resolution edge the 100 % view draws, each with its version. */
+function edgeTargets() {
+  const out = [];
+  if (app.hasMask && app.currentObjectId != null) {
+    out.push({ id: "current", key: `${app.currentObjectId}:${app.lastSeq}` });
+  }
+  for (const o of app.objects) if (o.visible !== false) out.push({ id: o.id, key: `${o.area}` });
+  return out;
+}
+
+/** A region of a mask as its download has it (full resolution, on the photo's edges). */
+async function loadEdge(id, { x, y, w, h }) {
+  const number = id === "current" ? app.currentObjectId : id;
+  const url = `${sp()}/objects/${encodeURIComponent(number)}/mask.png?x=${x}&y=${y}&w=${w}&h=${h}`;
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  return renderableMask(await decodeMaskPng(await res.blob()), [...CURRENT_COLOUR, 1]);
+}
+
 /** The true 100 % view's loader: a region of the full-resolution photo as an image. */
 function loadCropImage({ x, y, w, h }) {
   return new Promise((resolve, reject) => {
@@ -287,6 +306,7 @@ function setObjects(objects) {
   body.dataset.objects = String(objects.length);
   objectsPanel.render(objects, app.photo);
   refreshObjectMasks();
+  viewer.loadEdges();
 }
 
 /** Fetch (once per version) the mask of every visible applied object, to draw it in colour. */
@@ -581,7 +601,9 @@ async function handleMaskFrame({ header, png }) {
   }
   if (generation !== app.maskGeneration) return;
   app.hasMask = Boolean(mask && mask.area);
+  app.currentObjectId = header.object_id ?? app.currentObjectId;
   viewer.current = mask ? renderableMask(mask, [...CURRENT_COLOUR, 1]) : null;
+  viewer.loadEdges();
   setCurrent({
     prompts: header.prompts ?? app.current.prompts,
     candidate: header.candidate ?? 0,
@@ -797,6 +819,10 @@ function downloadObject(id, format) {
   if (format === "png") runDownload(obj?.png_url || `${base}/mask.png`, `${baseName()}-${safe}.png`);
   else if (format === "soft-png") {
     runDownload(`${obj?.png_url || `${base}/mask.png`}?soft=1`, `${baseName()}-${safe}-soft.png`);
+  } else if (format === "raster-png") {
+    // darktable's external raster masks: 16 bits, in the raw's sensor orientation.
+    runDownload(`${obj?.png_url || `${base}/mask.png`}?grid=stored&depth=16`,
+      `${baseName()}-${safe}-sensor-16bit.png`);
   }
   else if (format === "xmp") {
     // Named like the all-objects sidecar: darktable reads <photo name>.xmp and nothing else.
@@ -871,6 +897,21 @@ async function removeSidecar() {
  * the server's ranges (state.vectorize_bounds) narrow a slider's, so that no position of it
  * is a value the server refuses with 400.
  */
+/**
+ * While the vector settings are open with a feather above 0, the masks are drawn as the XMP
+ * will have them: their edge fading outwards over the feather (full-resolution pixels,
+ * turned into working-picture pixels here). Closed, the masks are drawn hard again (the PNG
+ * and SVG downloads have no feather).
+ */
+function updateFeatherPreview() {
+  const feather = Number($("feather").value);
+  const open = $("vector-settings").open && !$("vector-settings").hidden;
+  const scale = app.photo ? (app.photo.preview_width || app.photo.width) / app.photo.width : 1;
+  viewer.feather = open && feather > 0 ? feather * scale : 0;
+  body.dataset.featherPreview = viewer.feather > 0 ? "on" : "";
+  viewer.redraw();
+}
+
 function loadVectorSettings(defaults = {}, bounds = {}) {
   let saved = {};
   try {
@@ -896,6 +937,7 @@ function updateVectorOutputs(save = true) {
   $("alphamax-out").textContent = v.alphamax.toFixed(2);
   $("opttolerance-out").textContent = `${v.opttolerance.toFixed(2)} px`;
   $("feather-out").textContent = `${v.feather} px`;
+  updateFeatherPreview();
   if (!save) return;
   try {
     window.localStorage.setItem(VECTOR_KEY, JSON.stringify(v));
@@ -1007,6 +1049,8 @@ function updateZoomText() {
 }
 viewer.onViewChange = updateZoomText;
 viewer.cropLoader = loadCropImage;
+viewer.edgeTargets = edgeTargets;
+viewer.edgeLoader = loadEdge;
 
 // ---------------------------------------------------------------- pointer input
 
@@ -1342,6 +1386,7 @@ function bindButtons() {
   $("dl-svg").addEventListener("click", () => downloadAll("svg"));
   $("dl-xmp").addEventListener("click", () => downloadAll("xmp"));
   for (const n of VECTOR_FIELDS) $(n).addEventListener("input", () => updateVectorOutputs());
+  $("vector-settings").addEventListener("toggle", () => updateFeatherPreview());
   $("sidecar-remove").addEventListener("click", () => removeSidecar());
   $("mask-opacity").addEventListener("input", (e) => setOpacity(Number(e.target.value)));
   for (const op of COMBINE_OPS) $(`combine-${op}`).addEventListener("click", () => combineObjects(op));

@@ -14,7 +14,7 @@ import {
   screenToPreview,
   zoomAt,
 } from "./geometry.js";
-import { CURRENT_COLOUR, objectColour } from "./maskrender.js";
+import { CURRENT_COLOUR, featherTintCanvas, objectColour } from "./maskrender.js";
 
 const rgb = ([r, g, b], a = 1) => `rgba(${r}, ${g}, ${b}, ${a})`;
 
@@ -52,8 +52,17 @@ export class Viewer {
     // The hover preview: the mask a click under the pointer would give (renderable), drawn
     // as an outline only, so it never looks like a mask that was made.
     this.hover = null;
+    // The feather preview: the XMP's feather in working-picture pixels (0: off). Tints then
+    // fade outwards over it, as darktable draws the sidecar's path border.
+    this.feather = 0;
     this.cropTimer = 0;
     this.cropWanted = null;
+    // In the crop, the masks' edges as the downloads will have them: id ("current" or an
+    // object's) → {key, crop, mask}; edgeTargets() → [{id, key}] and edgeLoader(id, region)
+    // → Promise<mask> are set by the page.
+    this.fullEdges = new Map();
+    this.edgeTargets = null;
+    this.edgeLoader = null;
     this.cssW = 0;
     this.cssH = 0;
     this.dpr = 1;
@@ -166,6 +175,7 @@ export class Viewer {
       this.cropWanted = null;
       if (this.fullCrop) {
         this.fullCrop = null;
+        this.fullEdges.clear();
         this.redraw();
       }
       return;
@@ -192,6 +202,7 @@ export class Viewer {
       if (this.cropWanted !== wanted) return; // the view moved on meanwhile
       this.fullCrop = { ...wanted, image };
       this.redraw();
+      this.loadEdges();
     } catch {
       // The enlarged working picture stays: a nicety missing, nothing broken.
     }
@@ -263,23 +274,89 @@ export class Viewer {
       // Applied objects: their own colour, a solid outline on a dark halo (seen on light and
       // dark photos alike); the one hovered in the list stronger.
       ctx.globalAlpha = Math.min(1, this.opacity * (strong ? 1.5 : 1));
-      ctx.drawImage(obj.mask.tint, 0, 0, w, h);
+      ctx.drawImage(this.tintOf(obj.mask), 0, 0, w, h);
       ctx.globalAlpha = 1;
-      this.strokeOutline(ctx, obj.mask, "rgba(0, 0, 0, 0.5)", strong ? 4.5 : 3.5);
-      this.strokeOutline(ctx, obj.mask, rgb(colour, 1), strong ? 2.5 : 1.75);
+      this.strokeEdge(ctx, obj.id, obj.mask, "rgba(0, 0, 0, 0.5)", strong ? 4.5 : 3.5);
+      this.strokeEdge(ctx, obj.id, obj.mask, rgb(colour, 1), strong ? 2.5 : 1.75);
     }
   }
 
-  strokeOutline(ctx, mask, colour, cssWidth, dash = null) {
+  /** Asks for the full-resolution edge of every mask shown, in the crop, unless it has it. */
+  loadEdges() {
+    const crop = this.fullCrop;
+    if (!crop || !this.edgeTargets || !this.edgeLoader) return;
+    const wanted = this.edgeTargets();
+    const ids = new Set(wanted.map((t) => t.id));
+    for (const id of [...this.fullEdges.keys()]) if (!ids.has(id)) this.fullEdges.delete(id);
+    for (const { id, key } of wanted) {
+      const have = this.fullEdges.get(id);
+      if (have && have.key === key && have.crop === crop) continue;
+      const entry = { key, crop, mask: null };
+      this.fullEdges.set(id, entry);
+      const { x, y, w, h } = crop;
+      this.edgeLoader(id, { x, y, w, h }).then((mask) => {
+        if (this.fullEdges.get(id) !== entry) return; // superseded meanwhile
+        entry.mask = mask;
+        this.redraw();
+      }).catch(() => {
+        // the working mask's outline stays
+      });
+    }
+  }
+
+  /**
+   * The outline of a mask: inside the full-resolution crop, the edge the downloads have
+   * (when loaded), the working mask's outside it.
+   */
+  strokeEdge(ctx, id, mask, colour, cssWidth, dash = null) {
+    const edge = this.fullEdges.get(id);
+    const c = this.fullCrop;
+    if (!c || !edge || edge.crop !== c || !edge.mask) {
+      this.strokeOutline(ctx, mask, colour, cssWidth, dash);
+      return;
+    }
+    const { w, h } = this.previewSize;
+    const rect = { x: (c.x * w) / this.photo.width, y: (c.y * h) / this.photo.height,
+                   w: (c.w * w) / this.photo.width, h: (c.h * h) / this.photo.height };
+    ctx.save();
+    const outside = new Path2D();
+    outside.rect(-w, -h, 3 * w, 3 * h);
+    outside.rect(rect.x, rect.y, rect.w, rect.h);
+    ctx.clip(outside, "evenodd");
+    this.strokeOutline(ctx, mask, colour, cssWidth, dash);
+    ctx.restore();
+    ctx.save();
+    const inside = new Path2D();
+    inside.rect(rect.x, rect.y, rect.w, rect.h);
+    ctx.clip(inside);
+    this.strokeOutline(ctx, edge.mask, colour, cssWidth, dash, rect);
+    ctx.restore();
+  }
+
+  /** The mask's tint, feathered while the feather preview is on (made once per radius). */
+  tintOf(mask) {
+    if (!(this.feather > 0) || !mask.source) return mask.tint;
+    // The radius in the mask's own pixels (a mask may come at another size than the preview).
+    const radius = (this.feather * mask.width) / this.previewSize.w;
+    if (mask.feathered?.radius !== radius) {
+      mask.feathered = { radius, canvas: featherTintCanvas(mask.source, mask.colour, radius) };
+    }
+    return mask.feathered.canvas;
+  }
+
+  /** `rect`: where the mask lies in preview pixels (default: the whole preview). */
+  strokeOutline(ctx, mask, colour, cssWidth, dash = null, rect = null) {
     if (!mask.outline) return;
     const { w, h } = this.previewSize;
+    const r = rect ?? { x: 0, y: 0, w, h };
     ctx.save();
     // Masks may come at another size than the preview (a full-res download): scale them.
-    ctx.scale(w / mask.width, h / mask.height);
-    ctx.lineWidth = this.px(cssWidth) * (mask.width / w);
+    ctx.translate(r.x, r.y);
+    ctx.scale(r.w / mask.width, r.h / mask.height);
+    ctx.lineWidth = this.px(cssWidth) * (mask.width / r.w);
     ctx.strokeStyle = colour;
     ctx.lineCap = "square";
-    if (dash) ctx.setLineDash(dash.map((d) => this.px(d) * (mask.width / w)));
+    if (dash) ctx.setLineDash(dash.map((d) => this.px(d) * (mask.width / r.w)));
     ctx.stroke(mask.outline);
     ctx.restore();
   }
@@ -294,14 +371,14 @@ export class Viewer {
     if (this.showMasks && this.current && this.current.area) {
       ctx.imageSmoothingEnabled = false;
       ctx.globalAlpha = Math.min(1, this.opacity);
-      ctx.drawImage(this.current.tint, 0, 0, w, h);
+      ctx.drawImage(this.tintOf(this.current), 0, 0, w, h);
       ctx.globalAlpha = 1;
       // A dark halo under the bright line keeps the outline visible on light and dark photos;
       // white dashes over the blue mark the object being edited, as a selection's "marching
       // ants" do, apart from the applied ones.
-      this.strokeOutline(ctx, this.current, "rgba(0, 0, 0, 0.55)", 4);
-      this.strokeOutline(ctx, this.current, rgb(CURRENT_COLOUR, 1), 2.25);
-      this.strokeOutline(ctx, this.current, "rgba(255, 255, 255, 0.9)", 1, [4, 4]);
+      this.strokeEdge(ctx, "current", this.current, "rgba(0, 0, 0, 0.55)", 4);
+      this.strokeEdge(ctx, "current", this.current, rgb(CURRENT_COLOUR, 1), 2.25);
+      this.strokeEdge(ctx, "current", this.current, "rgba(255, 255, 255, 0.9)", 1, [4, 4]);
     }
     if (this.hover && this.hover.area) {
       this.strokeOutline(ctx, this.hover, "rgba(0, 0, 0, 0.6)", 3);

@@ -7,6 +7,8 @@ photo) and keep the darktable XMP in the stored grid (what darktable's pipeline 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +23,7 @@ from maskweb.masking.models import MaskSession
 from maskweb.masking.prompts import ProtocolError
 from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
+from maskweb.segment.orientation import to_upright
 from maskweb.segment.vectorize import VectorizeOptions
 
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024
@@ -39,7 +42,8 @@ def _union(masks: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = False) -> bytes:
+def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = False,
+        stored_grid: bool = False, depth: int = 8) -> bytes:
     """The union of the objects' masks at full resolution. Plain objects are united at the
     work size and brought up once (as before); with a combined object among them each is
     brought up on its own (its operands one by one, maskweb.masking.combine) and united at
@@ -48,7 +52,40 @@ def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = F
         stored = render.stored_full_mask(photo, _union([mask for _, mask in items]))
     else:
         stored = _union([o.mask for o in combine.export_objects(photo, items)])
-    return bytes(mask_png(stored, orientation=photo.orientation, soft=soft))
+    # stored_grid: as the file is stored (a raw's sensor orientation), for darktable's
+    # external raster masks; otherwise upright, as viewers show the photo.
+    return bytes(mask_png(stored, orientation=1 if stored_grid else photo.orientation,
+                          soft=soft, depth=depth))
+
+
+# The full-resolution upright masks of the last objects whose edges a page looked at in its
+# 100 % view: a page asks for region after region of the same mask as it pans.
+_edges_lock = threading.Lock()
+_edges: OrderedDict[str, np.ndarray] = OrderedDict()
+EDGES_KEPT = 4
+
+
+def png_region(key: str, photo: Photo, items: Sequence[tuple[Any, np.ndarray]],
+               region: tuple[int, int, int, int]) -> bytes:
+    """A region (x, y, w, h, upright full-resolution pixels) of the objects' union as the PNG
+    download has it: the same full-resolution mask, its edge on the photo's own edges, cut.
+    ``key``: the download's cache key without the region (the mask's identity)."""
+    with _edges_lock:
+        full = _edges.get(key)
+        if full is not None:
+            _edges.move_to_end(key)
+    if full is None:
+        if not any(getattr(obj, "recipe", None) for obj, _ in items):
+            stored = render.stored_full_mask(photo, _union([mask for _, mask in items]))
+        else:
+            stored = _union([o.mask for o in combine.export_objects(photo, items)])
+        full = np.ascontiguousarray(to_upright(stored, photo.orientation))
+        with _edges_lock:
+            _edges[key] = full
+            while len(_edges) > EDGES_KEPT:
+                _edges.popitem(last=False)
+    x, y, w, h = region
+    return bytes(mask_png(full[y:y + h, x:x + w]))
 
 
 def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list[MaskObject]:

@@ -35,6 +35,25 @@ def _file(media: str, description: str) -> dict[str, Any]:
             "content": {media: {"schema": {"type": "string", "format": "binary"}}}}
 
 
+PNG_OPTIONS = [
+    {"name": "soft", "in": "query", "required": False, "schema": {"enum": ["0", "1"]},
+     "description": "1: anti-aliased edges"},
+    {"name": "grid", "in": "query", "required": False,
+     "schema": {"enum": ["upright", "stored"]},
+     "description": "stored: the photo's stored grid (a raw's sensor orientation), as "
+                    "darktable's external raster masks read it; default upright"},
+    {"name": "depth", "in": "query", "required": False, "schema": {"enum": ["8", "16"]},
+     "description": "bits per pixel (default 8)"},
+]
+REGION = [{"name": n, "in": "query", "required": False, "schema": {"type": "integer",
+                                                                    "minimum": 0},
+           "description": d}
+          for n, d in (("x", "one object's mask only: a region's left column (upright "
+                             "full-resolution pixels; all four or none)"),
+                       ("y", "the region's top row"), ("w", "its width, 1..2048"),
+                       ("h", "its height, 1..2048"))]
+PNG_BAD = _error("`bad_field`: a `grid` or `depth` the download does not offer.")
+
 VECTOR = [
     {"name": "turdsize", "in": "query", "required": False,
      "description": "potrace turdsize: drop regions and holes of at most this many pixels",
@@ -293,10 +312,9 @@ PATHS: dict[str, Any] = {
                       "403": FORBIDDEN, "404": NOT_FOUND}}},
     f"{API}/objects/{{number}}/mask.png": {"get": {
         "summary": "One object's mask, upright, full resolution",
-        "parameters": [TOKEN, NUMBER, {"name": "soft", "in": "query", "required": False,
-                                       "schema": {"enum": ["0", "1"]},
-                                       "description": "1: anti-aliased edges"}],
-        "responses": {"200": _file("image/png", "8-bit greyscale mask."), "404": NOT_FOUND,
+        "parameters": [TOKEN, NUMBER, *PNG_OPTIONS, *REGION],
+        "responses": {"200": _file("image/png", "Greyscale mask, 8 or 16 bits."),
+                      "400": PNG_BAD, "404": NOT_FOUND,
                       "409": _error("`empty`: the object has no mask.")}}},
     f"{API}/objects/{{number}}/mask.svg": {"get": {
         "summary": "One object as SVG paths (upright)", "parameters": [TOKEN, NUMBER, *VECTOR],
@@ -311,8 +329,9 @@ PATHS: dict[str, Any] = {
                       "400": _error("`bad_field`: a vectorization parameter out of range."),
                       "404": NOT_FOUND, "409": XMP_CONFLICT}}},
     f"{API}/mask.png": {"get": {
-        "summary": "All visible objects in one mask", "parameters": [TOKEN],
-        "responses": {"200": _file("image/png", "8-bit greyscale mask."), "404": NOT_FOUND,
+        "summary": "All visible objects in one mask", "parameters": [TOKEN, *PNG_OPTIONS],
+        "responses": {"200": _file("image/png", "Greyscale mask, 8 or 16 bits."),
+                      "400": PNG_BAD, "404": NOT_FOUND,
                       "409": _error("`empty`: nothing to download.")}}},
     f"{API}/masks.svg": {"get": {
         "summary": "All visible objects as SVG", "parameters": [TOKEN, *VECTOR],

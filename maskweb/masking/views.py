@@ -376,15 +376,62 @@ def _soft(request: HttpRequest) -> bool:
     return request.GET.get("soft") in ("1", "true", "yes")
 
 
+def _png_options(request: HttpRequest) -> dict[str, Any]:
+    """soft, stored_grid (``?grid=stored``) and depth (``?depth=16``) of a PNG download."""
+    grid = request.GET.get("grid", "upright")
+    if grid not in ("upright", "stored"):
+        raise ProtocolError("bad_field", "'grid' must be 'upright' or 'stored'")
+    depth = request.GET.get("depth", "8")
+    if depth not in ("8", "16"):
+        raise ProtocolError("bad_field", "'depth' must be 8 or 16")
+    return {"soft": _soft(request), "stored_grid": grid == "stored", "depth": int(depth)}
+
+
+def _region(request: HttpRequest, photo: Any) -> tuple[int, int, int, int] | None:
+    """``?x=&y=&w=&h=`` (upright full-resolution pixels, all four or none)."""
+    names = ("x", "y", "w", "h")
+    if not any(n in request.GET for n in names):
+        return None
+    values = []
+    for name in names:
+        raw = request.GET.get(name, "")
+        if not raw.isdigit() or len(raw) > 6:
+            raise ProtocolError("bad_field", f"'{name}' must be a whole number of pixels")
+        values.append(int(raw))
+    try:
+        crops.check_region(photo, *values)
+    except crops.CropError as exc:
+        raise ProtocolError("bad_field", str(exc)) from None
+    x, y, w, h = values
+    return x, y, w, h
+
+
+def _png_variant(options: dict[str, Any]) -> str:
+    """What a PNG's file name says of its options, beyond the object's name."""
+    return " ".join(part for part, on in (("soft", options["soft"]),
+                                          ("sensor", options["stored_grid"]),
+                                          ("16bit", options["depth"] == 16)) if on)
+
+
 @api(["GET"])
 def object_png(request: HttpRequest, access: services.Access, number: int) -> Any:
     obj = services.get_object(access.session, number)
-    soft = _soft(request)
+    options = _png_options(request)
     session = services.reload(access.session)
+    region = _region(request, session.photo)
+    if region is not None:
+        # The 100 % view's edge: a region of the mask exactly as the download has it.
+        whole = download_jobs.cache_key("object.png", session, [obj], {})
+        return download_jobs.Job(
+            download_jobs.cache_key("object.png", session, [obj], {"region": region}),
+            lambda: downloads.png_region(whole, session.photo,
+                                         [(obj, _object_mask(session, obj))], region),
+            "image/png", _object_filename(access, obj, "png", "region"))
     return download_jobs.Job(
-        download_jobs.cache_key("object.png", session, [obj], {"soft": soft}),
-        lambda: downloads.png(session.photo, [(obj, _object_mask(session, obj))], soft=soft),
-        "image/png", _object_filename(access, obj, "png", "soft" if soft else ""))
+        download_jobs.cache_key("object.png", session, [obj], options),
+        lambda: downloads.png(session.photo, [(obj, _object_mask(session, obj))], **options),
+        "image/png", _object_filename(access, obj, "png",
+                                      _png_variant(options).replace(" ", "-")))
 
 
 @api(["GET"])
@@ -440,12 +487,13 @@ def _all(session: Any) -> list[tuple[Any, np.ndarray]]:
 
 @api(["GET"])
 def all_png(request: HttpRequest, access: services.Access) -> Any:
-    soft = _soft(request)
+    options = _png_options(request)
     session = services.reload(access.session)
     return download_jobs.Job(
-        download_jobs.cache_key("all.png", session, _visible(session), {"soft": soft}),
-        lambda: downloads.png(session.photo, _all(session), soft=soft),
-        "image/png", f"{_stem(access)}-mask.png")
+        download_jobs.cache_key("all.png", session, _visible(session), options),
+        lambda: downloads.png(session.photo, _all(session), **options),
+        "image/png", download_name(_stem(access), "mask", _png_variant(options).replace(
+            " ", "-"), extension="png"))
 
 
 @api(["GET"])

@@ -205,6 +205,20 @@ def test_the_analysis_subtitle_does_not_repeat_its_title(module_page):
     assert out == [True, False]
 
 
+def test_feather_distance_and_ramp(module_page):
+    out = js(module_page, """
+        const m = await imp('maskrender.js');
+        const bits = new Uint8Array(49); bits[3 * 7 + 3] = 1;  // one pixel in the middle
+        const d = m.outsideDistance({width: 7, height: 7, bits, bbox: [3, 3, 4, 4]}, 10);
+        return [d[3 * 7 + 3], d[3 * 7 + 4], d[2 * 7 + 2], d[3 * 7 + 5], d[0],
+                m.featherAlpha(0, 20), m.featherAlpha(5, 20), m.featherAlpha(20, 20),
+                m.featherAlpha(3, 0)];
+    """)
+    assert out[:4] == [0, 1, pytest.approx(2 ** 0.5), 2]
+    assert out[4] == pytest.approx(3 * 2 ** 0.5)
+    assert out[5:] == [1, 0.75, 0, 0]
+
+
 def test_reconnect_delay_grows_and_is_capped(module_page):
     out = js(module_page, """
         const p = await imp('protocol.js');

@@ -525,6 +525,7 @@ def test_objects_panel_renames_hides_reopens_and_deletes(live_stack, browser, ar
         # Its PNG downloads are named after it, the soft one distinct.
         for item, expected in (("dl-object-png", "000-Bear.png"),
                                ("dl-object-soft-png", "000-Bear-soft.png"),
+                               ("dl-object-raster-png", "000-Bear-sensor-16bit.png"),
                                ("dl-object-svg", "000-Bear.svg")):
             rows.nth(0).locator(".more").click()
             if item == "dl-object-png":
@@ -773,7 +774,7 @@ def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_st
     Image.fromarray(big).save(path)
     context, page = new_page(browser)
     try:
-        upload_through_page(page, live_stack, path)
+        token = upload_through_page(page, live_stack, path)
         assert page.evaluate("window.maskweb.app.photo.preview_width") == 2048
 
         def alternation() -> float:
@@ -790,12 +791,28 @@ def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_st
                 return sum / 99;
             }""")
 
+        # A mask over the checkerboard: at 100 % its edge is drawn as the download has it.
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, 1500.5, 1000.5))
+        wait_new_mask(page, seq)
+        page.mouse.move(5, 5)  # off the photo: no hover preview in the way
         page.keyboard.press("1")
         assert page.text_content("#zoom-text") == "100%"
         wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
         crop = page.evaluate("(() => { const c = window.maskweb.viewer.fullCrop;"
                              " return [c.x, c.y, c.w, c.h]; })()")
         assert crop[2] <= 2048 and crop[3] <= 2048
+        wait_or_explain(page, "() => { const e = window.maskweb.viewer.fullEdges.get("
+                              "'current'); return e && e.mask; }", live_stack)
+        edge = tint_bits(page, "window.maskweb.viewer.fullEdges.get('current').mask")
+        number = page.evaluate("window.maskweb.app.currentObjectId")
+        with urllib.request.urlopen(f"{live_stack.url}/api/v1/sessions/{token}/objects/"
+                                    f"{number}/mask.png", timeout=60) as r:
+            download = np.asarray(Image.open(io.BytesIO(r.read())).convert("L")) >= 128
+        x, y, w, h = crop
+        assert edge.shape == (h, w)
+        assert np.array_equal(edge, download[y:y + h, x:x + w])
+        assert 0 < edge.mean() < 1, "the crop holds a piece of the mask's edge"
         sharp = alternation()
         page.screenshot(path=str(artifacts / "true-100-percent.png"))
         page.evaluate("() => { window.maskweb.viewer.fullCrop = null; }")
@@ -803,8 +820,12 @@ def test_zoomed_to_100_percent_the_page_shows_the_full_resolution_pixels(live_st
         assert sharp > 100 and enlarged < 0.5 * sharp, (sharp, enlarged)
         # A pan asks again (nothing covers the view now); back to fit, the crop goes (the
         # working picture shows all there is to see then).
-        page.evaluate("() => window.maskweb.viewer.panBy(3, 0)")
+        page.evaluate("() => window.maskweb.viewer.panBy(150, 0)")  # the mask's left edge
         wait_or_explain(page, "() => window.maskweb.viewer.fullCrop !== null", live_stack)
+        wait_or_explain(page, "() => { const v = window.maskweb.viewer, e = v.fullEdges.get("
+                              "'current'); return e && e.mask && e.crop === v.fullCrop; }",
+                        live_stack)
+        page.screenshot(path=str(artifacts / "true-100-percent-edge.png"))
         page.keyboard.press("f")
         wait_or_explain(page, "() => window.maskweb.viewer.fullCrop === null", live_stack)
         assert page.js_errors == []
@@ -846,6 +867,57 @@ def test_resting_the_pointer_previews_the_mask_a_click_would_give(live_stack, br
         page.wait_for_timeout(600)  # three rest delays: a preview would have been asked for
         assert sum(1 for f in frames if isinstance(f, str) and '"preview"' in f) == asked
         assert page.evaluate("window.maskweb.viewer.hover") is None
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_the_xmp_feather_is_previewed_on_the_masks_while_it_is_set(live_stack, browser,
+                                                                     artifacts, gt_mask):
+    """With the vector settings open and a feather of 30 px, the current mask's edge fades
+    outwards over 30 px in the page (as darktable draws the sidecar's border: linear); closed,
+    the mask is hard again."""
+    context, page = new_page(browser)
+    try:
+        token = upload_through_page(page, live_stack)
+        fx, fy = deepest_point(gt_mask)
+        seq = mask_seq(page)
+        page.mouse.click(*to_page(page, fx, fy))
+        wait_new_mask(page, seq)
+        mask = current_mask(live_stack.url, token)  # work size = the photo's (854 x 480)
+        outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+
+        def alphas(low: float, high: float) -> float:
+            ys, xs = np.nonzero((outside > low) & (outside < high))
+            pick = np.random.default_rng(1).choice(len(xs), size=min(200, len(xs)),
+                                                   replace=False)
+            pts = [[float(xs[i]) + 0.5, float(ys[i]) + 0.5] for i in pick]
+            return float(np.mean(page.evaluate("""(pts) => {
+                const v = window.maskweb.viewer;
+                v.drawNow();
+                const c = v.overlayCanvas;
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                return pts.map(([x, y]) => {
+                  const p = v.toPreview(x, y);
+                  const sx = Math.floor((p.x * v.view.scale + v.view.tx) * v.dpr);
+                  const sy = Math.floor((p.y * v.view.scale + v.view.ty) * v.dpr);
+                  return d[4 * (sy * c.width + sx) + 3];
+                });
+            }""", pts)))
+
+        assert alphas(9, 11) == 0  # hard: nothing 10 px out
+        page.click("#vector-settings summary")
+        page.locator("#feather").fill("30")
+        wait_or_explain(page, "document.body.dataset.featherPreview === 'on'", live_stack)
+        near, half, far = alphas(4, 6), alphas(14, 16), alphas(34, 40)
+        opacity = page.evaluate("window.maskweb.viewer.opacity")
+        # Linear: about (1 - d/30) of the tint's alpha (the 1.15-px chamfer error aside).
+        assert near > half > far == 0, (near, half, far)
+        assert abs(half - 255 * opacity * 0.5) < 255 * opacity * 0.15, (half, opacity)
+        page.screenshot(path=str(artifacts / "feather-preview.png"))
+        page.click("#vector-settings summary")  # closed: the PNG and SVG have no feather
+        wait_or_explain(page, "document.body.dataset.featherPreview === ''", live_stack)
+        assert alphas(9, 11) == 0
         assert page.js_errors == []
     finally:
         context.close()

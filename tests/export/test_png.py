@@ -65,3 +65,19 @@ def test_fifty_megapixel_mask_encodes() -> None:
     big[1000:4000, 2000:6000] = True
     img = load(mask_png(big, orientation=6))
     assert img.size == (5773, 8660)
+
+
+def test_a_16_bit_png_holds_0_or_65535_and_soft_steps_between() -> None:
+    img = load(mask_png(mask(), depth=16))
+    arr = np.asarray(img)
+    assert img.mode.startswith("I;16") and arr.dtype == np.uint16
+    assert set(np.unique(arr)) == {0, 65535}
+    assert np.array_equal(arr == 65535, mask())
+    soft = np.asarray(load(mask_png(mask(), depth=16, soft=True)))
+    between = soft[(soft > 0) & (soft < 65535)]
+    assert between.size and len(np.unique(between)) > 10
+
+
+def test_a_bit_depth_other_than_8_or_16_is_refused() -> None:
+    with pytest.raises(ValueError):
+        mask_png(mask(), depth=12)

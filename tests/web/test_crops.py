@@ -84,3 +84,33 @@ def test_a_crop_larger_than_the_limit_is_refused(settings):
         assert status == 400 and "at most 100" in body["error"]["message"]
     finally:
         crops.MAX_SIDE = settings_limit
+
+
+def test_a_masks_region_is_exactly_that_region_of_its_download(settings):
+    """The 100 % view draws the edge the download will have: a region of an object's mask,
+    asked for with ?x=&y=&w=&h=, is that region of the full-resolution PNG, pixel for pixel,
+    also for the current (not applied) object."""
+    from tests.web.test_full_resolution_download import ellipse_photo
+
+    settings.WORK_MAX_SIDE = 300
+    data, _ = ellipse_photo()
+    session = make_session(data, "big.png")
+    base = f"/api/v1/sessions/{session.edit_token}"
+    client = Client()
+    clicked = client.post(f"{base}/prompts", {"kind": "point", "x": 610.5, "y": 390.5},
+                          content_type="application/json")
+    assert clicked.status_code == 200
+    number = clicked.json()["object_id"]
+    url = f"{base}/objects/{number}/mask.png"
+
+    def png(response) -> np.ndarray:
+        assert response.status_code == 200, response.content[:200]
+        return np.asarray(Image.open(io.BytesIO(response.content)).convert("L"))
+
+    whole = png(client.get(url))
+    region = png(client.get(f"{url}?x=250&y=130&w=300&h=200"))
+    assert region.shape == (200, 300)
+    assert np.array_equal(region, whole[130:330, 250:550])
+    assert 0 < (region == 255).mean() < 1, "the region holds a piece of the edge"
+    refused = client.get(f"{url}?x=1100&y=0&w=200&h=10")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_field"

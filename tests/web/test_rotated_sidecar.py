@@ -95,3 +95,26 @@ def test_darktable_brightens_the_apps_mask_of_a_rotated_photo(tmp_path, monkeypa
     lit_yx = np.argwhere(lit).mean(axis=0)
     mask_yx = np.argwhere(upright).mean(axis=0)
     assert np.all(np.abs(lit_yx - mask_yx) <= 1.0), (lit_yx, mask_yx)
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_the_raster_mask_png_is_in_the_sensors_orientation_at_16_bits(orientation):
+    """darktable's external raster masks read a PNG in the raw's own (stored) orientation:
+    ?grid=stored&depth=16 is the upright download turned back, with 16-bit levels."""
+    from maskweb.segment.orientation import to_stored
+
+    session, base = masked_rotated_session(orientation)
+    client = Client()
+    upright = client.get(f"{base}/objects/1/mask.png")
+    raster = client.get(f"{base}/objects/1/mask.png?grid=stored&depth=16")
+    assert raster.status_code == 200
+    assert 'filename="r-Box-sensor-16bit.png"' in raster["Content-Disposition"]
+    up = np.asarray(Image.open(io.BytesIO(upright.content))) == 255
+    img = Image.open(io.BytesIO(raster.content))
+    arr = np.asarray(img)
+    assert arr.dtype == np.uint16 and arr.shape == (STORED_H, STORED_W)
+    assert set(np.unique(arr)) == {0, 65535}
+    assert np.array_equal(arr == 65535, to_stored(up, orientation))
+    for bad in ("grid=sideways", "depth=12"):
+        refused = client.get(f"{base}/objects/1/mask.png?{bad}")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_field"
