@@ -89,8 +89,10 @@ def test_an_http_only_client_gets_back_an_encode_job_lost_with_redis(live_stack)
     worker.send_signal(signal.SIGSTOP)  # frozen: it takes no job
     try:
         # A frozen worker may still have a blocking read pending, which Redis would answer
-        # with the job: wait until Redis has ended it (it times out within a second).
-        wait_until(lambda: not [c for c in client.client_list() if c.get("cmd") == "brpop"],
+        # with the job: wait until Redis has ended it (it times out within a second). Redis
+        # marks a client blocked right now with the flag "b"; its "cmd" is only the last
+        # command it sent, which stays "brpop" after the read has ended.
+        wait_until(lambda: not [c for c in client.client_list() if "b" in c.get("flags", "")],
                    15, "the frozen worker's pending read to end")
         status, state = upload(live_stack.url, "lost.png", two_tone_photo(seed=22))
         assert status == 201 and state["status"] == "encoding", state
