@@ -11,6 +11,7 @@ held up by it.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -26,24 +27,21 @@ def redis_url() -> str:
 
 
 def get_redis() -> redis.Redis:
-    url = redis_url()
-    with _lock:
-        client = _clients.get((url, "patient"))
-        if client is None:
-            client = redis.Redis.from_url(url, socket_timeout=30, health_check_interval=30,
-                                          **redis_retry.sync_options(
-                                              settings.REDIS_RETRY_SECONDS))
-            _clients[(url, "patient")] = client
-        return client
+    return _client("patient", socket_timeout=30,
+                   **redis_retry.sync_options(settings.REDIS_RETRY_SECONDS))
 
 
 def get_quick_redis() -> redis.Redis:
+    return _client("quick", socket_timeout=2, socket_connect_timeout=1,
+                   **redis_retry.sync_options(0))
+
+
+def _client(kind: str, **options: Any) -> redis.Redis:
+    """This process's client of ``kind`` for the current Redis URL, made on first use."""
     url = redis_url()
     with _lock:
-        client = _clients.get((url, "quick"))
+        client = _clients.get((url, kind))
         if client is None:
-            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1,
-                                          health_check_interval=30,
-                                          **redis_retry.sync_options(0))
-            _clients[(url, "quick")] = client
+            client = redis.Redis.from_url(url, health_check_interval=30, **options)
+            _clients[(url, kind)] = client
         return client
