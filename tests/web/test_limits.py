@@ -33,6 +33,19 @@ def upload(content: bytes, address: str = "203.0.113.7", name: str = "p.png") ->
                                             {"photo": SimpleUploadedFile(name, content)})
 
 
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the number of points of every decode the engine runs, in order."""
+    calls: list[int] = []
+    real_decode = engine.decode
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[2].points))
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "decode", counting)
+    return calls
+
+
 def test_clients_are_their_address_and_an_ipv6_client_its_64():
     assert limits.client_key("203.0.113.7") == limits.client_key("203.0.113.7")
     assert limits.client_key("203.0.113.7") != limits.client_key("203.0.113.8")
@@ -202,14 +215,7 @@ def test_prompts_sent_during_an_encode_are_replayed_in_one_decode(monkeypatch):
     for i in range(40):
         services.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7,
                                      "positive": i % 5 != 3})
-    calls: list[int] = []
-    real_decode = engine.decode
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(len(args[2].points))
-        return real_decode(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "decode", counting)
+    calls = count_decodes(monkeypatch)
     assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
     assert calls == [40], calls
 
@@ -221,14 +227,7 @@ def test_a_long_log_with_nothing_cached_is_not_replayed_one_decode_a_prompt(monk
         services.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7})
     wait_for_decodes()  # the writes' own prefetches
     render.predictions.clear()  # as after a restart
-    calls: list[int] = []
-    real_decode = engine.decode
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(len(args[2].points))
-        return real_decode(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "decode", counting)
+    calls = count_decodes(monkeypatch)
     services.render_current(services.reload(session), broadcast=False)
     assert len(calls) == render.REPLAY_STEPS and calls[0] == 40 - render.REPLAY_STEPS + 1
     assert calls[-1] == 40
@@ -244,14 +243,7 @@ def test_a_socket_that_fell_behind_draws_its_piled_up_prompts_in_one_decode(monk
         services.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7})
     wait_for_decodes()
     render.predictions.clear()
-    calls: list[int] = []
-    real_decode = engine.decode
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(len(args[2].points))
-        return real_decode(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "decode", counting)
+    calls = count_decodes(monkeypatch)
     rendered = services.render_current(services.reload(session), broadcast=False,
                                        latest_only=True)
     assert calls == [12] and rendered.current is not None
