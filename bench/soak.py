@@ -52,6 +52,7 @@ from tests.stack import LiveStack, start_stack
 from tests.web.client import request, upload
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DECODERS = "web's decode processes (together)"
 FINAL_WAIT_SECONDS = 120.0  # after the last click, how long a page waits for its last mask
 
 
@@ -178,14 +179,33 @@ class Machine:
         processes["load generator (this bench)"] = psutil.Process()
         return cls(processes)
 
+    def decoders(self) -> list[psutil.Process]:
+        """The web process's decode processes (maskweb.masking.decode_procs), if any."""
+        web = self.processes.get("web (Daphne)")
+        if web is None:
+            return []
+        found = []
+        for child in web.children():
+            with contextlib.suppress(psutil.Error):
+                if "decode_child" in " ".join(child.cmdline()):
+                    found.append(child)
+        return found
+
     def rss_mb(self) -> dict[str, float]:
-        return {name: p.memory_info().rss / 2**20 for name, p in self.processes.items()}
+        rss = {name: p.memory_info().rss / 2**20 for name, p in self.processes.items()}
+        decoders = self.decoders()
+        if decoders:
+            rss[DECODERS] = sum(p.memory_info().rss for p in decoders) / 2**20
+        return rss
 
     def cpu_by_process(self) -> dict[str, float]:
         out = {}
         for name, p in self.processes.items():
             times = p.cpu_times()
             out[name] = times.user + times.system + times.children_user + times.children_system
+        decoders = self.decoders()
+        if decoders:
+            out[DECODERS] = sum(t.user + t.system for t in (p.cpu_times() for p in decoders))
         return out
 
     def cpu_s(self) -> float:
@@ -244,8 +264,9 @@ class RunResult:
              + (f" ({errors[0]})" if errors else "") + f" / {len(closed)}"
              + (f" ({closed[0]})" if closed else "")),
             (f"{self.label}: RSS before -> after (MiB)",
-             "; ".join(f"{name} {self.rss_before[name]:.0f} -> {self.rss_after[name]:.0f}"
-                       for name in self.rss_before)),
+             "; ".join(f"{name} {self.rss_before.get(name, 0):.0f} -> "
+                       f"{self.rss_after.get(name, 0):.0f}"
+                       for name in {**self.rss_before, **self.rss_after})),
             (f"{self.label}: CPU seconds per process during the run (per prompt sent)",
              "; ".join(f"{name} {seconds:.1f} s ({seconds / max(sent, 1) * 1e3:.1f} ms)"
                        for name, seconds in self.cpu_by_process.items())),
@@ -287,7 +308,7 @@ def soak_run(stack: LiveStack, label: str, pages_count: int, interval: float,
         sent = [(float(x), float(y), positive)
                 for x, y, positive in page.plan[:len(page.sent_at)]]
         in_order = in_order and log == sent
-    cpu = {name: seconds - cpu_before[name] for name, seconds in cpu_after.items()}
+    cpu = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in cpu_after.items()}
     return RunResult(label, pages, stored, in_order, rss_before, machine.rss_mb(), wall, ours,
                      others, load_before, os.getloadavg(), cpu)
 

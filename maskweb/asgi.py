@@ -30,7 +30,7 @@ from django.http import Http404, HttpRequest  # noqa: E402
 
 from maskweb import daphne_http  # noqa: E402
 from maskweb.headers import SecurityHeaders  # noqa: E402
-from maskweb.masking import engine  # noqa: E402
+from maskweb.masking import decode_procs, engine, render  # noqa: E402
 from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -67,6 +67,7 @@ def settle_in() -> None:
     116,000 objects, 21 ms on an idle machine, 48 ms once during a 4-session bench run.
     Frozen (gc.freeze), they are skipped; a collection walks only what came since.
     """
+    decode_procs.start(render.CORES)  # they warm up the decoder too
     engine.warm_up_default("decoder")
     gc.freeze()
 

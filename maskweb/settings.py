@@ -236,6 +236,9 @@ except ValueError as exc:
 # a worker its encoder, so the first click and photo do not wait for onnxruntime's slow first
 # runs (see maskweb.asgi and maskweb.masking.tasks).
 WARM_UP = env_bool("MASKWEB_WARM_UP", True)
+# The web process decodes in child processes, one per core (maskweb.masking.decode_procs):
+# decodes in its threads took turns on the GIL. 0: in its threads, as before.
+DECODE_PROCESSES = env_bool("MASKWEB_DECODE_PROCESSES", True)
 EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=60)
 # Per process, in memory: the embeddings and the predictions of the sessions being clicked
 # in (a float32 SAM-class embedding is ~4 MB; a prediction is its masks at the work size).

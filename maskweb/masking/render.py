@@ -18,7 +18,8 @@ REPLAY_STEPS prompts one by one.
 A click's decode starts before its prompt is committed (``prefetch``, called as the message
 arrives and while the prompt is written) when a core is free; a prediction being decoded is
 waited for, never decoded twice (``decoding``), so the render that follows picks up the
-running decode. The decode cores themselves: maskweb.masking.cores.
+running decode. The decode cores themselves: maskweb.masking.cores; in the web process each
+decode runs in a child process (maskweb.masking.decode_procs).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
-from maskweb.masking import embeddings, engine, history
+from maskweb.masking import decode_procs, embeddings, engine, history
 from maskweb.masking.cores import Cores
 from maskweb.masking.flight import SingleFlight
 from maskweb.masking.lru import ByteLRU
@@ -164,9 +165,12 @@ def _decode_steps(session: MaskSession, embedding: Embedding,
 def _decoder(session: MaskSession, embedding: Embedding, stored_prompts: list[dict[str, Any]],
              previous: Prediction | None, cache_key: tuple[str, str]) -> Callable[[], Prediction]:
     def decode() -> Prediction:
+        prompts = engine_prompts(stored_prompts, session.photo)
         with cores.hold():  # a no-op for the core the step holds, unless it was lent
-            prediction = engine.decode(session.model_id, embedding,
-                                       engine_prompts(stored_prompts, session.photo), previous)
+            pool = decode_procs.active()  # the web process: in a child, off the GIL
+            prediction = engine.decode(session.model_id, embedding, prompts, previous) \
+                if pool is None else \
+                pool.decode(session.model_id, cache_key[0], embedding, prompts, previous)
         predictions.put(cache_key, prediction)
         return prediction
     return decode
