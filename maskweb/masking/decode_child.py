@@ -87,7 +87,7 @@ def main() -> None:
     engine.warm_up_default("decoder")
     gc.freeze()  # Django, numpy and the model live as long as the process (see maskweb.asgi)
     decode_procs.send_frame(answers, ("ready", os.getpid()))
-    logging.getLogger(__name__).info("decode process %d ready", os.getpid())
+    logging.getLogger("maskweb.masking.decode_child").info("decode process %d ready", os.getpid())
     serve(requests, answers)
 
 

@@ -158,6 +158,8 @@ class Pool:
     def decode(self, model_id: str, key: str, embedding: Embedding, prompts: Prompts,
                previous: Prediction | None) -> Prediction:
         child = self._take()
+        if child.process.poll() is not None:  # died while idle: no need to find out by a try
+            child = self._replace(child)
         try:
             for _ in range(ATTEMPTS):
                 try:

@@ -5,6 +5,7 @@ click; the children die with the web process, killed or stopped (a real `manage.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from PIL import Image
 from maskweb import runner
 from maskweb.masking import decode_procs, engine, render
 from maskweb.segment.types import Point, Prediction, Prompts
-from tests.web.client import two_tone_photo
+from tests.web.client import Socket, request, two_tone_photo, upload, wait_ready
 from tests.web.test_serve import REPO, Output, answers, child, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -123,7 +124,14 @@ def test_a_child_killed_in_the_middle_of_a_decode_costs_no_click():
 
 
 def decode_children(web: psutil.Process) -> list[psutil.Process]:
-    return [c for c in web.children() if "decode_child" in " ".join(c.cmdline())]
+    found = []
+    for process in web.children():
+        try:
+            if "decode_child" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.ZombieProcess:  # killed, not reaped yet: not decoding
+            pass
+    return found
 
 
 def test_decode_processes_die_with_the_web_process_killed_or_stopped(tmp_path):
@@ -168,3 +176,34 @@ def test_decode_processes_die_with_the_web_process_killed_or_stopped(tmp_path):
         if serve.poll() is None:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
+
+
+def test_a_click_whose_decode_process_is_killed_gets_its_mask(live_stack):
+    status, state = upload(live_stack.url, "killed.png", two_tone_photo(seed=5))
+    assert status == 201, state
+    sock = Socket(live_stack.ws_url, state["edit_token"])
+    try:
+        hello = sock.next()
+        wait_ready(sock, hello)
+        sock.send(type="prompt", id="c1", prompt={"kind": "point", "x": 240, "y": 180})
+        sock.wait_for(lambda f: isinstance(f, tuple) and f[0]["id"] == "c1")
+        daphne = psutil.Process(live_stack.daphne.pid)
+        decoders = decode_children(daphne)
+        assert len(decoders) == render.CORES
+        for decoder in decoders:  # frozen: the next decode cannot finish...
+            decoder.send_signal(signal.SIGSTOP)
+        sock.send(type="prompt", id="c2", prompt={"kind": "point", "x": 300, "y": 230})
+        # ...so the click waits for its mask (the page is told it is behind), in a child.
+        sock.wait_type("behind", timeout=30)
+        for decoder in decoders:
+            decoder.send_signal(signal.SIGKILL)
+        header, mask = sock.wait_for(
+            lambda f: isinstance(f, tuple) and len(f[0]["prompts"]) == 2, timeout=60)
+        assert mask[230, 300] and mask[120:240, 160:320].mean() > 0.8 and mask.mean() < 0.3
+        assert {d.pid for d in decode_children(daphne)} - {d.pid for d in decoders}, \
+            "no decode process was started in place of the killed ones"
+    finally:
+        sock.close()
+    status, body, _ = request("GET", f"{live_stack.url}/api/v1/sessions/{state['edit_token']}")
+    assert [(p["x"], p["y"]) for p in json.loads(body)["current"]["prompts"]] == [
+        (240.0, 180.0), (300.0, 230.0)]
