@@ -17,8 +17,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from PIL import Image
 
 from maskweb.export.xmp import MASK_GROUP, NS_DT, NS_RDF
-from maskweb.masking import embeddings, render, services
-from maskweb.masking.openapi import openapi_document
+from maskweb.masking import editing
+from maskweb.masking.api.openapi import openapi_document
+from maskweb.masking.decoding import embeddings, render
 from tests.web.conftest import make_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -192,7 +193,7 @@ def test_pickers_offer_only_models_that_answer_clicks(settings):
     session = make_session()
     state = Client().get(f"/api/v1/sessions/{session.edit_token}").json()
     assert "litemedsam" not in [m["id"] for m in state["models"]]
-    assert services.check_model("litemedsam") == "litemedsam"
+    assert editing.check_model("litemedsam") == "litemedsam"
     settings.DEFAULT_MODEL = "litemedsam"
     listed = Client().get("/api/v1/models").json()["models"]
     assert {"id": "litemedsam", "name": "LiteMedSAM (as shipped)", "default": True,
@@ -231,7 +232,7 @@ def test_redis_down_is_a_json_503_not_a_crash(settings):
     from maskweb import runner
 
     session = make_session()
-    services.add_prompt(services.Access(session, services.EDIT), INSIDE)
+    editing.add_prompt(editing.Access(session, editing.EDIT), INSIDE)
     embeddings.local_cache.clear()
     render.predictions.clear()
     settings.REDIS_URL = f"redis://127.0.0.1:{runner.free_port()}/0"  # nothing listens there
@@ -244,9 +245,9 @@ def test_redis_down_is_a_json_503_not_a_crash(settings):
 def session_with_one_object(photo: bytes | None = None) -> tuple[Any, str]:
     """A ready session with one applied object (a click inside), and its API base path."""
     session = make_session(photo)
-    access = services.Access(session, services.EDIT)
-    services.add_prompt(access, INSIDE)
-    services.apply(access)
+    access = editing.Access(session, editing.EDIT)
+    editing.add_prompt(access, INSIDE)
+    editing.apply(access)
     return session, f"/api/v1/sessions/{session.edit_token}"
 
 
@@ -287,11 +288,11 @@ def sidecar_contents(xmp: bytes) -> tuple[list[str], list[str]]:
 
 def test_one_objects_sidecar_holds_that_object_only_and_merges_like_the_full_one():
     session = make_session()
-    access = services.Access(session, services.EDIT)
-    services.add_prompt(access, INSIDE)
-    services.apply(access, "Lemon")
-    services.add_prompt(access, {"kind": "box", "x0": 20, "y0": 20, "x1": 120, "y1": 100})
-    services.apply(access, "Sky")
+    access = editing.Access(session, editing.EDIT)
+    editing.add_prompt(access, INSIDE)
+    editing.apply(access, "Lemon")
+    editing.add_prompt(access, {"kind": "box", "x0": 20, "y0": 20, "x1": 120, "y1": 100})
+    editing.apply(access, "Sky")
     base = f"/api/v1/sessions/{session.edit_token}"
     route = "/api/v1/sessions/{token}/objects/{number}/sidecar.xmp"
     client = Client()
@@ -325,7 +326,7 @@ def test_one_objects_sidecar_holds_that_object_only_and_merges_like_the_full_one
         == len(sky.content)
     refused = client.delete(f"/api/v1/sessions/{session.view_token}/sidecar")
     assert refused.status_code == 403
-    assert services.reload(session).sidecar_file
+    assert editing.reload(session).sidecar_file
     removed = client.delete(f"{base}/sidecar")
     assert removed.status_code == 204
     assert check(client.get(base), "/api/v1/sessions/{token}")["sidecar"] is None
@@ -340,7 +341,7 @@ def test_one_objects_sidecar_holds_that_object_only_and_merges_like_the_full_one
         assert response.status_code == status, bad
         assert check(response, route)["error"]["code"] == code
     # The current object, still empty after the apply, has nothing to download.
-    current = services.reload(session).current.number
+    current = editing.reload(session).current.number
     empty = client.get(f"{base}/objects/{current}/sidecar.xmp")
     assert empty.status_code == 409 and check(empty, route)["error"]["code"] == "empty"
 
@@ -403,10 +404,10 @@ def test_a_slow_request_does_not_hold_up_the_others(monkeypatch):
 
     from django.test import AsyncClient
 
-    from maskweb.masking import downloads
+    from maskweb.masking.editing import downloads
 
     session = make_session()
-    services.add_prompt(services.Access(session, services.EDIT), INSIDE)
+    editing.add_prompt(editing.Access(session, editing.EDIT), INSIDE)
     release = threading.Event()
     real_svg = downloads.svg
 

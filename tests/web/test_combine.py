@@ -1,4 +1,4 @@
-"""Combine and invert objects (maskweb.masking.combine): a new object whose downloads are
+"""Combine and invert objects (maskweb.masking.editing.combine): a new object whose downloads are
 exactly the combination of its operands' downloads, whose XMP nests their shapes in
 darktable's mask group modes, and which undo takes back."""
 
@@ -13,9 +13,10 @@ from django.test import Client
 from PIL import Image
 
 from maskweb.export import combine_masks
-from maskweb.masking import render, services
+from maskweb.masking import editing
+from maskweb.masking.decoding import render
 from maskweb.masking.models import MaskObject
-from maskweb.masking.prompts import ProtocolError
+from maskweb.masking.protocol.inputs import ProtocolError
 from tests.web.conftest import edit, make_session, view
 from tests.web.test_full_resolution_download import ellipse_photo
 
@@ -58,7 +59,7 @@ def two_objects(settings):
 def test_a_combinations_png_is_exactly_that_of_its_operands_pngs(two_objects, op):
     session = two_objects
     numbers = [2] if op == "invert" else [2, 3]
-    obj = services.combine_objects(edit(session), op, numbers)
+    obj = editing.combine_objects(edit(session), op, numbers)
     assert obj.applied and obj.recipe["op"] == op
     base = f"/api/v1/sessions/{session.edit_token}/objects"
     operands = [download(f"{base}/{n}/mask.png") for n in numbers]
@@ -75,11 +76,11 @@ def test_a_combinations_png_is_exactly_that_of_its_operands_pngs(two_objects, op
 
 def test_names_say_what_was_combined_and_a_name_can_be_given(two_objects):
     session = two_objects
-    assert services.combine_objects(edit(session), "union", [2, 3]).name == "Left + Right"
-    assert services.combine_objects(edit(session), "difference", [3, 2]).name == \
+    assert editing.combine_objects(edit(session), "union", [2, 3]).name == "Left + Right"
+    assert editing.combine_objects(edit(session), "difference", [3, 2]).name == \
         "Right − Left"
-    assert services.combine_objects(edit(session), "invert", [2]).name == "Inverse of Left"
-    assert services.combine_objects(edit(session), "intersection", [2, 3],
+    assert editing.combine_objects(edit(session), "invert", [2]).name == "Inverse of Left"
+    assert editing.combine_objects(edit(session), "intersection", [2, 3],
                                     "Overlap").name == "Overlap"
 
 
@@ -89,8 +90,8 @@ def test_the_xmp_nests_the_operands_in_darktables_group_modes(two_objects):
     from maskweb.export.xmp import decode_blob
 
     session = two_objects
-    union = services.combine_objects(edit(session), "union", [2, 3])
-    diff = services.combine_objects(edit(session), "difference", [union.number, 2])
+    union = editing.combine_objects(edit(session), "union", [2, 3])
+    diff = editing.combine_objects(edit(session), "difference", [union.number, 2])
     response = Client().get(f"/api/v1/sessions/{session.edit_token}/objects/"
                             f"{diff.number}/sidecar.xmp")
     assert response.status_code == 200
@@ -127,30 +128,30 @@ def test_bad_requests_are_refused_and_make_nothing(two_objects):
                               ("union", "2,3", "bad_field"), ("union", [2, 99], "not_found"),
                               ("union", [2, 1], "bad_field")):  # 1: the current, not applied
         with pytest.raises(ProtocolError) as err:
-            services.combine_objects(edit(session), op, numbers)
+            editing.combine_objects(edit(session), op, numbers)
         assert err.value.code == code, (op, numbers)
     far = applied(session, "Far", work_disc(session, 30, 30, 10))
     with pytest.raises(ProtocolError) as err:
-        services.combine_objects(edit(session), "intersection", [2, far.number])
+        editing.combine_objects(edit(session), "intersection", [2, far.number])
     assert err.value.code == "empty"
     assert MaskObject.objects.filter(session=session).count() == before + 1  # just Far
-    with pytest.raises(services.Forbidden):
-        services.combine_objects(view(session), "union", [2, 3])
+    with pytest.raises(editing.Forbidden):
+        editing.combine_objects(view(session), "union", [2, 3])
 
 
 def test_combine_is_undone_and_redone_and_survives_its_operands(two_objects):
     session = two_objects
-    obj = services.combine_objects(edit(session), "union", [2, 3])
-    services.undo(edit(session))
+    obj = editing.combine_objects(edit(session), "union", [2, 3])
+    editing.undo(edit(session))
     assert not MaskObject.objects.filter(session=session, number=obj.number).exists()
-    services.redo(edit(session))
+    editing.redo(edit(session))
     back = MaskObject.objects.get(session=session, number=obj.number)
     assert back.recipe == obj.recipe and bytes(back.mask_png) == bytes(obj.mask_png)
     # Deleting the operands changes nothing in the combination's downloads.
     url = f"/api/v1/sessions/{session.edit_token}/objects/{obj.number}/mask.png"
     before = download(url)
-    services.delete_object(edit(session), 2)
-    services.delete_object(edit(session), 3)
+    editing.delete_object(edit(session), 2)
+    editing.delete_object(edit(session), 3)
     assert np.array_equal(download(url), before)
 
 
@@ -170,10 +171,10 @@ def test_the_http_api_combines(two_objects):
 
 def test_a_combined_object_cannot_be_reopened(two_objects):
     session = two_objects
-    obj = services.combine_objects(edit(session), "union", [2, 3])
-    current = services.reload(session).current_id
+    obj = editing.combine_objects(edit(session), "union", [2, 3])
+    current = editing.reload(session).current_id
     with pytest.raises(ProtocolError) as err:
-        services.reopen(edit(session), obj.number)
+        editing.reopen(edit(session), obj.number)
     assert err.value.code == "bad_field"
-    fresh = services.reload(session)
+    fresh = editing.reload(session)
     assert fresh.current_id == current and MaskObject.objects.get(pk=obj.pk).applied

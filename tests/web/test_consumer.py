@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from maskweb.asgi import application
-from maskweb.masking import services
+from maskweb.masking import editing
 from tests.web.client import split_frame
 from tests.web.conftest import edit, make_session
 
@@ -84,7 +84,7 @@ async def mask_or_pong(comm: WebsocketCommunicator) -> Any:
 
 
 def actions_of(session) -> list:
-    current = services.reload(session).current
+    current = editing.reload(session).current
     assert current is not None
     return current.actions
 
@@ -156,13 +156,12 @@ def test_two_editors_on_one_edit_link_see_each_others_prompts_live():
         await second.disconnect()
 
     run(scenario())
-    assert len(services.reload(session).current.effective_prompts()) == 1
+    assert len(editing.reload(session).current.effective_prompts()) == 1
 
 
 def test_a_page_that_asks_for_the_status_gets_the_stored_one():
     """What a page that waited without news does (a view link may ask too): the answer is the
     database's status, with the question's id."""
-    from maskweb.masking import encoding
 
     session = make_session(ready=False)
 
@@ -176,7 +175,7 @@ def test_a_page_that_asks_for_the_status_gets_the_stored_one():
         waiting = await ask(comm, "first")
         assert (waiting["type"], waiting["status"], waiting["progress"]) == \
             ("status", "encoding", 0.0)
-        await database_sync_to_async(encoding.encode_photo)(session.photo.pk, "grabcut")
+        await database_sync_to_async(editing.encode_and_draw)(session.photo.pk, "grabcut")
         answer = await ask(comm, "second")
         assert (answer["type"], answer["status"], answer["progress"]) == ("status", "ready", 1.0)
         await comm.disconnect()
@@ -212,7 +211,8 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
     not broadcast; once a viewer joins, it gets the next click's frame; once it leaves, the
     broadcasts stop again. The render says the socket is alone, so a lone click does not even
     go off the event loop to publish."""
-    from maskweb.masking import notify, services
+    from maskweb.masking import editing
+    from maskweb.masking.plumbing import notify
 
     session = make_session()
     real_mask = notify.mask
@@ -223,14 +223,14 @@ def test_a_socket_alone_on_its_session_broadcasts_nothing_until_another_joins(mo
         return real_mask(session_pk, seq, frame, **kwargs)
 
     monkeypatch.setattr(notify, "mask", counted_mask)
-    real_publish = services.publish
+    real_publish = editing.publish
     publish_calls: list[int] = []
 
     def counted_publish(rendered: Any, *args: Any, **kwargs: Any) -> bool:
         publish_calls.append(rendered.header["seq"])
         return real_publish(rendered, *args, **kwargs)
 
-    monkeypatch.setattr(services, "publish", counted_publish)
+    monkeypatch.setattr(editing, "publish", counted_publish)
 
     async def click(comm: WebsocketCommunicator, request_id: str, dx: int) -> Any:
         await comm.send_to(text_data=json.dumps(
@@ -262,7 +262,7 @@ def test_a_viewer_a_redis_flush_dropped_from_its_group_is_back_after_a_ping():
     """The session's group lives in Redis. After a flush the viewer misses the editor's
     frames, until its next ping (pages ping every 25 s) joins it again and draws what it
     missed."""
-    from maskweb.masking.redis_client import get_redis
+    from maskweb.masking.plumbing.redis_client import get_redis
 
     session = make_session()
 
@@ -306,7 +306,7 @@ def test_a_revision_whose_frame_never_came_is_drawn_at_the_next_ping():
         await settled(viewer)
         # Stored as a web host stores a click before drawing it, and then nothing: the host
         # is gone.
-        await database_sync_to_async(services.add_prompt)(editor, INSIDE)
+        await database_sync_to_async(editing.add_prompt)(editor, INSIDE)
         caught_up = await mask_or_pong(viewer)
         assert is_mask(caught_up), "the ping did not draw the stored prompt"
         header, mask = caught_up
@@ -437,7 +437,7 @@ def test_a_flood_is_rate_limited_and_nothing_is_half_written(settings):
 def test_prompts_sent_while_decoding_are_drawn_together(monkeypatch):
     """A burst of clicks faster than the decoder: fewer decodes than prompts, and the last
     frame holds every prompt, so the page never waits on a growing queue."""
-    from maskweb.masking import engine
+    from maskweb.masking.decoding import engine
 
     session = make_session()
     real_decode = engine.decode
@@ -478,10 +478,10 @@ def test_prompts_sent_while_decoding_are_drawn_together(monkeypatch):
 def test_the_first_of_two_quick_clicks_is_answered_without_waiting_for_the_second(monkeypatch):
     """The clicker sees the first click's mask as soon as it is decoded, although the second
     click made it stale; a viewer gets only the newest mask."""
-    from maskweb.masking import engine
+    from maskweb.masking.decoding import engine
 
     session = make_session()
-    real_decode, real_add_prompt = engine.decode, services.add_prompt
+    real_decode, real_add_prompt = engine.decode, editing.add_prompt
     decoding, second_written = threading.Event(), threading.Event()
 
     def slow_decode(*args: Any, **kwargs: Any) -> Any:
@@ -503,7 +503,7 @@ def test_the_first_of_two_quick_clicks_is_answered_without_waiting_for_the_secon
         await settled(comm)
         await settled(viewer)
         monkeypatch.setattr(engine, "decode", slow_decode)
-        monkeypatch.setattr(services, "add_prompt", add_prompt)
+        monkeypatch.setattr(editing, "add_prompt", add_prompt)
         for request_id, dx in (("a", 0), ("b", 10)):
             await comm.send_to(text_data=json.dumps(
                 {"v": 1, "type": "prompt", "id": request_id,
@@ -528,14 +528,14 @@ def test_a_mask_drawn_at_connect_is_not_sent_again_by_the_group(monkeypatch):
     """A socket that comes while someone clicks may draw that click's revision itself (its
     connect draws the current mask), while the same revision's broadcast waits in its channel
     for the connect to end. The page gets that frame once."""
-    from maskweb.masking.consumers import SessionConsumer
+    from maskweb.masking.live.consumers import SessionConsumer
 
     session = make_session()
-    real_render, real_publish = SessionConsumer._render, services.publish
+    real_render, real_publish = SessionConsumer._render, editing.publish
     published = threading.Event()
 
     def late_render(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.access.role == services.VIEW:  # the viewer's connect draws after the click
+        if self.access.role == editing.VIEW:  # the viewer's connect draws after the click
             assert published.wait(10)
         return real_render(self, *args, **kwargs)
 
@@ -545,7 +545,7 @@ def test_a_mask_drawn_at_connect_is_not_sent_again_by_the_group(monkeypatch):
         return sent
 
     monkeypatch.setattr(SessionConsumer, "_render", late_render)
-    monkeypatch.setattr(services, "publish", publish)
+    monkeypatch.setattr(editing, "publish", publish)
 
     async def scenario() -> None:
         editor = await connect(session.edit_token)
@@ -600,12 +600,12 @@ def test_http_changes_reach_the_sockets():
     async def scenario() -> None:
         comm = await connect(session.view_token)
         await recv(comm)
-        access = await database_sync_to_async(services.resolve)(session.edit_token)
-        await database_sync_to_async(services.add_prompt)(access, INSIDE)
-        await database_sync_to_async(services.render_current)(access.session)
+        access = await database_sync_to_async(editing.resolve)(session.edit_token)
+        await database_sync_to_async(editing.add_prompt)(access, INSIDE)
+        await database_sync_to_async(editing.render_current)(access.session)
         header, mask = await recv_until(comm, is_mask)
         assert mask[180, 240]
-        await database_sync_to_async(services.apply)(access, "Thing")
+        await database_sync_to_async(editing.apply)(access, "Thing")
         objects = await recv_until(comm, lambda i: isinstance(i, dict)
                                    and i["type"] == "objects")
         assert [o["name"] for o in objects["objects"]] == ["Thing"]
@@ -626,9 +626,8 @@ def test_encode_progress_and_ready_reach_the_page_then_waiting_prompts_get_their
         await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "prompt": INSIDE}))
         kept = await recv_until(comm, lambda i: isinstance(i, dict) and i["type"] == "status")
         assert kept["status"] == "encoding", "the prompt is kept while encoding"
-        from maskweb.masking import encoding
 
-        await database_sync_to_async(encoding.encode_photo, thread_sensitive=False)(
+        await database_sync_to_async(editing.encode_and_draw, thread_sensitive=False)(
             session.photo.pk, "grabcut")
         statuses: list[dict[str, Any]] = []
         while not statuses or statuses[-1]["status"] != "ready":
@@ -652,14 +651,13 @@ def test_a_page_that_joins_while_encoding_gets_the_mask_of_prompts_stored_before
     editor = edit(session)
 
     async def scenario() -> None:
-        await database_sync_to_async(services.add_prompt)(editor, INSIDE)
+        await database_sync_to_async(editing.add_prompt)(editor, INSIDE)
         viewer = await connect(session.view_token)
         hello = await recv(viewer)
         assert hello["state"]["status"] == "encoding" and hello["state"]["current"]["prompts"]
         await pong(viewer)  # a ping while encoding draws nothing and must not count as shown
-        from maskweb.masking import encoding
 
-        await database_sync_to_async(encoding.encode_photo, thread_sensitive=False)(
+        await database_sync_to_async(editing.encode_and_draw, thread_sensitive=False)(
             session.photo.pk, "grabcut")
         header, mask = await recv_until(viewer, is_mask)
         assert header["seq"] == hello["state"]["revision"] and mask[180, 240]
@@ -669,7 +667,7 @@ def test_a_page_that_joins_while_encoding_gets_the_mask_of_prompts_stored_before
 
 
 def test_a_prompt_the_model_fails_on_is_undone_and_the_socket_goes_on(monkeypatch):
-    from maskweb.masking import engine
+    from maskweb.masking.decoding import engine
 
     session = make_session()
 
@@ -692,7 +690,7 @@ def test_a_prompt_the_model_fails_on_is_undone_and_the_socket_goes_on(monkeypatc
         await comm.disconnect()
 
     run(scenario())
-    obj = services.reload(session).current
+    obj = editing.reload(session).current
     assert len(obj.effective_prompts()) == 1
 
 
@@ -705,8 +703,8 @@ def test_an_idle_socket_outlives_the_channel_layers_blocking_read():
         comm = await connect(session.view_token)
         await recv(comm)
         await asyncio.sleep(8)
-        access = await database_sync_to_async(services.resolve)(session.edit_token)
-        await database_sync_to_async(services.add_prompt_and_render)(access, INSIDE)
+        access = await database_sync_to_async(editing.resolve)(session.edit_token)
+        await database_sync_to_async(editing.add_prompt_and_render)(access, INSIDE)
         header, mask = await recv_until(comm, is_mask)
         assert mask[180, 240]
         await pong(comm)
@@ -740,7 +738,7 @@ def test_apply_sends_the_empty_mask_before_the_new_object_list():
 def test_a_socket_on_a_ready_session_fetches_the_embedding_before_the_first_click():
     """The embedding is in Redis only (made by a worker, or this process restarted): opening
     the socket brings it into the process, so the first click does not wait for Redis."""
-    from maskweb.masking import embeddings
+    from maskweb.masking.decoding import embeddings
 
     session = make_session()
     key = embeddings.embedding_key(session.photo, session.model_id)
@@ -761,11 +759,11 @@ def test_a_socket_on_a_ready_session_fetches_the_embedding_before_the_first_clic
 
 def test_a_clicks_decode_starts_before_its_prompt_is_written(monkeypatch):
     """The socket knows the log it last wrote, so it starts decoding log + the new prompt as
-    the message arrives (services.guess_next), not after the write's locked transaction."""
-    from maskweb.masking import engine
+    the message arrives (editing.guess_next), not after the write's locked transaction."""
+    from maskweb.masking.decoding import engine
 
     session = make_session()
-    real_decode, real_record = engine.decode, services._record
+    real_decode, real_record = engine.decode, editing.current._record
     decoding = threading.Event()
     started_first: list[bool] = []
 
@@ -781,7 +779,7 @@ def test_a_clicks_decode_starts_before_its_prompt_is_written(monkeypatch):
         comm = await connect(session.edit_token)
         await recv(comm)
         monkeypatch.setattr(engine, "decode", watched_decode)
-        monkeypatch.setattr(services, "_record", watched_record)
+        monkeypatch.setattr(editing.current, "_record", watched_record)
         await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "id": "a",
                                                  "prompt": INSIDE}))
         frame = await recv_until(comm, is_mask)
@@ -796,10 +794,10 @@ def test_a_clicks_decode_starts_before_its_prompt_is_written(monkeypatch):
 def test_a_wrong_guess_is_never_shown(monkeypatch):
     """Another editor adds a prompt that this socket has not seen: its guess (its own log +
     its click) is decoded for nothing, and the frame is drawn from the real log."""
-    from maskweb.masking import engine
+    from maskweb.masking.decoding import engine
 
     session = make_session()
-    real_decode, real_add = engine.decode, services.add_prompt
+    real_decode, real_add = engine.decode, editing.add_prompt
     decoded: list[int] = []
     guess_decoding = threading.Event()
 
@@ -822,11 +820,11 @@ def test_a_wrong_guess_is_never_shown(monkeypatch):
                                                  "prompt": INSIDE}))
         await recv_until(comm, is_mask)
         # Written straight to the database: nothing tells this socket.
-        await database_sync_to_async(services.add_prompt)(
-            services.Access(session, services.EDIT),
+        await database_sync_to_async(editing.add_prompt)(
+            editing.Access(session, editing.EDIT),
             {"kind": "point", "x": 250, "y": 185})
         monkeypatch.setattr(engine, "decode", counting_decode)
-        monkeypatch.setattr(services, "add_prompt", add_prompt_after_the_guess)
+        monkeypatch.setattr(editing, "add_prompt", add_prompt_after_the_guess)
         await comm.send_to(text_data=json.dumps({"v": 1, "type": "prompt", "id": "b",
                                                  "prompt": {"kind": "point", "x": 5, "y": 5,
                                                             "positive": False}}))
@@ -845,7 +843,7 @@ def test_a_click_on_an_idle_socket_is_written_and_rendered_in_one_hand_off(monke
     """Off the event loop once, not twice; and a prompt the write refuses still gets its error
     frame with its id, with nothing written and the socket going on."""
     threads: dict[str, list[int]] = {"write": [], "render": []}
-    real_add, real_render = services.add_prompt, services.render_prompts
+    real_add, real_render = editing.add_prompt, editing.render_prompts
 
     def add_prompt(*args: Any, **kwargs: Any) -> Any:
         threads["write"].append(threading.get_ident())
@@ -855,8 +853,8 @@ def test_a_click_on_an_idle_socket_is_written_and_rendered_in_one_hand_off(monke
         threads["render"].append(threading.get_ident())
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(services, "add_prompt", add_prompt)
-    monkeypatch.setattr(services, "render_prompts", render_prompts)
+    monkeypatch.setattr(editing, "add_prompt", add_prompt)
+    monkeypatch.setattr(editing, "render_prompts", render_prompts)
     session = make_session()
 
     async def scenario() -> None:
@@ -883,7 +881,7 @@ def test_a_click_whose_write_outlasts_the_running_render_still_gets_its_mask(mon
     """The second click is written while the first one's render is running, and that render
     ends before the write does: the second click must start a render of its own (it was
     left unanswered until the next click, or for good if none came)."""
-    real_add = services.add_prompt
+    real_add = editing.add_prompt
     writes: list[int] = []
 
     def add_prompt(*args: Any, **kwargs: Any) -> Any:
@@ -892,7 +890,7 @@ def test_a_click_whose_write_outlasts_the_running_render_still_gets_its_mask(mon
             time.sleep(0.5)  # outlasts the first click's decode and render
         return real_add(*args, **kwargs)
 
-    monkeypatch.setattr(services, "add_prompt", add_prompt)
+    monkeypatch.setattr(editing, "add_prompt", add_prompt)
     session = make_session()
 
     async def scenario() -> None:

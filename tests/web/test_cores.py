@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from maskweb.masking.cores import Cores
+from maskweb.masking.decoding.cores import Cores
 
 
 def hold_in_thread(cores: Cores) -> tuple[threading.Thread, threading.Event]:

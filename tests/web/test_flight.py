@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from maskweb.masking.flight import SingleFlight
+from maskweb.masking.decoding.flight import SingleFlight
 
 
 def test_a_second_caller_waits_for_the_running_computation_and_gets_its_result():

@@ -10,7 +10,8 @@ import pytest
 from django.test import Client
 from PIL import Image
 
-from maskweb.masking import render, services
+from maskweb.masking import editing
+from maskweb.masking.decoding import render
 from maskweb.photos import storage
 from tests.web.conftest import make_session
 
@@ -46,7 +47,7 @@ def test_the_png_download_has_the_photos_edge_at_full_resolution(settings):
     download = np.asarray(Image.open(io.BytesIO(got.content)).convert("L")) >= 128
     assert download.shape == (H, W)
     # The same work mask scaled up without the photo, as downloads were made before.
-    ((_, work_mask),) = services.visible_objects(services.reload(session))
+    ((_, work_mask),) = editing.visible_objects(editing.reload(session))
     plain = render.resize_mask(work_mask, W, H)
     wrong_guided = int(np.count_nonzero(download != truth))
     wrong_plain = int(np.count_nonzero(plain != truth))

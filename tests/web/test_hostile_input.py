@@ -20,9 +20,9 @@ from django.test import Client
 from PIL import Image
 
 from maskweb.asgi import application
-from maskweb.masking import services
+from maskweb.masking import editing
+from maskweb.masking.api.views import attachment_disposition
 from maskweb.masking.models import MaskSession, Status
-from maskweb.masking.views import attachment_disposition
 from tests.web.client import split_frame, two_tone_photo
 from tests.web.conftest import make_session
 
@@ -34,7 +34,7 @@ BIG_INT = "9" * 400
 
 
 def log_of(session: MaskSession) -> list[dict[str, Any]]:
-    current = services.reload(session).current
+    current = editing.reload(session).current
     return current.actions if current is not None else []
 
 
@@ -161,7 +161,7 @@ def test_a_candidate_beyond_the_scores_is_refused():
     error = _json_error(client.post(f"{base}/candidate", {"index": len(scores)},
                                     content_type="application/json"), 400, "bad_field")
     assert str(len(scores) - 1) in error["message"]
-    assert services.reload(session).current.candidate == 0
+    assert editing.reload(session).current.candidate == 0
     ok = client.post(f"{base}/candidate", {"index": len(scores) - 1},
                      content_type="application/json")
     assert ok.status_code == 200 and ok.json()["candidate"] == len(scores) - 1
@@ -177,7 +177,7 @@ def test_apply_during_the_first_encode_says_so_and_loses_nothing():
     error = _json_error(client.post(f"{base}/apply", content_type="application/json"), 409,
                         "not_ready")
     assert "lost" not in error["message"] and "still being analysed" in error["message"]
-    fresh = services.reload(session)
+    fresh = editing.reload(session)
     assert fresh.status == Status.ENCODING and "lost" not in fresh.message
     assert len(log_of(session)) == 1
 
@@ -247,9 +247,9 @@ def test_a_download_name_reaches_curl_and_browsers(name, plain):
 
 def test_a_non_ascii_photo_names_sidecar_keeps_its_xmp_name():
     session = make_session(name="Über Straße.jpg")
-    access = services.Access(session, services.EDIT)
-    services.add_prompt(access, INSIDE)
-    services.apply(access)
+    access = editing.Access(session, editing.EDIT)
+    editing.add_prompt(access, INSIDE)
+    editing.apply(access)
     response = Client().get(f"/api/v1/sessions/{session.edit_token}/sidecar.xmp")
     assert response.status_code == 200
     disposition = response["Content-Disposition"]
@@ -265,10 +265,10 @@ def test_object_downloads_are_named_after_the_object_safely_and_distinctly():
     from urllib.parse import unquote
 
     session = make_session(name="IMG_7.jpg")
-    access = services.Access(session, services.EDIT)
-    services.add_prompt(access, INSIDE)
-    services.apply(access)
-    services.update_object(access, 1, name='Sky/..\\写真: "left"?')
+    access = editing.Access(session, editing.EDIT)
+    editing.add_prompt(access, INSIDE)
+    editing.apply(access)
+    editing.update_object(access, 1, name='Sky/..\\写真: "left"?')
     base = f"/api/v1/sessions/{session.edit_token}/objects/1"
 
     def names(url: str) -> tuple[str, str]:

@@ -1,6 +1,6 @@
-"""maskweb.masking.inputs: every malformed input is a ProtocolError with the protocol's code,
-never another exception (which the socket turned into a 1011 close, the HTTP API into
-Django's HTML 500 page)."""
+"""maskweb.masking.protocol.inputs: every malformed input is a ProtocolError with the protocol's
+code, never another exception (which the socket turned into a 1011 close, the HTTP API into Django's
+HTML 500 page)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from maskweb.masking import inputs
-from maskweb.masking.inputs import ProtocolError
+from maskweb.masking.protocol import inputs
+from maskweb.masking.protocol.inputs import ProtocolError
 
 HANDLERS = {"prompt": None, "ping": None}
 

@@ -15,9 +15,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient, Client
 from django.utils import timezone
 
-from maskweb.masking import embeddings, encoding, engine, limits, render, retention, services
+from maskweb.masking import editing
+from maskweb.masking.decoding import embeddings, engine, render
+from maskweb.masking.editing import limits, retention
+from maskweb.masking.jobs import encoding
 from maskweb.masking.models import MaskSession, Status
-from maskweb.masking.redis_client import get_redis
+from maskweb.masking.plumbing.redis_client import get_redis
 from maskweb.photos import storage
 from maskweb.photos.models import Photo
 from tests.web.client import two_tone_photo
@@ -126,7 +129,7 @@ def test_an_open_page_on_a_deleted_session_is_closed_as_for_an_unknown_link():
         assert (await comm.receive_json_from(timeout=20))["type"] == "pong"  # connect done
         from channels.db import database_sync_to_async
 
-        await database_sync_to_async(services.delete_session)(access)
+        await database_sync_to_async(editing.delete_session)(access)
         while True:
             message = await comm.receive_output(timeout=20)
             if message["type"] == "websocket.close":
@@ -156,10 +159,10 @@ def test_opening_or_changing_a_session_counts_as_activity():
     session = make_session()
     long_ago = timezone.now() - dt.timedelta(days=20)
     MaskSession.objects.filter(pk=session.pk).update(last_active=long_ago)
-    services.resolve(session.view_token)
+    editing.resolve(session.view_token)
     assert MaskSession.objects.get(pk=session.pk).last_active > long_ago
     MaskSession.objects.filter(pk=session.pk).update(last_active=long_ago)
-    services.add_prompt(services.Access(MaskSession.objects.get(pk=session.pk), "edit"), INSIDE)
+    editing.add_prompt(editing.Access(MaskSession.objects.get(pk=session.pk), "edit"), INSIDE)
     assert MaskSession.objects.get(pk=session.pk).last_active > long_ago
 
 
@@ -189,7 +192,7 @@ def test_http_writes_to_a_session_are_rate_limited_like_the_socket(settings):
     assert [a.status_code for a in answers] == [200, 200, 200, 429, 429, 429]
     assert answers[3].json()["error"]["code"] == "rate_limited"
     assert int(answers[3]["Retry-After"]) >= 1
-    assert len(services.reload(session).current.effective_prompts()) == 3
+    assert len(editing.reload(session).current.effective_prompts()) == 3
     assert client.get(f"{base}/current").status_code == 200, "reads are not limited"
 
 
@@ -213,10 +216,10 @@ def test_prompts_sent_during_an_encode_are_replayed_in_one_decode(monkeypatch):
     session = make_session(ready=False)
     access = edit(session)
     for i in range(40):
-        services.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7,
+        editing.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7,
                                      "positive": i % 5 != 3})
     calls = count_decodes(monkeypatch)
-    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+    assert editing.encode_and_draw(session.photo.pk, "grabcut") == encoding.DONE
     assert calls == [40], calls
 
 
@@ -224,11 +227,11 @@ def test_a_long_log_with_nothing_cached_is_not_replayed_one_decode_a_prompt(monk
     session = make_session()
     access = edit(session)
     for i in range(40):
-        services.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7})
+        editing.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7})
     wait_for_decodes()  # the writes' own prefetches
     render.predictions.clear()  # as after a restart
     calls = count_decodes(monkeypatch)
-    services.render_current(services.reload(session), broadcast=False)
+    editing.render_current(editing.reload(session), broadcast=False)
     assert len(calls) == render.REPLAY_STEPS and calls[0] == 40 - render.REPLAY_STEPS + 1
     assert calls[-1] == 40
 
@@ -240,24 +243,24 @@ def test_a_socket_that_fell_behind_draws_its_piled_up_prompts_in_one_decode(monk
     session = make_session()
     access = edit(session)
     for i in range(12):
-        services.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7})
+        editing.add_prompt(access, {"kind": "point", "x": 200 + i, "y": 150 + i % 7})
     wait_for_decodes()
     render.predictions.clear()
     calls = count_decodes(monkeypatch)
-    rendered = services.render_current(services.reload(session), broadcast=False,
+    rendered = editing.render_current(editing.reload(session), broadcast=False,
                                        latest_only=True)
     assert calls == [12] and rendered.current is not None
 
 
 def _applied(session: MaskSession) -> str:
     access = edit(session)
-    services.add_prompt(access, INSIDE)
-    services.apply(access)
+    editing.add_prompt(access, INSIDE)
+    editing.apply(access)
     return f"/api/v1/sessions/{session.edit_token}"
 
 
 def test_a_download_is_made_once_per_object_revision_and_settings(monkeypatch):
-    from maskweb.masking import downloads
+    from maskweb.masking.editing import downloads
 
     session = make_session()
     base = _applied(session)
@@ -290,7 +293,7 @@ def test_a_download_is_made_once_per_object_revision_and_settings(monkeypatch):
 def test_downloads_past_the_threads_and_their_queue_get_503(settings, monkeypatch):
     """One download thread and no queue: while one is being made, the next gets 503 at once
     (with Retry-After); clicks and uploads never wait behind downloads."""
-    from maskweb.masking import downloads
+    from maskweb.masking.editing import downloads
 
     settings.DOWNLOAD_CONCURRENCY, settings.DOWNLOAD_QUEUE = 1, 0
     session = make_session()
@@ -327,7 +330,7 @@ def test_a_made_download_that_fails_is_a_json_error_not_a_crash(monkeypatch):
     base = f"/api/v1/sessions/{session.edit_token}"
     empty = Client().get(f"{base}/mask.png")
     assert empty.status_code == 409 and empty.json()["error"]["code"] == "empty"
-    assert services.reload(session).status == Status.READY
+    assert editing.reload(session).status == Status.READY
 
 
 def stored(photo: Photo) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maskweb.masking.lru import ByteLRU
+from maskweb.masking.decoding.lru import ByteLRU
 
 
 def sized(budget: int) -> ByteLRU[bytes]:

@@ -14,8 +14,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from maskweb import runner
-from maskweb.masking import encoding, notify, services
+from maskweb.masking import editing
+from maskweb.masking.jobs import encoding
 from maskweb.masking.models import Status
+from maskweb.masking.plumbing import notify
 from maskweb.settings import channel_layer_config
 
 
@@ -122,7 +124,7 @@ def test_an_encode_finishes_when_the_channel_layer_never_answers(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A send that hangs is given up after SEND_TIMEOUT_SECONDS, and a status message that
     cannot be sent costs the encode nothing: the session is ready in the database, where a
-    page that heard nothing asks for it (services.encode_status)."""
+    page that heard nothing asks for it (editing.encode_status)."""
     from tests.web.conftest import make_session
 
     monkeypatch.setattr(notify, "SEND_TIMEOUT_SECONDS", 0.3)
@@ -130,5 +132,5 @@ def test_an_encode_finishes_when_the_channel_layer_never_answers(
     settings.CHANNEL_LAYERS = {"default": channel_layer_config(silent_redis)}
     with pytest.raises(TimeoutError):
         notify.status(session.pk, "encoding", 0.5)
-    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
-    assert services.reload(session).status == Status.READY
+    assert editing.encode_and_draw(session.photo.pk, "grabcut") == encoding.DONE
+    assert editing.reload(session).status == Status.READY

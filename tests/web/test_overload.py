@@ -15,8 +15,10 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from maskweb.asgi import application
-from maskweb.masking import engine, pools, services
+from maskweb.masking import editing
+from maskweb.masking.decoding import engine
 from maskweb.masking.models import MaskSession
+from maskweb.masking.plumbing import pools
 from tests.web.client import split_frame, two_tone_photo
 from tests.web.conftest import make_session
 
@@ -24,7 +26,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
 def stored(session: MaskSession) -> int:
-    current = services.reload(session).current
+    current = editing.reload(session).current
     return len(current.effective_prompts()) if current is not None else 0
 
 
@@ -104,7 +106,7 @@ def test_prompts_are_stored_at_once_while_every_render_waits_for_a_decode(monkey
     assert [f["id"] for f in finals] == [f"c{per_page - 1}"] * sockets, \
         "each page's first frame of all its prompts answers its newest one"
     for session in sessions:
-        log = services.reload(session).current.effective_prompts()
+        log = editing.reload(session).current.effective_prompts()
         assert [round(p["x"]) for p in log] == [220 + 5 * n for n in range(per_page)]
     # Each page's later prompts were drawn together, not one decode each.
     assert len(held.calls) < per_page * sockets, held.calls
@@ -180,7 +182,7 @@ def test_a_socket_flooding_faster_than_it_is_read_loses_nothing_it_was_not_told_
         return refused, final
 
     refused, final = asyncio.run(scenario())
-    log = services.reload(session).current.effective_prompts()
+    log = editing.reload(session).current.effective_prompts()
     stored_ids = {f"f{round(p['x']) - 100}" for p in log}
     assert stored_ids.isdisjoint(refused) and len(stored_ids) + len(refused) == sent
     assert len(final["prompts"]) == len(log)

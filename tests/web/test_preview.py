@@ -1,4 +1,4 @@
-"""Hover previews (services.preview over the socket): the mask a click would give, stored
+"""Hover previews (editing.preview over the socket): the mask a click would give, stored
 nowhere, sent to the asking socket only, and never waiting for a core a click could use."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from maskweb.masking import render, services
-from maskweb.masking.cores import Cores
+from maskweb.masking import editing
+from maskweb.masking.decoding import render
+from maskweb.masking.decoding.cores import Cores
 from tests.web.conftest import make_session
 from tests.web.test_consumer import connect, is_error, recv, recv_until, run
 
@@ -27,7 +28,7 @@ def is_preview(item: Any) -> bool:
 
 def test_a_preview_shows_the_clicks_mask_and_changes_nothing():
     session = make_session()
-    revision = services.reload(session).revision
+    revision = editing.reload(session).revision
 
     async def scenario() -> tuple[Any, Any]:
         editor, other = await connect(session.edit_token), await connect(session.view_token)
@@ -46,7 +47,7 @@ def test_a_preview_shows_the_clicks_mask_and_changes_nothing():
     assert header["id"] == "p1" and not header["empty"]
     assert mask.shape == (360, 480) and mask[180, 240] and mask.mean() < 0.3
     assert heard["type"] == "pong"
-    fresh = services.reload(session)
+    fresh = editing.reload(session)
     assert fresh.revision == revision and fresh.current.actions == []
 
 

@@ -1,4 +1,4 @@
-"""The analysis progress moves while an opaque encoder runs (maskweb.masking.progress)."""
+"""The analysis progress moves while an opaque encoder runs (maskweb.masking.jobs.progress)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from maskweb.masking import encoding, engine, notify, progress, services
+from maskweb.masking import editing
+from maskweb.masking.decoding import engine
+from maskweb.masking.jobs import encoding, progress
 from maskweb.masking.models import Status
+from maskweb.masking.plumbing import notify
 from tests.web.conftest import make_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,13 +62,13 @@ def test_an_encoder_that_reports_only_10_and_95_percent_gives_a_moving_meter(mon
     monkeypatch.setattr(notify, "status_or_log", record)
     monkeypatch.setattr(engine, "encode", opaque_encoder)
     started = time.monotonic()
-    assert encoding.encode_photo(session.photo.pk, "grabcut") == encoding.DONE
+    assert editing.encode_and_draw(session.photo.pk, "grabcut") == encoding.DONE
     took = time.monotonic() - started
     encoding_values = [v for s, v in sent if s == Status.ENCODING]
     assert encoding_values == sorted(encoding_values), "the meter never goes back"
     assert between() >= 3
     assert sent[-1] == (Status.READY, 1.0)
-    assert services.reload(session).status == Status.READY
+    assert editing.reload(session).status == Status.READY
     learned = progress.expected_seconds("grabcut")
     assert learned != progress.DEFAULT_SECONDS and learned <= 0.5 * progress.DEFAULT_SECONDS \
         + 0.5 * took + 0.01

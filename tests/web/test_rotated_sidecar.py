@@ -15,7 +15,9 @@ from PIL import Image
 
 from maskweb.export import MaskObject
 from maskweb.export.xmp import darktable_sidecar
-from maskweb.masking import downloads, render, services
+from maskweb.masking import editing
+from maskweb.masking.decoding import render
+from maskweb.masking.editing import downloads
 from maskweb.masking.models import MaskSession
 from tests.export import test_darktable as dt
 from tests.web.client import two_tone_photo
@@ -39,14 +41,14 @@ def masked_rotated_session(orientation: int, name: str = "r.jpg") -> tuple[MaskS
     assert clicked.status_code == 200 and not clicked.json()["empty"]
     assert client.post(f"{base}/apply", {"name": "Box"},
                        content_type="application/json").status_code == 201
-    return services.reload(session), base
+    return editing.reload(session), base
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_sidecar_of_a_rotated_photo_is_written_for_its_orientation(orientation):
     session, base = masked_rotated_session(orientation)
     photo = session.photo
-    (obj, work_mask), = services.visible_objects(session)
+    (obj, work_mask), = editing.visible_objects(session)
     stored = render.stored_full_mask(photo, work_mask)
     assert stored.shape == (STORED_H, STORED_W)
     objects = [MaskObject(obj.name, stored)]

@@ -188,7 +188,7 @@ def test_the_working_picture_is_upright_and_scaled_as_at_upload():
 def test_photos_stored_with_a_working_picture_file_still_read_it():
     """Photos from earlier versions kept work.npy (raw) or, before that, work.png: each is read
     as it is, and the photo still encodes and is found again by its content."""
-    from maskweb.masking import encoding
+    from maskweb.masking.jobs import encoding
     from maskweb.photos.ingest import read_work_image
 
     post(Client(), two_tone_photo(fmt="PNG"), "a.png")

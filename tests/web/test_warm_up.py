@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from maskweb.masking import engine, tasks
+from maskweb.masking.decoding import engine
+from maskweb.masking.worker import tasks
 from maskweb.segment import registry
 
 

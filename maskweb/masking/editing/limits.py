@@ -28,7 +28,7 @@ import redis
 from django.conf import settings
 from django.db.models import Sum
 
-from maskweb.masking.redis_client import get_redis
+from maskweb.masking.plumbing.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from maskweb.export import COMBINE_OPS, Combination, combine_masks
 from maskweb.export import MaskObject as ExportObject
-from maskweb.masking import render
-from maskweb.masking.inputs import NAME_LENGTH, ProtocolError
+from maskweb.masking.decoding import render
+from maskweb.masking.protocol.inputs import NAME_LENGTH, ProtocolError
 from maskweb.photos.models import Photo
 
 #: How a new object is named after its operands.

@@ -1,5 +1,4 @@
-"""Prompts from the outside world: validated (maskweb.masking.inputs), then converted between
-grids.
+"""A prompt's coordinates in the photo's three grids.
 
 A prompt arrives in upright full-resolution coordinates (docs/protocol.md), is stored in the
 photo's stored grid (what darktable needs), and reaches the engine in the work picture's
@@ -10,21 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
-from maskweb.masking import inputs
-from maskweb.masking.inputs import ProtocolError
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import stored_to_upright_xy, upright_to_stored_xy
 from maskweb.segment.types import Box, Point, Prompts, Stroke
-
-__all__ = ["ProtocolError", "engine_prompts", "parse_upright", "to_stored", "to_upright"]
-
-
-def parse_upright(data: Any, photo: Photo) -> dict[str, Any]:
-    """Validates one prompt object (upright coordinates); returns a clean copy."""
-    return inputs.prompt(data, photo.upright_width, photo.upright_height,
-                         settings.WS_MAX_STROKE_POINTS)
 
 
 def _map(prompt: dict[str, Any], convert: Any) -> dict[str, Any]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.db import close_old_connections
 
-from maskweb.masking import embeddings, engine, notify, progress
+from maskweb.masking.decoding import embeddings, engine
+from maskweb.masking.jobs import progress
+from maskweb.masking.jobs.progress import ProgressMeter
 from maskweb.masking.models import MaskSession, Status
-from maskweb.masking.progress import ProgressMeter
-from maskweb.masking.redis_client import get_redis
+from maskweb.masking.plumbing import notify
+from maskweb.masking.plumbing.redis_client import get_redis
 from maskweb.photos.ingest import read_work_image
 from maskweb.photos.models import Photo
 
@@ -27,7 +30,7 @@ LOCK_SECONDS = 10
 
 
 def queued_key(key: str) -> str:
-    """Set while an encode job for this embedding key is queued (see services.queue_encode)."""
+    """Set while an encode job for this embedding key is queued (see editing.queue_encode)."""
     return f"maskweb:queued:{key}"
 
 
@@ -48,19 +51,6 @@ def _mark(pks: list[int], status: str, progress: float, message: str = "") -> No
         notify.status_or_log(pk, status, progress, message)
 
 
-def _publish_masks(pks: list[int]) -> None:
-    """Prompts sent while encoding are waiting: send their masks now, each session's prompts
-    decoded together in one step (nobody saw a mask of them), however many there are."""
-    from maskweb.masking import services
-
-    for session in MaskSession.objects.filter(pk__in=pks).select_related("photo", "current"):
-        if session.current is not None and session.current.effective_prompts():
-            try:
-                services.render_current(session, one_step=True)
-            except Exception:
-                log.exception("rendering the waiting mask of session %s failed", session.pk)
-
-
 class _Heartbeat(threading.Thread):
     """Keeps the lock alive while the encoder runs (the encoder may not report progress)."""
 
@@ -76,7 +66,13 @@ class _Heartbeat(threading.Thread):
                 client.expire(self.key, LOCK_SECONDS)
 
 
-def encode_photo(photo_id: int, model_id: str) -> str:
+def encode_photo(photo_id: int, model_id: str,
+                 when_ready: Callable[[list[int]], None] | None = None) -> str:
+    """Encodes the photo with the model unless Redis has the embedding, and marks the sessions
+    waiting for it ready. ``when_ready(session ids)`` then draws the masks of the prompts sent
+    while they waited (the session domain's, maskweb.masking.editing.masks.draw_waiting: this
+    job sits below the domain and does not call up into it).
+    """
     close_old_connections()
     photo = Photo.objects.filter(pk=photo_id).first()
     if photo is None:
@@ -87,7 +83,8 @@ def encode_photo(photo_id: int, model_id: str) -> str:
     if embeddings.in_redis(key):
         pks = _waiting(photo, model_id)
         _mark(pks, Status.READY, 1.0)
-        _publish_masks(pks)
+        if when_ready is not None:
+            when_ready(pks)
         return ALREADY
     lock, token = lock_key(key), f"{time.time()}:{threading.get_ident()}"
     if not client.set(lock, token, nx=True, ex=LOCK_SECONDS):
@@ -105,7 +102,7 @@ def encode_photo(photo_id: int, model_id: str) -> str:
         started = time.monotonic()
         try:
             image = read_work_image(photo)
-            # The meter moves between the encoder's own few reports (maskweb.masking.progress).
+            # The meter moves between the encoder's own few reports (maskweb.masking.jobs.progress).
             with ProgressMeter(report, progress.expected_seconds(model_id)) as meter:
                 embedding = engine.encode(model_id, image, meter.step)
         except Exception as exc:
@@ -123,7 +120,8 @@ def encode_photo(photo_id: int, model_id: str) -> str:
             client.delete(lock)
     pks = _waiting(photo, model_id)
     _mark(pks, Status.READY, 1.0)
-    _publish_masks(pks)
+    if when_ready is not None:
+        when_ready(pks)
     return DONE
 
 

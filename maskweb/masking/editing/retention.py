@@ -29,9 +29,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from maskweb.masking import embeddings, engine, notify, sidecars
+from maskweb.masking.decoding import embeddings, engine
+from maskweb.masking.editing import encodes, sidecars
 from maskweb.masking.models import MaskSession, Status
-from maskweb.masking.redis_client import get_redis
+from maskweb.masking.plumbing import notify
+from maskweb.masking.plumbing.redis_client import get_redis
 from maskweb.photos import storage
 from maskweb.photos.models import Photo
 
@@ -121,11 +123,9 @@ def expired_sessions(now: dt.datetime | None = None) -> list[MaskSession]:
 
 def requeue_lost_encodes() -> list[int]:
     """Queues the encode again for sessions encoding with no job queued or running (see
-    services.requeue_if_lost); returns their ids."""
-    from maskweb.masking import services
-
+    encodes.requeue_if_lost); returns their ids."""
     waiting = MaskSession.objects.filter(status=Status.ENCODING).select_related("photo")
-    return [session.pk for session in waiting if services.requeue_if_lost(session)]
+    return [session.pk for session in waiting if encodes.requeue_if_lost(session)]
 
 
 def remove_stale_staging(now: float | None = None) -> int:

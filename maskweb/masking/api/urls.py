@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from maskweb.masking import views
+from maskweb.masking.api import views
 
 API = "api/v1/sessions/<str:token>"
 

@@ -9,12 +9,12 @@ still unread when the page closed. So the work is split by what it waits for:
 - ``writes``: a prompt's write (and other short database work of a socket). Its threads never
   decode, so a write waits at most for other writes.
 - ``renders``: drawing a socket's newest prompt log, which may decode and so wait for a core
-  (maskweb.masking.cores). A socket runs at most one render at a time (its render loop), so
+  (maskweb.masking.decoding.cores). A socket runs at most one render at a time (its render loop), so
   this pool's queue holds at most one job per socket; a render that waited in it draws the
   socket's newest log when it starts, not the one it was asked for (see the consumer).
 
 The HTTP views keep the loop's default pool; downloads have their own
-(maskweb.masking.download_jobs). Each pool counts the jobs handed to it and not yet finished,
+(maskweb.masking.api.download_jobs). Each pool counts the jobs handed to it and not yet finished,
 so the consumer can tell whether a render would start at once (``idle``).
 """
 

@@ -6,7 +6,7 @@ all 4 done after 2 decode times, against 2 after 1 and 2 after 2).
 
 A thread holds a core for a whole step, not only for the model call: a render that had to wait
 for one reads the prompt log again once it has it, so the clicks that came while it waited are
-decoded with it, in one step (see services.render_current). That makes the batching of an
+decoded with it, in one step (see editing.render_current). That makes the batching of an
 overloaded server depend on when a core frees up, not on how quickly the click path turns
 around. Holding is reentrant within a thread: the decode inside such a render uses the render's
 core instead of waiting for a second one.

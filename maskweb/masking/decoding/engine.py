@@ -66,12 +66,12 @@ def warm_up_default(part: str) -> None:
 
 
 def one_thread_per_decode() -> None:
-    """For the web process, which runs one decode per core at a time (maskweb.masking.cores):
-    OpenCV's own thread pool (as many threads as cores, for grabCut and the clean-up) on top
-    of that oversubscribed the cores. With one OpenCV thread a grabCut decode took 32 ms
-    instead of 43 ms alone, 39 instead of 46 ms two at once, and two threads decoded 30.0
-    clicks a second instead of 22.8 (the same 96 decodes, one machine). The worker keeps
-    OpenCV's threads: it encodes one photo at a time."""
+    """For the web process, which runs one decode per core at a time
+    (maskweb.masking.decoding.cores): OpenCV's own thread pool (as many threads as cores, for
+    grabCut and the clean-up) on top of that oversubscribed the cores. With one OpenCV thread
+    a grabCut decode took 32 ms instead of 43 ms alone, 39 instead of 46 ms two at once, and
+    two threads decoded 30.0 clicks a second instead of 22.8 (the same 96 decodes, one
+    machine). The worker keeps OpenCV's threads: it encodes one photo at a time."""
     import cv2
 
     cv2.setNumThreads(1)

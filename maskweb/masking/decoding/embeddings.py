@@ -10,9 +10,9 @@ import logging
 import redis
 from django.conf import settings
 
-from maskweb.masking import engine
-from maskweb.masking.lru import ByteLRU
-from maskweb.masking.redis_client import get_quick_redis, get_redis
+from maskweb.masking.decoding import engine
+from maskweb.masking.decoding.lru import ByteLRU
+from maskweb.masking.plumbing.redis_client import get_quick_redis, get_redis
 from maskweb.photos.models import Photo
 from maskweb.segment.types import Embedding
 

@@ -18,7 +18,7 @@ REPLAY_STEPS prompts one by one.
 A click's decode starts before its prompt is committed (``prefetch``, called as the message
 arrives and while the prompt is written) when a core is free; a prediction being decoded is
 waited for, never decoded twice (``decoding``), so the render that follows picks up the
-running decode. The decode cores themselves: maskweb.masking.cores.
+running decode. The decode cores themselves: maskweb.masking.decoding.cores.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
-from maskweb.masking import embeddings, engine, history
-from maskweb.masking.cores import Cores
-from maskweb.masking.flight import SingleFlight
-from maskweb.masking.lru import ByteLRU
+from maskweb.masking.decoding import embeddings, engine
+from maskweb.masking.decoding.cores import Cores
+from maskweb.masking.decoding.flight import SingleFlight
+from maskweb.masking.decoding.grids import engine_prompts
+from maskweb.masking.decoding.lru import ByteLRU
 from maskweb.masking.models import MaskObject, MaskSession, Status
-from maskweb.masking.prompts import engine_prompts, to_upright
 from maskweb.photos.ingest import read_stored_image
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import to_stored
@@ -141,7 +141,7 @@ def predict(session: MaskSession, stored_prompts: list[dict[str, Any]],
         start = len(prefixes) - REPLAY_STEPS
     steps = [(i, (key, prefixes[i])) for i in range(start, len(prefixes))]
     # The core first, then the claim on the key: a decode others wait for is running, and its
-    # waiters lend their cores meanwhile (see maskweb.masking.cores).
+    # waiters lend their cores meanwhile (see maskweb.masking.decoding.cores).
     if not wait_for_core:
         with cores.hold_if_free() as free:
             return _decode_steps(session, embedding, stored_prompts, previous, steps) \
@@ -186,7 +186,7 @@ def prefetch(session: MaskSession, stored_prompts: list[dict[str, Any]],
 
     A log that is decoding or decoded already is not queued again (it would hold one of the
     key's two places, and a quick next click would find none), unless the caller says it is
-    ``new``: checking hashes the whole log, which services.guess_next, on the event loop, does
+    ``new``: checking hashes the whole log, which editing.guess_next, on the event loop, does
     not do.
     """
     if not stored_prompts or session.status != Status.READY:
@@ -309,19 +309,6 @@ def stored_full_masks(photo: Photo, work_masks: Sequence[np.ndarray]) -> list[np
 def stored_area(photo: Photo, work_mask: np.ndarray) -> int:
     scale = (photo.stored_width * photo.stored_height) / (photo.work_width * photo.work_height)
     return int(round(int(work_mask.sum()) * scale))
-
-
-def mask_header(session: MaskSession, obj: MaskObject, current: CurrentMask,
-                request_id: str | None) -> dict[str, Any]:
-    photo = session.photo
-    return {
-        "type": "mask", "v": 1, "seq": session.revision, "id": request_id,
-        "object_id": obj.number, "width": photo.work_width, "height": photo.work_height,
-        "candidate": current.candidate, "scores": current.scores, "bbox": bbox(current.mask),
-        "prompts": [to_upright(p, photo) for p in obj.effective_prompts()],
-        "can_undo": history.can_undo(session, obj), "can_redo": history.can_redo(session, obj),
-        "empty": current.mask is None,
-    }
 
 
 def mask_frame(header: dict[str, Any], png: bytes) -> bytes:

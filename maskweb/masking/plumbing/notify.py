@@ -18,7 +18,7 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from maskweb.masking.redis_client import get_quick_redis, get_redis
+from maskweb.masking.plumbing.redis_client import get_quick_redis, get_redis
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def status(session_pk: int, status: str, progress: float, message: str = "") -> 
 
 def status_or_log(session_pk: int, status_: str, progress: float, message: str = "") -> None:
     """``status``, with a failure logged instead of raised: for callers that stored the status
-    first. A page that hears nothing asks for it (services.encode_status), so a lost message
+    first. A page that hears nothing asks for it (editing.encode_status), so a lost message
     must not cost the work that sent it (an encode, the queueing of one)."""
     try:
         status(session_pk, status_, progress, message)
@@ -177,7 +177,7 @@ def mask(session_pk: int, seq: int, frame: bytes, patient: bool = True) -> bool:
 
     The worker (prompts sent while encoding) and a consumer (a prompt just after "ready") can
     both render the same revision; the page gets it once. ``patient=False``: a Redis that
-    cannot be reached at once raises at once (see services.publish).
+    cannot be reached at once raises at once (see editing.publish).
     """
     client = get_redis() if patient else get_quick_redis()
     if not client.set(_sent_key(session_pk, seq), "1", nx=True, ex=FRAME_TTL_SECONDS):

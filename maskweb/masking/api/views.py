@@ -24,11 +24,14 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from maskweb.export.filenames import download_name
-from maskweb.masking import download_jobs, downloads, inputs, limits, services
-from maskweb.masking.errors import error, method_not_allowed
-from maskweb.masking.inputs import ProtocolError
+from maskweb.masking import editing
+from maskweb.masking.api import download_jobs
+from maskweb.masking.api.errors import error, method_not_allowed
+from maskweb.masking.api.openapi import openapi_document
+from maskweb.masking.editing import downloads, limits
 from maskweb.masking.models import MaskObject, Status
-from maskweb.masking.openapi import openapi_document
+from maskweb.masking.protocol import inputs
+from maskweb.masking.protocol.inputs import ProtocolError
 from maskweb.photos import crops, storage
 from maskweb.photos.ingest import UploadError, ingest
 
@@ -45,9 +48,9 @@ View = Callable[..., Any]
 
 def error_for(exc: Exception) -> HttpResponseBase | None:
     """The JSON error answering one of the errors a view may raise; None for any other."""
-    if isinstance(exc, services.NotFound):
+    if isinstance(exc, editing.NotFound):
         return error(404, "not_found", "No session has this link.")
-    if isinstance(exc, services.Forbidden):
+    if isinstance(exc, editing.Forbidden):
         return error(403, "forbidden", str(exc))
     if isinstance(exc, ProtocolError):
         return error(STATUS_OF.get(exc.code, 400), exc.code, exc.message)
@@ -86,7 +89,7 @@ def api(methods: list[str]) -> Callable[[View], Callable[..., Any]]:
         def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             try:
                 if "token" in kwargs:
-                    access = services.resolve(kwargs.pop("token"))
+                    access = editing.resolve(kwargs.pop("token"))
                     kwargs["access"] = access
                     if request.method in WRITES:
                         access.require_edit()
@@ -157,8 +160,8 @@ def upload_page(request: HttpRequest) -> HttpResponseBase:
 
 def session_page(request: HttpRequest, token: str) -> HttpResponseBase:
     try:
-        services.resolve(token)
-    except services.NotFound:
+        editing.resolve(token)
+    except editing.NotFound:
         raise Http404("No session has this link.") from None
     return _page("session.html")
 
@@ -172,8 +175,8 @@ def openapi(request: HttpRequest) -> HttpResponseBase:
 
 @api(["GET"])
 def models(request: HttpRequest) -> HttpResponseBase:
-    return JsonResponse({"models": services.model_list(),
-                         "default": services.engine.default_model()})
+    return JsonResponse({"models": editing.model_list(),
+                         "default": editing.default_model()})
 
 
 @api(["POST"])
@@ -193,26 +196,26 @@ def create_session(request: HttpRequest) -> HttpResponseBase:
                           "(multipart/form-data).")
     model = request.POST.get("model") or None
     if model is not None:
-        services.check_model(model)
+        editing.check_model(model)
     photo = ingest(upload, upload.name, upload.size)
-    session = services.create_session(photo, model, upload.name, client=client)
-    state = services.session_state(services.Access(services.reload(session), services.EDIT))
+    session = editing.create_session(photo, model, upload.name, client=client)
+    state = editing.session_state(editing.Access(editing.reload(session), editing.EDIT))
     return JsonResponse(state, status=201)
 
 
 @api(["GET", "DELETE"])
-def session_detail(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+def session_detail(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
     if request.method == "DELETE":
-        services.delete_session(access)
+        editing.delete_session(access)
         return HttpResponse(status=204)
     if access.session.status == Status.ENCODING:
         # A client that only polls over HTTP gets a lost encode job back too.
-        access.session = services.encode_status(access)
-    return JsonResponse(services.session_state(access))
+        access.session = editing.encode_status(access)
+    return JsonResponse(editing.session_state(access))
 
 
 @api(["GET"])
-def photo(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+def photo(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
     # From the storage (a local file, or streamed from the bucket by this web host).
     handle = storage.storage().open(access.session.photo.preview_name, "rb")
     response = FileResponse(handle, content_type="image/jpeg")
@@ -221,7 +224,7 @@ def photo(request: HttpRequest, access: services.Access) -> HttpResponseBase:
 
 
 @api(["GET"])
-def photo_crop(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+def photo_crop(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
     """A region of the full-resolution photo, upright (the page's true 100 % view)."""
     values = []
     for name in ("x", "y", "w", "h"):
@@ -238,12 +241,12 @@ def photo_crop(request: HttpRequest, access: services.Access) -> HttpResponseBas
     return response
 
 
-def _mask_answer(access: services.Access, request_id: str | None = None) -> HttpResponseBase:
-    rendered = services.render_current(access.session, request_id)
+def _mask_answer(access: editing.Access, request_id: str | None = None) -> HttpResponseBase:
+    rendered = editing.render_current(access.session, request_id)
     if rendered.header is None:
         session = rendered.session
         if session.status == Status.ENCODING:
-            session = services.encode_status(services.Access(session, access.role))
+            session = editing.encode_status(editing.Access(session, access.role))
         return JsonResponse({"status": session.status, "progress": session.progress,
                              "message": session.message}, status=202)
     png = rendered.frame[4 + len(json.dumps(rendered.header, separators=(",", ":")).encode()):] \
@@ -252,91 +255,91 @@ def _mask_answer(access: services.Access, request_id: str | None = None) -> Http
 
 
 @api(["POST"])
-def prompts(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.add_prompt_and_render(access, json_body(request))
+def prompts(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    editing.add_prompt_and_render(access, json_body(request))
     return _mask_answer(access)
 
 
 @api(["GET"])
-def current(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+def current(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
     return _mask_answer(access)
 
 
 @api(["POST"])
-def undo(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.undo(access)
+def undo(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    editing.undo(access)
     return _mask_answer(access)
 
 
 @api(["POST"])
-def redo(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.redo(access)
+def redo(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    editing.redo(access)
     return _mask_answer(access)
 
 
 @api(["POST"])
-def clear(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.clear(access)
+def clear(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    editing.clear(access)
     return _mask_answer(access)
 
 
 @api(["POST"])
-def candidate(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    services.select_candidate(access, json_body(request).get("index"))
+def candidate(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    editing.select_candidate(access, json_body(request).get("index"))
     return _mask_answer(access)
 
 
 @api(["POST"])
-def apply(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    obj = services.apply(access, json_body(request).get("name"))
-    session = services.reload(access.session)
+def apply(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    obj = editing.apply(access, json_body(request).get("name"))
+    session = editing.reload(access.session)
     token = session.edit_token
-    return JsonResponse({"object": services.object_dict(session, obj, token),
-                         "objects": services.objects_list(session, token)}, status=201)
+    return JsonResponse({"object": editing.object_dict(session, obj, token),
+                         "objects": editing.objects_list(session, token)}, status=201)
 
 
 @api(["POST"])
-def combine(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+def combine(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
     body = json_body(request)
-    obj = services.combine_objects(access, body.get("op"), body.get("objects"),
+    obj = editing.combine_objects(access, body.get("op"), body.get("objects"),
                                    body.get("name"))
-    session = services.reload(access.session)
+    session = editing.reload(access.session)
     token = session.edit_token
-    return JsonResponse({"object": services.object_dict(session, obj, token),
-                         "objects": services.objects_list(session, token)}, status=201)
+    return JsonResponse({"object": editing.object_dict(session, obj, token),
+                         "objects": editing.objects_list(session, token)}, status=201)
 
 
 @api(["PUT"])
-def model(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    session = services.switch_model(access, json_body(request).get("model"))
-    return JsonResponse(services.session_state(services.Access(session, access.role)),
+def model(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    session = editing.switch_model(access, json_body(request).get("model"))
+    return JsonResponse(editing.session_state(editing.Access(session, access.role)),
                         status=202 if session.status != Status.READY else 200)
 
 
 @api(["GET"])
-def objects(request: HttpRequest, access: services.Access) -> HttpResponseBase:
-    token = access.session.edit_token if access.role == services.EDIT else \
+def objects(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
+    token = access.session.edit_token if access.role == editing.EDIT else \
         access.session.view_token
-    return JsonResponse({"objects": services.objects_list(access.session, token)})
+    return JsonResponse({"objects": editing.objects_list(access.session, token)})
 
 
 @api(["PATCH", "DELETE"])
-def object_detail(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
+def object_detail(request: HttpRequest, access: editing.Access, number: int) -> HttpResponseBase:
     if request.method == "DELETE":
-        services.delete_object(access, number)
+        editing.delete_object(access, number)
         return HttpResponse(status=204)
     body = json_body(request)
     if not {"name", "visible", "colour"} & set(body):
         raise ProtocolError("bad_field", "send 'name', 'visible' and/or 'colour'")
-    obj = services.update_object(access, number, name=body.get("name"),
+    obj = editing.update_object(access, number, name=body.get("name"),
                                  visible=body.get("visible"), colour=body.get("colour"))
-    return JsonResponse(services.object_dict(access.session, obj, access.session.edit_token))
+    return JsonResponse(editing.object_dict(access.session, obj, access.session.edit_token))
 
 
 @api(["POST"])
-def reopen(request: HttpRequest, access: services.Access, number: int) -> HttpResponseBase:
-    session = services.reopen(access, number)
-    return JsonResponse(services.session_state(services.Access(session, access.role)))
+def reopen(request: HttpRequest, access: editing.Access, number: int) -> HttpResponseBase:
+    session = editing.reopen(access, number)
+    return JsonResponse(editing.session_state(editing.Access(session, access.role)))
 
 
 def attachment_disposition(filename: str) -> str:
@@ -360,11 +363,11 @@ def _attachment(data: bytes | str, content_type: str, filename: str) -> HttpResp
     return response
 
 
-def _stem(access: services.Access) -> str:
+def _stem(access: editing.Access) -> str:
     return Path(access.session.photo_name).stem or "photo"
 
 
-def _object_filename(access: services.Access, obj: MaskObject, extension: str,
+def _object_filename(access: editing.Access, obj: MaskObject, extension: str,
                      variant: str = "") -> str:
     """``<photo>-<object name>[-soft].<ext>``: named after the object, as the user named it
     (safe on every OS, see maskweb.export.filenames); the hard and soft PNG differ."""
@@ -414,10 +417,10 @@ def _png_variant(options: dict[str, Any]) -> str:
 
 
 @api(["GET"])
-def object_png(request: HttpRequest, access: services.Access, number: int) -> Any:
-    obj = services.get_object(access.session, number)
+def object_png(request: HttpRequest, access: editing.Access, number: int) -> Any:
+    obj = editing.get_object(access.session, number)
     options = _png_options(request)
-    session = services.reload(access.session)
+    session = editing.reload(access.session)
     region = _region(request, session.photo)
     if region is not None:
         # The 100 % view's edge: a region of the mask exactly as the download has it.
@@ -435,10 +438,10 @@ def object_png(request: HttpRequest, access: services.Access, number: int) -> An
 
 
 @api(["GET"])
-def object_svg(request: HttpRequest, access: services.Access, number: int) -> Any:
-    obj = services.get_object(access.session, number)
+def object_svg(request: HttpRequest, access: editing.Access, number: int) -> Any:
+    obj = editing.get_object(access.session, number)
     options, _ = downloads.vector_settings(request.GET)
-    session = services.reload(access.session)
+    session = editing.reload(access.session)
     return download_jobs.Job(
         download_jobs.cache_key("object.svg", session, [obj], _params(request)),
         lambda: downloads.svg(session.photo, [(obj, _object_mask(session, obj))],
@@ -447,9 +450,9 @@ def object_svg(request: HttpRequest, access: services.Access, number: int) -> An
 
 
 @api(["GET"])
-def object_xmp(request: HttpRequest, access: services.Access, number: int) -> Any:
-    obj = services.get_object(access.session, number)
-    session = services.reload(access.session)
+def object_xmp(request: HttpRequest, access: editing.Access, number: int) -> Any:
+    obj = editing.get_object(access.session, number)
+    session = editing.reload(access.session)
     return _sidecar_job(request, session, "object.xmp", [obj],
                         lambda: [(obj, _object_mask(session, obj))])
 
@@ -462,7 +465,7 @@ def _params(request: HttpRequest) -> dict[str, float]:
 
 
 def _object_mask(session: Any, obj: MaskObject) -> np.ndarray:
-    mask = services.object_work_mask(session, obj)
+    mask = editing.object_work_mask(session, obj)
     if mask is None or not mask.any():
         raise ProtocolError("empty", "This object has no mask yet.")
     return mask
@@ -479,16 +482,16 @@ def _visible(session: Any) -> list[MaskObject]:
 
 
 def _all(session: Any) -> list[tuple[Any, np.ndarray]]:
-    items = services.visible_objects(session)
+    items = editing.visible_objects(session)
     if not items:
         raise ProtocolError("empty", "There is no visible mask to download yet.")
     return items
 
 
 @api(["GET"])
-def all_png(request: HttpRequest, access: services.Access) -> Any:
+def all_png(request: HttpRequest, access: editing.Access) -> Any:
     options = _png_options(request)
-    session = services.reload(access.session)
+    session = editing.reload(access.session)
     return download_jobs.Job(
         download_jobs.cache_key("all.png", session, _visible(session), options),
         lambda: downloads.png(session.photo, _all(session), **options),
@@ -497,9 +500,9 @@ def all_png(request: HttpRequest, access: services.Access) -> Any:
 
 
 @api(["GET"])
-def all_svg(request: HttpRequest, access: services.Access) -> Any:
+def all_svg(request: HttpRequest, access: editing.Access) -> Any:
     options, _ = downloads.vector_settings(request.GET)
-    session = services.reload(access.session)
+    session = editing.reload(access.session)
     return download_jobs.Job(
         download_jobs.cache_key("all.svg", session, _visible(session), _params(request)),
         lambda: downloads.svg(session.photo, _all(session), options).encode(),
@@ -507,8 +510,8 @@ def all_svg(request: HttpRequest, access: services.Access) -> Any:
 
 
 @api(["GET"])
-def sidecar_xmp(request: HttpRequest, access: services.Access) -> Any:
-    session = services.reload(access.session)
+def sidecar_xmp(request: HttpRequest, access: editing.Access) -> Any:
+    session = editing.reload(access.session)
     return _sidecar_job(request, session, "all.xmp", _visible(session),
                         lambda: _all(session))
 
@@ -534,10 +537,10 @@ def _sidecar_job(request: HttpRequest, session: Any, kind: str, objects: list[Ma
 
 
 @api(["POST", "DELETE"])
-def upload_sidecar(request: HttpRequest, access: services.Access) -> HttpResponseBase:
+def upload_sidecar(request: HttpRequest, access: editing.Access) -> HttpResponseBase:
     access.require_edit()
     if request.method == "DELETE":
-        services.remove_sidecar(access)
+        editing.remove_sidecar(access)
         return HttpResponse(status=204)
     name = ""
     if request.content_type == "multipart/form-data":
@@ -546,5 +549,5 @@ def upload_sidecar(request: HttpRequest, access: services.Access) -> HttpRespons
         name = upload.name if upload is not None and upload.name else ""
     else:
         data = request.body
-    services.store_sidecar(access, data, name)
+    editing.store_sidecar(access, data, name)
     return JsonResponse({"sidecar": True, "bytes": len(data), "name": name})

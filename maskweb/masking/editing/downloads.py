@@ -18,9 +18,10 @@ from maskweb.export import MaskObject, NothingToExport
 from maskweb.export.png import mask_png
 from maskweb.export.svg import objects_svg
 from maskweb.export.xmp import SidecarError, darktable_sidecar, sidecar_name, validate_sidecar
-from maskweb.masking import combine, render, sidecars
+from maskweb.masking.decoding import render
+from maskweb.masking.editing import combine, sidecars
 from maskweb.masking.models import MaskSession
-from maskweb.masking.prompts import ProtocolError
+from maskweb.masking.protocol.inputs import ProtocolError
 from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import to_upright
@@ -46,7 +47,7 @@ def png(photo: Photo, items: Sequence[tuple[Any, np.ndarray]], *, soft: bool = F
         stored_grid: bool = False, depth: int = 8) -> bytes:
     """The union of the objects' masks at full resolution. Plain objects are united at the
     work size and brought up once (as before); with a combined object among them each is
-    brought up on its own (its operands one by one, maskweb.masking.combine) and united at
+    brought up on its own (its operands one by one, maskweb.masking.editing.combine) and united at
     full resolution, so a combination's PNG is exactly that of its operands' PNGs."""
     if not any(getattr(obj, "recipe", None) for obj, _ in items):
         stored = render.stored_full_mask(photo, _union([mask for _, mask in items]))

@@ -1,4 +1,7 @@
-"""The encode job. Thin: the work is in maskweb.masking.encoding."""
+"""The worker's Celery tasks: the encode job and the periodic clean-up. Thin: the work is in
+maskweb.masking.jobs.encoding (the encode) and the session domain (maskweb.masking.editing: the
+masks that waited for it, the clean-up).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,11 @@ from celery import shared_task
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
 
-from maskweb.masking import encoding, engine, notify, retention
+from maskweb.masking import editing
+from maskweb.masking.decoding import engine
+from maskweb.masking.editing import retention
+from maskweb.masking.jobs import encoding
+from maskweb.masking.plumbing import notify
 
 # A worker needs an embedding once, right after encoding it, to draw the masks of prompts that
 # waited for it; the web process's cache budgets (256 MB each) would only hold memory here.
@@ -20,7 +27,7 @@ WORKER_CACHE_MB = 32
              name="maskweb.encode_photo")
 def encode_photo(self: Any, photo_id: int, model_id: str) -> str:
     """Idempotent: an embedding already in Redis is not computed again."""
-    outcome = encoding.encode_photo(photo_id, model_id)
+    outcome = editing.encode_and_draw(photo_id, model_id)
     if outcome == encoding.BUSY:
         # Another worker holds the lock for this photo and model; look again shortly (if it
         # died, its lock runs out within seconds and this task does the work).
@@ -31,7 +38,8 @@ def encode_photo(self: Any, photo_id: int, model_id: str) -> str:
 @shared_task(name="maskweb.cleanup", ignore_result=True)
 def cleanup() -> dict[str, object]:
     """The periodic clean-up (Celery beat, every MASKWEB_CLEANUP_INTERVAL seconds): expired
-    sessions, unused photos, stale upload folders, lost encode jobs (maskweb.masking.retention).
+    sessions, unused photos, stale upload folders, lost encode
+    jobs (maskweb.masking.editing.retention).
     """
     report = retention.cleanup()
     return {"sessions": report.sessions, "photos": report.photos, "bytes": report.bytes,

@@ -30,8 +30,8 @@ import redis
 from django.conf import settings
 
 from maskweb.masking.models import MaskObject, MaskSession
-from maskweb.masking.pools import Pool
-from maskweb.masking.redis_client import get_quick_redis
+from maskweb.masking.plumbing.pools import Pool
+from maskweb.masking.plumbing.redis_client import get_quick_redis
 
 log = logging.getLogger(__name__)
 

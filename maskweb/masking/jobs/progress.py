@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from django.db import connection
 
-from maskweb.masking.redis_client import get_redis
+from maskweb.masking.plumbing.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ draws the newest log. Prompts that arrive while a decode runs are decoded togeth
 step, so a person clicking faster than the model decodes (or a server with more clickers than
 cores) waits for at most about two decodes instead of a growing queue.
 
-Writes and renders run in separate thread pools (maskweb.masking.pools), so a prompt is stored
-as soon as it arrives however far the decoder has fallen behind, and a render that waited for a
-thread draws the newest log. A page whose oldest prompt has waited WS_BEHIND_AFTER seconds for
-its mask is told so (a ``behind`` frame); its next mask covers every prompt it sent.
+Writes and renders run in separate thread pools (maskweb.masking.plumbing.pools), so a prompt is
+stored as soon as it arrives however far the decoder has fallen behind, and a render that waited for
+a thread draws the newest log. A page whose oldest prompt has waited WS_BEHIND_AFTER seconds for its
+mask is told so (a ``behind`` frame); its next mask covers every prompt it sent.
 
 Redis is needed to draw (the embedding, the other sockets) but never to store a prompt: a Redis
 that is down delays the mask (maskweb.redis_retry) and at worst costs an ``unavailable`` error
@@ -31,9 +31,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from maskweb.masking import inputs, notify, pools, services
-from maskweb.masking.inputs import ProtocolError
+from maskweb.masking import editing
 from maskweb.masking.models import MaskSession
+from maskweb.masking.plumbing import notify, pools
+from maskweb.masking.protocol import inputs
+from maskweb.masking.protocol.inputs import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class TokenBucket:
 
 
 class SessionConsumer(AsyncWebsocketConsumer):
-    access: services.Access | None = None
+    access: editing.Access | None = None
     _renderer: asyncio.Future[None] | None = None
     _render_id: Any = None
     _sent_seq = -1  # the newest revision whose frame this socket sent itself
@@ -79,15 +81,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
     # page (the host that stored it died before sending its frame) and draws it here.
     _shown_seq = -1
     # The current object's prompts as this socket last wrote or drew them (None: not known,
-    # e.g. another socket changed them): the base of services.guess_next.
-    _log: services.PromptLog | None = None
+    # e.g. another socket changed them): the base of editing.guess_next.
+    _log: editing.PromptLog | None = None
     # This socket's prompt writes so far, counted in the thread that wrote each one right after
     # its commit (one write at a time per socket), and (that count, the log it left, the
     # prompt's message id) of the newest one: a render reads them before it reads the log,
     # so a count that moved since tells it a newer prompt exists, and the render loop draws
     # until the count it drew is the count written.
     _writes = 0
-    _written: tuple[int, services.PromptLog | None, Any] = (0, None, None)
+    _written: tuple[int, editing.PromptLog | None, Any] = (0, None, None)
     _drawn = 0  # the write count the last frame sent by this socket covered
     _waiting_since: float | None = None  # when the oldest prompt without a mask was written
     _not_ready = False  # the last render found no embedding (encoding): no `behind` then
@@ -103,8 +105,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         token = self.scope["url_route"]["kwargs"]["token"]
         await self.accept()
         try:
-            self.access = await off_loop(services.resolve)(token)
-        except services.NotFound:
+            self.access = await off_loop(editing.resolve)(token)
+        except editing.NotFound:
             await self.close(code=CLOSE_NOT_FOUND)
             return
         assert self.access is not None
@@ -117,7 +119,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         except (redis.exceptions.RedisError, OSError):
             # Live updates from others start with the first ping that reaches Redis.
             log.warning("joining the session's group failed (Redis down?)", exc_info=True)
-        state = await off_loop(services.session_state)(self.access)
+        state = await off_loop(editing.session_state)(self.access)
         await self.send_json({"type": "hello", "role": self.access.role, "state": state})
         if state["status"] == "ready":
             self._preload()
@@ -199,7 +201,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await handler(self, message, request_id)
         except ProtocolError as exc:
             await self.error(exc.code, exc.message, request_id)
-        except services.Forbidden as exc:
+        except editing.Forbidden as exc:
             await self.error("forbidden", str(exc), request_id)
         except MaskSession.DoesNotExist:  # deleted meanwhile: as for an unknown link
             await self.close(code=CLOSE_NOT_FOUND)
@@ -212,15 +214,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.error("internal", "Something went wrong on the server; nothing changed.",
                              request_id)
 
-    def _render(self, request_id: Any, broadcast: bool = True) -> services.Rendered | None:
+    def _render(self, request_id: Any, broadcast: bool = True) -> editing.Rendered | None:
         assert self.access is not None
-        return services.render_current(self.access.session, request_id, broadcast=broadcast)
+        return editing.render_current(self.access.session, request_id, broadcast=broadcast)
 
     async def _mutate_and_render(self, mutation: Any, request_id: Any, *args: Any) -> None:
-        def work() -> services.Rendered:
+        def work() -> editing.Rendered:
             assert self.access is not None
             mutation(self.access, *args)
-            return services.render_current(self.access.session, request_id, broadcast=False,
+            return editing.render_current(self.access.session, request_id, broadcast=False,
                                            sender=self.channel_name)
 
         self._log = None
@@ -228,7 +230,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._log = rendered.log
         await self._deliver(rendered, request_id)
 
-    async def _deliver(self, rendered: services.Rendered, request_id: Any,
+    async def _deliver(self, rendered: editing.Rendered, request_id: Any,
                        drawn: int | None = None) -> None:
         """Answers this socket first, straight away, then tells the session's other sockets.
 
@@ -252,7 +254,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self._sent_seq = seq
             self._shown_seq = max(self._shown_seq, seq)
             if not rendered.superseded and not rendered.alone:
-                await pools.renders.run(services.publish, rendered, self.channel_name, False)
+                await pools.renders.run(editing.publish, rendered, self.channel_name, False)
         elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
             self._not_ready = True
@@ -263,10 +265,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     # --- prompts: stored at once, drawn newest first -----------------------------------------
 
-    def _store(self, prompt: Any, request_id: Any) -> services.PromptLog | None:
+    def _store(self, prompt: Any, request_id: Any) -> editing.PromptLog | None:
         """In a worker thread: writes the prompt, then counts it (see _writes)."""
         assert self.access is not None
-        written = services.add_prompt(self.access, prompt)
+        written = editing.add_prompt(self.access, prompt)
         self._written = (self._writes + 1, written, request_id)
         self._writes += 1
         return written
@@ -274,7 +276,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_prompt(self, message: dict[str, Any], request_id: Any) -> None:
         prompt = inputs.required(message, "prompt")
         assert self.access is not None
-        services.guess_next(self.access, self._log, prompt)
+        editing.guess_next(self.access, self._log, prompt)
         self._log = None  # until the write says what the log is now
         self._render_id = request_id
         rendering = self._renderer is not None and not self._renderer.done()
@@ -294,15 +296,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
         # Handed to the pool here, not in the loop's task: the pool counts it at once, so the
         # next socket's message, read before that task starts, sees the thread taken.
         loop = asyncio.get_running_loop()
-        committed: asyncio.Future[services.PromptLog | None] = loop.create_future()
+        committed: asyncio.Future[editing.PromptLog | None] = loop.create_future()
         job = pools.renders.run(self._write_and_render, prompt, request_id, committed, loop)
         self._renderer = asyncio.ensure_future(self._render_loop(first=(job, committed)))
         self._log = await committed
         self._note_waiting()
 
     def _write_and_render(self, prompt: Any, request_id: Any,
-                          committed: asyncio.Future[services.PromptLog | None],
-                          loop: asyncio.AbstractEventLoop) -> tuple[services.Rendered | None, int]:
+                          committed: asyncio.Future[editing.PromptLog | None],
+                          loop: asyncio.AbstractEventLoop) -> tuple[editing.Rendered | None, int]:
         """In a render thread: the prompt's write, reported to ``committed`` as soon as it is
         done, then the render. A write that fails raises _WriteFailed: the render loop reports
         it (on_prompt raises it to the page) once this thread is done, so the next message
@@ -315,8 +317,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         return self._render_newest(request_id, False, self._written)
 
     def _render_newest(self, request_id: Any, latest_only: bool,
-                       written: tuple[int, services.PromptLog | None, Any]) -> \
-            tuple[services.Rendered | None, int]:
+                       written: tuple[int, editing.PromptLog | None, Any]) -> \
+            tuple[editing.Rendered | None, int]:
         """In a render thread: draws this socket's newest log; returns the frame and the write
         count it covers. ``written``: the newest write's count, log and id when the render was
         asked for; if a prompt was written since (the render waited for a thread), the log is
@@ -328,13 +330,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         seen, _, newest_id = self._written
         if count != seen:
             log_, latest_only, request_id = None, True, newest_id
-        rendered = services.render_prompts(self.access, request_id, latest_only=latest_only,
+        rendered = editing.render_prompts(self.access, request_id, latest_only=latest_only,
                                            broadcast=False, written=log_,
                                            sender=self.channel_name, newest=self._newest)
         return rendered, rendered.newest[0] if rendered.newest is not None else seen
 
     def _newest(self) -> tuple[int, Any]:
-        """This socket's write count and newest prompt's id (see services.render_current)."""
+        """This socket's write count and newest prompt's id (see editing.render_current)."""
         count, _, request_id = self._written
         return count, request_id
 
@@ -431,53 +433,53 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._behind_check = asyncio.get_running_loop().call_later(delay, self._check_behind)
 
     async def on_undo(self, message: dict[str, Any], request_id: Any) -> None:
-        await self._mutate_and_render(services.undo, request_id)
+        await self._mutate_and_render(editing.undo, request_id)
 
     async def on_redo(self, message: dict[str, Any], request_id: Any) -> None:
-        await self._mutate_and_render(services.redo, request_id)
+        await self._mutate_and_render(editing.redo, request_id)
 
     async def on_clear(self, message: dict[str, Any], request_id: Any) -> None:
-        await self._mutate_and_render(services.clear, request_id)
+        await self._mutate_and_render(editing.clear, request_id)
 
     async def on_candidate(self, message: dict[str, Any], request_id: Any) -> None:
-        await self._mutate_and_render(services.select_candidate, request_id,
+        await self._mutate_and_render(editing.select_candidate, request_id,
                                       message.get("index"))
 
     async def on_apply(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        await off_loop(services.apply)(self.access, message.get("name"))
+        await off_loop(editing.apply)(self.access, message.get("name"))
 
     async def on_reopen(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        await off_loop(services.reopen)(self.access, message.get("object_id"))
+        await off_loop(editing.reopen)(self.access, message.get("object_id"))
 
     async def on_rename(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         name = inputs.required(message, "name")
-        await off_loop(services.update_object)(self.access, message.get("object_id"),
+        await off_loop(editing.update_object)(self.access, message.get("object_id"),
                                                name=name)
 
     async def on_visibility(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         visible = inputs.boolean(inputs.required(message, "visible"), "visible")
-        await off_loop(services.update_object)(self.access, message.get("object_id"),
+        await off_loop(editing.update_object)(self.access, message.get("object_id"),
                                                visible=visible)
 
     async def on_colour(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         colour = inputs.required(message, "colour")
-        await off_loop(services.update_object)(self.access, message.get("object_id"),
+        await off_loop(editing.update_object)(self.access, message.get("object_id"),
                                                colour=colour)
 
     async def on_combine(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
-        await off_loop(services.combine_objects)(self.access, message.get("op"),
+        await off_loop(editing.combine_objects)(self.access, message.get("op"),
                                                  message.get("objects"), message.get("name"))
 
     async def on_preview(self, message: dict[str, Any], request_id: Any) -> None:
-        """The mask a click there would give (services.preview), to this socket only. A
+        """The mask a click there would give (editing.preview), to this socket only. A
         preview asked for while one is drawn replaces any that waits: the pointer moved on."""
         self._preview_next = (inputs.required(message, "prompt"), request_id)
         if self._previewer is None or self._previewer.done():
@@ -489,12 +491,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self._preview_next = None
             assert self.access is not None
             try:
-                frame = await pools.renders.run(services.preview, self.access, prompt,
+                frame = await pools.renders.run(editing.preview, self.access, prompt,
                                                 request_id)
             except ProtocolError as exc:
                 await self.error(exc.code, exc.message, request_id)
                 continue
-            except services.Forbidden as exc:
+            except editing.Forbidden as exc:
                 await self.error("forbidden", str(exc), request_id)
                 continue
             except Exception:
@@ -508,12 +510,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        await off_loop(services.delete_object)(self.access, message.get("object_id"))
+        await off_loop(editing.delete_object)(self.access, message.get("object_id"))
 
     async def on_model(self, message: dict[str, Any], request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        session = await off_loop(services.switch_model)(self.access, message.get("model"))
+        session = await off_loop(editing.switch_model)(self.access, message.get("model"))
         self.access.session = session
 
     async def _join(self) -> None:
@@ -542,7 +544,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         assert self.access is not None
         if self._renderer is not None and not self._renderer.done():
             return  # this page's own prompts are being drawn: their frame is on its way
-        revision = await off_loop(services.revision)(self.access.session)
+        revision = await off_loop(editing.revision)(self.access.session)
         if revision is None or revision <= self._shown_seq:
             return
         try:
@@ -562,7 +564,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_status(self, message: dict[str, Any], request_id: Any) -> None:
         """The stored encode status, for a page that waited without news (a lost message)."""
         assert self.access is not None
-        session = await off_loop(services.encode_status)(self.access)
+        session = await off_loop(editing.encode_status)(self.access)
         await self.send_json({"type": "status", "status": session.status,
                               "progress": session.progress, "message": session.message,
                               "id": request_id})
@@ -598,7 +600,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         assert self.access is not None
         # Kept: the event loop holds tasks only weakly.
         self._preloading = asyncio.ensure_future(
-            off_loop(services.preload_embedding)(self.access.session))
+            off_loop(editing.preload_embedding)(self.access.session))
 
     async def session_deleted(self, event: dict[str, Any]) -> None:
         """The session was deleted (its editor, or the clean-up of idle sessions): closed as
@@ -611,9 +613,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._log = None
 
         def load() -> list[dict[str, Any]]:
-            session = services.reload(access.session)
-            token = session.edit_token if access.role == services.EDIT else session.view_token
-            return services.objects_list(session, token)
+            session = editing.reload(access.session)
+            token = session.edit_token if access.role == editing.EDIT else session.view_token
+            return editing.objects_list(session, token)
 
         await self.send_json({"type": "objects", "objects": await off_loop(load)()})
 
@@ -623,8 +625,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._log = None
 
         def load() -> dict[str, Any]:
-            access.session = services.reload(access.session)
-            return services.session_state(access)
+            access.session = editing.reload(access.session)
+            return editing.session_state(access)
 
         await self.send_json({"type": "state", "state": await off_loop(load)()})
 
