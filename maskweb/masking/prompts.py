@@ -1,5 +1,5 @@
-"""Prompts from the outside world: validated (maskweb.masking.inputs), then converted between
-grids.
+"""Prompts from the outside world: typed by maskweb.masking.schemas, checked against the photo
+here, then converted between grids.
 
 A prompt arrives in upright full-resolution coordinates (docs/protocol.md), is stored in the
 photo's stored grid (what darktable needs), and reaches the engine in the work picture's
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
+from pydantic import BaseModel
 
-from maskweb.masking import inputs
-from maskweb.masking.inputs import ProtocolError
+from maskweb.masking import schemas
+from maskweb.masking.schemas import ProtocolError
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import stored_to_upright_xy, upright_to_stored_xy
 from maskweb.segment.types import Box, Point, Prompts, Stroke
@@ -22,9 +22,29 @@ __all__ = ["ProtocolError", "engine_prompts", "parse_upright", "to_stored", "to_
 
 
 def parse_upright(data: Any, photo: Photo) -> dict[str, Any]:
-    """Validates one prompt object (upright coordinates); returns a clean copy."""
-    return inputs.prompt(data, photo.upright_width, photo.upright_height,
-                         settings.WS_MAX_STROKE_POINTS)
+    """One prompt (a ``schemas.Prompt``, or anything to validate as one) in upright
+    coordinates, checked to lie on the photo; returns it as a plain dict."""
+    prompt = data if isinstance(data, BaseModel) else schemas.check(
+        schemas.Prompt, data, "prompt")
+    clean = prompt.model_dump()
+    width, height = photo.upright_width, photo.upright_height
+    if clean["kind"] == "point":
+        _inside(width, height, clean["x"], clean["y"], "the point")
+    elif clean["kind"] == "box":
+        _inside(width, height, clean["x0"], clean["y0"], "the box corner")
+        _inside(width, height, clean["x1"], clean["y1"], "the box corner")
+    else:
+        for x, y in clean["points"]:
+            _inside(width, height, x, y, "the stroke point")
+        if clean["radius"] > max(width, height):
+            raise ProtocolError("bad_field", "'radius' must be > 0 and within the picture")
+    return clean
+
+
+def _inside(width: int, height: int, x: float, y: float, what: str) -> None:
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise ProtocolError("out_of_bounds", f"{what} ({x:g}, {y:g}) is outside the "
+                            f"{width}x{height} picture")
 
 
 def _map(prompt: dict[str, Any], convert: Any) -> dict[str, Any]:

@@ -26,14 +26,14 @@ from maskweb.masking import (
     encoding,
     engine,
     history,
-    inputs,
     notify,
     render,
+    schemas,
 )
-from maskweb.masking.inputs import ProtocolError
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.prompts import parse_upright, to_stored, to_upright
 from maskweb.masking.redis_client import get_redis
+from maskweb.masking.schemas import ProtocolError
 from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
 
@@ -110,7 +110,7 @@ def model_list() -> list[dict[str, Any]]:
 
 
 def check_model(model_id: Any) -> str:
-    model_id = inputs.model_id(model_id)
+    model_id = schemas.check(schemas.ModelId, model_id, "model")
     if not engine.is_installed(model_id):
         installed = ", ".join(m.id for m in engine.installed_models())
         raise ProtocolError("bad_field", f"unknown model {model_id!r}; installed: {installed}")
@@ -460,7 +460,7 @@ def select_candidate(access: Access, index: Any) -> None:
     """Chooses one of the model's candidate masks for the current object: ``index`` must be
     below the number of candidates its prompts gave (known once the mask is drawn)."""
     access.require_edit()
-    inputs.whole(index, "index")
+    index = schemas.check(schemas.CandidateIndex, index, "index")
     session = reload(access.session)
     obj = session.current
     if obj is None or not obj.effective_prompts():
@@ -473,7 +473,7 @@ def select_candidate(access: Access, index: Any) -> None:
     except render.EmbeddingMissing:
         raise ProtocolError("not_ready", "The photo is being analysed again; choose a "
                             "candidate in a moment.") from None
-    inputs.candidate_index(index, count)
+    schemas.candidate_index(index, count)
 
     def step(obj: MaskObject) -> bool:
         obj.candidate = index
@@ -665,7 +665,7 @@ def preview(access: Access, prompt: Any, request_id: Any = None) -> bytes | None
 
 def apply(access: Access, name: Any = None) -> MaskObject:
     access.require_edit()
-    name = inputs.optional_name(name)
+    name = _name(name)
     session = reload(access.session)
     obj = session.current
     if obj is None or not obj.effective_prompts():
@@ -717,8 +717,9 @@ def combine_objects(access: Access, op: Any, numbers: Any, name: Any = None) -> 
     what they all share, or the inverse of one (maskweb.masking.combine). The operands stay
     as they are; undo deletes the new object."""
     access.require_edit()
-    op, numbers = combine.check_request(op, numbers)
-    name = inputs.optional_name(name)
+    request = schemas.check(schemas.CombineBody, {"op": op, "objects": numbers, "name": name},
+                            "")
+    op, numbers, name = request.op, request.objects, request.name
     with transaction.atomic():
         session, _ = _locked(access)
         operands = [get_object(session, number) for number in numbers]
@@ -753,8 +754,14 @@ def combine_objects(access: Access, op: Any, numbers: Any, name: Any = None) -> 
     return new
 
 
+def _name(name: Any) -> str | None:
+    """An object's new name, trimmed (schemas.Name), or None for none."""
+    result: str | None = schemas.check(schemas.Name | None, name, "name")
+    return result
+
+
 def get_object(session: MaskSession, number: Any) -> MaskObject:
-    number = inputs.object_number(number)
+    number = schemas.check(schemas.ObjectNumber, number, "object_id")
     obj = session.mask_objects.filter(number=number).first()
     if obj is None:
         raise ProtocolError("not_found", f"no object {number} in this session")
@@ -764,9 +771,9 @@ def get_object(session: MaskSession, number: Any) -> MaskObject:
 def update_object(access: Access, number: Any, *, name: Any = None,
                   visible: Any = None, colour: Any = None) -> MaskObject:
     access.require_edit()
-    name = inputs.optional_name(name)
-    visible = inputs.optional_visible(visible)
-    colour = inputs.optional_colour(colour)
+    name = _name(name)
+    visible = schemas.check(bool | None, visible, "visible")
+    colour = schemas.check(schemas.Colour | None, colour, "colour")
     with transaction.atomic():
         session, _ = _locked(access)
         obj = get_object(session, number)
