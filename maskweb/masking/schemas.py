@@ -468,8 +468,8 @@ class PngQuery(Input):
     """A PNG download's options."""
 
     model_config = ConfigDict(strict=False, extra="ignore")
-    soft: Literal["0", "1", "true", "yes", ""] | None = Field(
-        None, description="1: anti-aliased edges")
+    soft: str = Field("", description="1 (or true, yes): anti-aliased edges; anything else: "
+                      "hard")
     grid: Literal["upright", "stored"] = Field(
         "upright", description="stored: the photo's stored grid (a raw's sensor orientation), "
         "as darktable's external raster masks read it")

@@ -107,6 +107,16 @@ def test_openapi_document_covers_every_route_and_is_served():
                     "$ref": "#/components/schemas/Error"}, (route, method, status)
 
 
+def test_scripts_need_no_csrf_token():
+    """The token in the path is the credential: no cookie, no CSRF token."""
+    session = make_session()
+    client = Client(enforce_csrf_checks=True)
+    base = f"/api/v1/sessions/{session.edit_token}"
+    check(client.post(f"{base}/prompts", INSIDE, content_type="application/json"),
+          "/api/v1/sessions/{token}/prompts", "post")
+    assert check(client.post(f"{base}/undo"), "/api/v1/sessions/{token}/undo", "post")["empty"]
+
+
 def test_script_flow_prompt_undo_apply_download():
     session = make_session()
     base = f"/api/v1/sessions/{session.edit_token}"
