@@ -16,7 +16,7 @@ from maskweb.export import combine_masks
 from maskweb.masking import editing
 from maskweb.masking.decoding import render
 from maskweb.masking.models import MaskObject
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol.schemas import ProtocolError
 from tests.web.conftest import edit, make_session, view
 from tests.web.test_full_resolution_download import ellipse_photo
 

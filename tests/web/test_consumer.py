@@ -494,7 +494,7 @@ def test_the_first_of_two_quick_clicks_is_answered_without_waiting_for_the_secon
 
     def add_prompt(access: Any, prompt: Any, *args: Any, **kwargs: Any) -> Any:
         written = real_add_prompt(access, prompt, *args, **kwargs)
-        if prompt["x"] == 240:
+        if prompt.x == 240:  # the consumer hands the service a typed schemas.PointPrompt
             second_written.set()
         return written
 

@@ -17,7 +17,7 @@ from maskweb.masking.decoding.cores import Cores
 from maskweb.masking.jobs import encoding
 from maskweb.masking.models import MaskObject, Status
 from maskweb.masking.plumbing.redis_client import get_redis
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol.schemas import ProtocolError
 from tests.web.client import two_tone_photo
 from tests.web.conftest import edit, make_session, view, wait_for_decodes
 

@@ -1,7 +1,8 @@
 """The API answers in JSON, its errors included.
 
 The views map every error they know to ``{"error": {"code", "message"}}`` (views.error_for).
-What reaches Django's own error handling instead (an unknown API path, a refused method, an
+What reaches Django's own error handling instead (an unknown API path, a method a route does
+not take (django-ninja answers it with Django's 405 and its ``Allow``), an
 exception nobody expected, a host not allowed) would be answered with Django's HTML pages: on
 a path under /api/ this middleware turns any such answer into the JSON shape with the same
 status, so a script always gets JSON. The pages keep Django's HTML.
@@ -10,7 +11,6 @@ status, so a script always gets JSON. The pages keep Django's HTML.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
@@ -34,13 +34,6 @@ def error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
-def method_not_allowed(methods: Iterable[str]) -> JsonResponse:
-    allowed = ", ".join(methods)
-    response = error(405, "method_not_allowed", f"Use {allowed} on this path.")
-    response["Allow"] = allowed
-    return response
-
-
 def _is_json(response: HttpResponseBase) -> bool:
     return str(response.get("Content-Type", "")).startswith("application/json")
 
@@ -53,6 +46,8 @@ class ApiErrorMiddleware(MiddlewareMixin):
             return response
         code, message = DJANGO_ERRORS.get(
             response.status_code, ("error", f"The request failed ({response.status_code})."))
+        if response.status_code == 405 and "Allow" in response:
+            message = f"Use {', '.join(sorted(response['Allow'].split(', ')))} on this path."
         answer = error(response.status_code, code, message)
         for header in ("Allow", "Retry-After"):
             if header in response:

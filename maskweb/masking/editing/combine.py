@@ -17,30 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from maskweb.export import COMBINE_OPS, Combination, combine_masks
+from maskweb.export import Combination, combine_masks
 from maskweb.export import MaskObject as ExportObject
 from maskweb.masking.decoding import render
-from maskweb.masking.protocol.inputs import NAME_LENGTH, ProtocolError
+from maskweb.masking.protocol.schemas import NAME_LENGTH
 from maskweb.photos.models import Photo
 
 #: How a new object is named after its operands.
 SYMBOL = {"union": "+", "difference": "−", "intersection": "∩"}
-
-
-def check_request(op: Any, numbers: Any) -> tuple[str, list[int]]:
-    """(op, object numbers) from a request; ProtocolError for anything else."""
-    if op not in COMBINE_OPS:
-        raise ProtocolError("bad_field", f"'op' must be one of {', '.join(COMBINE_OPS)}")
-    if not isinstance(numbers, list) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in numbers):
-        raise ProtocolError("bad_field", "'objects' must be a list of object ids")
-    if len(set(numbers)) != len(numbers):
-        raise ProtocolError("bad_field", "'objects' names an object twice")
-    if op == "invert" and len(numbers) != 1:
-        raise ProtocolError("bad_field", "invert takes exactly one object")
-    if op != "invert" and not 2 <= len(numbers) <= 16:
-        raise ProtocolError("bad_field", f"{op} takes 2 to 16 objects")
-    return op, numbers
 
 
 def default_name(op: str, names: Sequence[str]) -> str:

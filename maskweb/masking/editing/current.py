@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from pydantic import BaseModel
 
 from maskweb.masking.decoding import render
 from maskweb.masking.decoding.grids import to_stored
@@ -23,16 +24,36 @@ from maskweb.masking.editing import history
 from maskweb.masking.editing.access import EDIT, Access, reload
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.plumbing import notify
-from maskweb.masking.protocol import inputs
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol import schemas
+from maskweb.masking.protocol.schemas import ProtocolError
 from maskweb.photos.models import Photo
 
 log = logging.getLogger(__name__)
 
 def parse_upright(data: Any, photo: Photo) -> dict[str, Any]:
-    """Validates one prompt object (upright coordinates); returns a clean copy."""
-    return inputs.prompt(data, photo.upright_width, photo.upright_height,
-                         settings.WS_MAX_STROKE_POINTS)
+    """One prompt (a ``schemas.Prompt``, or anything to validate as one) in upright
+    coordinates, checked to lie on the photo; returns it as a plain dict."""
+    prompt = data if isinstance(data, BaseModel) else schemas.check(
+        schemas.Prompt, data, "prompt")
+    clean = prompt.model_dump()
+    width, height = photo.upright_width, photo.upright_height
+    if clean["kind"] == "point":
+        _inside(width, height, clean["x"], clean["y"], "the point")
+    elif clean["kind"] == "box":
+        _inside(width, height, clean["x0"], clean["y0"], "the box corner")
+        _inside(width, height, clean["x1"], clean["y1"], "the box corner")
+    else:
+        for x, y in clean["points"]:
+            _inside(width, height, x, y, "the stroke point")
+        if clean["radius"] > max(width, height):
+            raise ProtocolError("bad_field", "'radius' must be > 0 and within the picture")
+    return clean
+
+
+def _inside(width: int, height: int, x: float, y: float, what: str) -> None:
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise ProtocolError("out_of_bounds", f"{what} ({x:g}, {y:g}) is outside the "
+                            f"{width}x{height} picture")
 
 
 def locked_current(access: Access) -> tuple[MaskSession, MaskObject]:
@@ -181,7 +202,7 @@ def select_candidate(access: Access, index: Any) -> None:
     """Chooses one of the model's candidate masks for the current object: ``index`` must be
     below the number of candidates its prompts gave (known once the mask is drawn)."""
     access.require_edit()
-    inputs.whole(index, "index")
+    index = schemas.check(schemas.CandidateIndex, index, "index")
     session = reload(access.session)
     obj = session.current
     if obj is None or not obj.effective_prompts():
@@ -194,7 +215,7 @@ def select_candidate(access: Access, index: Any) -> None:
     except render.EmbeddingMissing:
         raise ProtocolError("not_ready", "The photo is being analysed again; choose a "
                             "candidate in a moment.") from None
-    inputs.candidate_index(index, count)
+    schemas.candidate_index(index, count)
 
     def step(obj: MaskObject) -> bool:
         obj.candidate = index

@@ -21,7 +21,7 @@ from maskweb.export.xmp import SidecarError, darktable_sidecar, sidecar_name, va
 from maskweb.masking.decoding import render
 from maskweb.masking.editing import combine, sidecars
 from maskweb.masking.models import MaskSession
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol.schemas import VECTOR_PARAMS, ProtocolError
 from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
 from maskweb.segment.orientation import to_upright
@@ -91,20 +91,6 @@ def png_region(key: str, photo: Photo, items: Sequence[tuple[Any, np.ndarray]],
 
 def _mask_objects(photo: Photo, items: Sequence[tuple[Any, np.ndarray]]) -> list[MaskObject]:
     return combine.export_objects(photo, items)
-
-
-# The vectorization settings a download may carry (?turdsize=&alphamax=&opttolerance=, XMP
-# also &feather=): name -> (default, minimum, maximum, whole number). The session state
-# advertises the defaults as ``vectorize`` (the page shows a slider only for a setting the
-# server takes) and the ranges as ``vectorize_bounds`` (so it never sends one that is refused).
-# opttolerance stops at 5 pixels: past about 2 the curves are already as few as a shape
-# allows (every run turning under 120 degrees joined), more only lets them stray further.
-VECTOR_PARAMS: dict[str, tuple[float, float, float, bool]] = {
-    "turdsize": (VectorizeOptions.turdsize, 0, 100_000, True),
-    "alphamax": (VectorizeOptions.alphamax, 0.0, 4.0 / 3.0, False),
-    "opttolerance": (VectorizeOptions.opttolerance, 0.0, 5.0, False),
-    "feather": (0.0, 0.0, 1000.0, False),
-}
 
 
 def vector_defaults() -> dict[str, float]:

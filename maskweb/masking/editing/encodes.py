@@ -22,8 +22,8 @@ from maskweb.masking.jobs import encoding
 from maskweb.masking.models import MaskSession, Status
 from maskweb.masking.plumbing import notify
 from maskweb.masking.plumbing.redis_client import get_redis
-from maskweb.masking.protocol import inputs
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol import schemas
+from maskweb.masking.protocol.schemas import ProtocolError
 from maskweb.photos.models import Photo
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def model_list() -> list[dict[str, Any]]:
 
 
 def check_model(model_id: Any) -> str:
-    model_id = inputs.model_id(model_id)
+    model_id = schemas.check(schemas.ModelId, model_id, "model")
     if not engine.is_installed(model_id):
         installed = ", ".join(m.id for m in engine.installed_models())
         raise ProtocolError("bad_field", f"unknown model {model_id!r}; installed: {installed}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from maskweb.masking.models import MaskObject, MaskSession, SessionChange
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol.schemas import ProtocolError
 
 # Changes kept per session; the oldest go first. A delete keeps the deleted mask (tens of KB).
 MAX_CHANGES = 100

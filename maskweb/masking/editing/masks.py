@@ -24,7 +24,7 @@ from maskweb.masking.editing.encodes import request_encode
 from maskweb.masking.jobs import encoding
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.plumbing import notify
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol.schemas import ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from maskweb.masking.editing.encodes import request_encode
 from maskweb.masking.editing.masks import render_current
 from maskweb.masking.models import MaskObject, MaskSession, Status
 from maskweb.masking.plumbing import notify
-from maskweb.masking.protocol import inputs
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol import schemas
+from maskweb.masking.protocol.schemas import ProtocolError
 
 log = logging.getLogger(__name__)
 
 def apply(access: Access, name: Any = None) -> MaskObject:
     access.require_edit()
-    name = inputs.optional_name(name)
+    name = _name(name)
     session = reload(access.session)
     obj = session.current
     if obj is None or not obj.effective_prompts():
@@ -77,8 +77,9 @@ def combine_objects(access: Access, op: Any, numbers: Any, name: Any = None) -> 
     what they all share, or the inverse of one (maskweb.masking.editing.combine). The operands stay
     as they are; undo deletes the new object."""
     access.require_edit()
-    op, numbers = combine.check_request(op, numbers)
-    name = inputs.optional_name(name)
+    request = schemas.check(schemas.CombineBody, {"op": op, "objects": numbers, "name": name},
+                            "")
+    op, numbers, name = request.op, request.objects, request.name
     with transaction.atomic():
         session, _ = locked_current(access)
         operands = [get_object(session, number) for number in numbers]
@@ -113,8 +114,14 @@ def combine_objects(access: Access, op: Any, numbers: Any, name: Any = None) -> 
     return new
 
 
+def _name(name: Any) -> str | None:
+    """An object's new name, trimmed (schemas.Name), or None for none."""
+    result: str | None = schemas.check(schemas.Name | None, name, "name")
+    return result
+
+
 def get_object(session: MaskSession, number: Any) -> MaskObject:
-    number = inputs.object_number(number)
+    number = schemas.check(schemas.ObjectNumber, number, "object_id")
     obj = session.mask_objects.filter(number=number).first()
     if obj is None:
         raise ProtocolError("not_found", f"no object {number} in this session")
@@ -124,9 +131,9 @@ def get_object(session: MaskSession, number: Any) -> MaskObject:
 def update_object(access: Access, number: Any, *, name: Any = None,
                   visible: Any = None, colour: Any = None) -> MaskObject:
     access.require_edit()
-    name = inputs.optional_name(name)
-    visible = inputs.optional_visible(visible)
-    colour = inputs.optional_colour(colour)
+    name = _name(name)
+    visible = schemas.check(bool | None, visible, "visible")
+    colour = schemas.check(schemas.Colour | None, colour, "colour")
     with transaction.atomic():
         session, _ = locked_current(access)
         obj = get_object(session, number)

@@ -9,9 +9,9 @@ step, so a person clicking faster than the model decodes (or a server with more 
 cores) waits for at most about two decodes instead of a growing queue.
 
 Writes and renders run in separate thread pools (maskweb.masking.plumbing.pools), so a prompt is
-stored as soon as it arrives however far the decoder has fallen behind, and a render that waited for
-a thread draws the newest log. A page whose oldest prompt has waited WS_BEHIND_AFTER seconds for its
-mask is told so (a ``behind`` frame); its next mask covers every prompt it sent.
+stored as soon as it arrives however far the decoder has fallen behind, and a render that waited
+for a thread draws the newest log. A page whose oldest prompt has waited WS_BEHIND_AFTER seconds
+for its mask is told so (a ``behind`` frame); its next mask covers every prompt it sent.
 
 Redis is needed to draw (the embedding, the other sockets) but never to store a prompt: a Redis
 that is down delays the mask (maskweb.redis_retry) and at worst costs an ``unavailable`` error
@@ -34,8 +34,8 @@ from django.conf import settings
 from maskweb.masking import editing
 from maskweb.masking.models import MaskSession
 from maskweb.masking.plumbing import notify, pools
-from maskweb.masking.protocol import inputs
-from maskweb.masking.protocol.inputs import ProtocolError
+from maskweb.masking.protocol import schemas
+from maskweb.masking.protocol.schemas import ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +183,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         request_id = None
         try:
-            message = inputs.json_object(text_data)
-            request_id = inputs.request_id(message)
-            # After the parse, so that a refused message's error carries its id.
-            if message.get("type") == "preview":
+            data = schemas.json_object(text_data)
+            # The id first, so that a message refused for another field is answered with it.
+            request_id = schemas.request_id(data)
+            if data.get("type") == "preview":
                 if self.preview_bucket.take():
-                    await self.on_preview(message, request_id)
+                    preview = schemas.message(data)
+                    assert isinstance(preview, schemas.PreviewMessage)
+                    await self.on_preview(preview, request_id)
                 else:  # past the allowance a preview is skipped, not an error
                     await self.send_json({"type": "preview", "id": request_id,
                                           "skipped": True})
@@ -197,8 +199,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 await self.error("rate_limited", "Too many messages; this one was dropped.",
                                  request_id)
                 return
-            handler = self.HANDLERS[inputs.message_type(message, self.HANDLERS)]
-            await handler(self, message, request_id)
+            message = schemas.message(data)  # every type, every field: one place
+            await self.HANDLERS[message.type](self, message, request_id)
         except ProtocolError as exc:
             await self.error(exc.code, exc.message, request_id)
         except editing.Forbidden as exc:
@@ -273,8 +275,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self._writes += 1
         return written
 
-    async def on_prompt(self, message: dict[str, Any], request_id: Any) -> None:
-        prompt = inputs.required(message, "prompt")
+    async def on_prompt(self, message: schemas.PromptMessage, request_id: Any) -> None:
+        prompt = message.prompt
         assert self.access is not None
         editing.guess_next(self.access, self._log, prompt)
         self._log = None  # until the write says what the log is now
@@ -432,56 +434,52 @@ class SessionConsumer(AsyncWebsocketConsumer):
             delay = max(0.05, settings.WS_BEHIND_AFTER_SECONDS - waited)
         self._behind_check = asyncio.get_running_loop().call_later(delay, self._check_behind)
 
-    async def on_undo(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_undo(self, message: schemas.UndoMessage, request_id: Any) -> None:
         await self._mutate_and_render(editing.undo, request_id)
 
-    async def on_redo(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_redo(self, message: schemas.RedoMessage, request_id: Any) -> None:
         await self._mutate_and_render(editing.redo, request_id)
 
-    async def on_clear(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_clear(self, message: schemas.ClearMessage, request_id: Any) -> None:
         await self._mutate_and_render(editing.clear, request_id)
 
-    async def on_candidate(self, message: dict[str, Any], request_id: Any) -> None:
-        await self._mutate_and_render(editing.select_candidate, request_id,
-                                      message.get("index"))
+    async def on_candidate(self, message: schemas.CandidateMessage, request_id: Any) -> None:
+        await self._mutate_and_render(editing.select_candidate, request_id, message.index)
 
-    async def on_apply(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_apply(self, message: schemas.ApplyMessage, request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        await off_loop(editing.apply)(self.access, message.get("name"))
+        await off_loop(editing.apply)(self.access, message.name)
 
-    async def on_reopen(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_reopen(self, message: schemas.ReopenMessage, request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        await off_loop(editing.reopen)(self.access, message.get("object_id"))
+        await off_loop(editing.reopen)(self.access, message.object_id)
 
-    async def on_rename(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_rename(self, message: schemas.RenameMessage, request_id: Any) -> None:
         assert self.access is not None
-        name = inputs.required(message, "name")
-        await off_loop(editing.update_object)(self.access, message.get("object_id"),
-                                               name=name)
+        await off_loop(editing.update_object)(self.access, message.object_id,
+                                               name=message.name)
 
-    async def on_visibility(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_visibility(self, message: schemas.VisibilityMessage, request_id: Any) -> None:
         assert self.access is not None
-        visible = inputs.boolean(inputs.required(message, "visible"), "visible")
-        await off_loop(editing.update_object)(self.access, message.get("object_id"),
-                                               visible=visible)
+        await off_loop(editing.update_object)(self.access, message.object_id,
+                                               visible=message.visible)
 
-    async def on_colour(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_colour(self, message: schemas.ColourMessage, request_id: Any) -> None:
         assert self.access is not None
-        colour = inputs.required(message, "colour")
-        await off_loop(editing.update_object)(self.access, message.get("object_id"),
-                                               colour=colour)
+        await off_loop(editing.update_object)(self.access, message.object_id,
+                                               colour=message.colour)
 
-    async def on_combine(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_combine(self, message: schemas.CombineMessage, request_id: Any) -> None:
         assert self.access is not None
-        await off_loop(editing.combine_objects)(self.access, message.get("op"),
-                                                 message.get("objects"), message.get("name"))
+        await off_loop(editing.combine_objects)(self.access, message.op, message.objects,
+                                                 message.name)
 
-    async def on_preview(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_preview(self, message: schemas.PreviewMessage, request_id: Any) -> None:
         """The mask a click there would give (editing.preview), to this socket only. A
         preview asked for while one is drawn replaces any that waits: the pointer moved on."""
-        self._preview_next = (inputs.required(message, "prompt"), request_id)
+        self._preview_next = (message.prompt, request_id)
         if self._previewer is None or self._previewer.done():
             self._previewer = asyncio.ensure_future(self._draw_previews())
 
@@ -507,15 +505,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
             else:
                 await self.send(bytes_data=frame)
 
-    async def on_delete(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_delete(self, message: schemas.DeleteMessage, request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        await off_loop(editing.delete_object)(self.access, message.get("object_id"))
+        await off_loop(editing.delete_object)(self.access, message.object_id)
 
-    async def on_model(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_model(self, message: schemas.ModelMessage, request_id: Any) -> None:
         assert self.access is not None
         self._log = None
-        session = await off_loop(editing.switch_model)(self.access, message.get("model"))
+        session = await off_loop(editing.switch_model)(self.access, message.model)
         self.access.session = session
 
     async def _join(self) -> None:
@@ -524,7 +522,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await off_loop(notify.join)(self.access.session.pk, self.channel_name)
 
-    async def on_ping(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_ping(self, message: schemas.PingMessage, request_id: Any) -> None:
         # The group lives in Redis: a Redis that lost its data (flushed, or restarted without
         # saving) no longer has it, and it expires after a day.
         # Pages ping every 25 s, so joining again here brings every socket back into its
@@ -561,7 +559,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # While the photo is analysed (no frame) the revision's frame is still to come.
             self._shown_seq = max(self._shown_seq, revision)
 
-    async def on_status(self, message: dict[str, Any], request_id: Any) -> None:
+    async def on_status(self, message: schemas.StatusMessage, request_id: Any) -> None:
         """The stored encode status, for a page that waited without news (a lost message)."""
         assert self.access is not None
         session = await off_loop(editing.encode_status)(self.access)
@@ -569,7 +567,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
                               "progress": session.progress, "message": session.message,
                               "id": request_id})
 
-    HANDLERS = {
+    # One handler for each of schemas.MESSAGE_TYPES, given the message typed.
+    HANDLERS: dict[str, Any] = {
         "prompt": on_prompt, "undo": on_undo, "redo": on_redo, "clear": on_clear,
         "candidate": on_candidate, "apply": on_apply, "reopen": on_reopen,
         "rename": on_rename, "visibility": on_visibility, "colour": on_colour,
