@@ -1,10 +1,10 @@
 from django.urls import path, re_path
 
-from maskweb.masking.api import views
+from maskweb.masking.api import pages, views
 
 urlpatterns = [
-    path("", views.upload_page, name="upload-page"),
-    re_path(r"^s/(?P<token>[A-Za-z0-9_-]{1,64})/$", views.session_page, name="session-page"),
+    path("", pages.upload_page, name="upload-page"),
+    re_path(r"^s/(?P<token>[A-Za-z0-9_-]{1,64})/$", pages.session_page, name="session-page"),
     # The HTTP API (django-ninja), its OpenAPI document at api/v1/openapi.json.
     path("api/v1/", views.api.urls),
 ]

@@ -1,4 +1,4 @@
-"""The HTTP API (docs/protocol.md, /api/v1/openapi.json) and the two pages.
+"""The HTTP API (docs/protocol.md, /api/v1/openapi.json).
 
 The API is a django-ninja ``NinjaAPI``: each route is a typed function whose body and query
 models are maskweb.masking.protocol.schemas' (validated before the function runs; the OpenAPI
@@ -176,29 +176,6 @@ async def _download(request: HttpRequest, job: download_jobs.Job) -> HttpRespons
     response["ETag"] = etag
     response["Cache-Control"] = "private, no-cache"  # asks again, gets 304 when unchanged
     return response
-
-
-# --- pages ---------------------------------------------------------------------------------
-
-def _page(name: str) -> HttpResponseBase:
-    path = Path(settings.FRONTEND_DIR) / name
-    if not path.is_file():
-        raise Http404(f"{name} is not built yet")
-    response = FileResponse(path.open("rb"), content_type="text/html; charset=utf-8")
-    response["Cache-Control"] = "no-cache"
-    return response
-
-
-def upload_page(request: HttpRequest) -> HttpResponseBase:
-    return _page("index.html")
-
-
-def session_page(request: HttpRequest, token: str) -> HttpResponseBase:
-    try:
-        editing.resolve(token)
-    except editing.NotFound:
-        raise Http404("No session has this link.") from None
-    return _page("session.html")
 
 
 # --- API -----------------------------------------------------------------------------------
