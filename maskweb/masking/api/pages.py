@@ -13,6 +13,7 @@ from django.http.response import HttpResponseBase
 
 from maskweb.masking import editing
 
+
 def _page(name: str) -> HttpResponseBase:
     path = Path(settings.FRONTEND_DIR) / name
     if not path.is_file():
