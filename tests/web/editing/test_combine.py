@@ -18,7 +18,7 @@ from maskweb.masking.decoding import render
 from maskweb.masking.models import MaskObject
 from maskweb.masking.protocol.schemas import ProtocolError
 from tests.web.conftest import edit, make_session, view
-from tests.web.test_full_resolution_download import ellipse_photo
+from tests.web.editing.test_full_resolution_download import ellipse_photo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

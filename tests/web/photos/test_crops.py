@@ -90,7 +90,7 @@ def test_a_masks_region_is_exactly_that_region_of_its_download(settings):
     """The 100 % view draws the edge the download will have: a region of an object's mask,
     asked for with ?x=&y=&w=&h=, is that region of the full-resolution PNG, pixel for pixel,
     also for the current (not applied) object."""
-    from tests.web.test_full_resolution_download import ellipse_photo
+    from tests.web.editing.test_full_resolution_download import ellipse_photo
 
     settings.WORK_MAX_SIDE = 300
     data, _ = ellipse_photo()

@@ -235,7 +235,7 @@ def test_a_mask_sent_before_its_embedding_was_lost_is_sent_again_after_the_reenc
 
     from asgiref.sync import async_to_sync
 
-    from tests.web.test_notify import listen
+    from tests.web.plumbing.test_notify import listen
 
     session = make_session()
     editing.add_prompt(edit(session), INSIDE)
@@ -520,7 +520,7 @@ def test_a_quick_second_click_is_decoded_alongside_a_first_one_that_a_render_dec
     """The first click found no core free, so no prefetch: its render decodes it once a core
     frees up. A second click that comes meanwhile, with a core free, does not wait for it."""
     from maskweb.masking.decoding import engine
-    from tests.web.test_cores import hold_in_thread
+    from tests.web.decoding.test_cores import hold_in_thread
 
     monkeypatch.setattr(render, "CORES", 2)
     monkeypatch.setattr(render, "cores", Cores(2))
@@ -563,7 +563,7 @@ def test_a_render_that_waited_for_a_core_decodes_the_prompts_that_came_meanwhile
     """With every core busy, a render reads the log again once it has a core: the clicks that
     came while it waited are decoded with its own, in one step, not one decode each."""
     from maskweb.masking.decoding import engine
-    from tests.web.test_cores import hold_in_thread
+    from tests.web.decoding.test_cores import hold_in_thread
 
     monkeypatch.setattr(render, "CORES", 1)
     monkeypatch.setattr(render, "cores", Cores(1))

@@ -14,7 +14,7 @@ from maskweb.masking import editing
 from maskweb.masking.decoding import render
 from maskweb.masking.decoding.cores import Cores
 from tests.web.conftest import make_session
-from tests.web.test_consumer import connect, is_error, recv, recv_until, run
+from tests.web.live.test_consumer import connect, is_error, recv, recv_until, run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -167,7 +167,7 @@ def test_undo_over_the_socket_brings_a_deleted_object_back_on_every_page():
     import asyncio
     import json
 
-    from tests.web.test_consumer import connect, is_mask, recv, recv_until, run
+    from tests.web.live.test_consumer import connect, is_mask, recv, recv_until, run
 
     session = applied_one()
 
