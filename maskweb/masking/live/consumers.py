@@ -1,21 +1,11 @@
-"""The session socket: parse, authorise, call a service off the event loop, send frames.
+"""The session socket: parse, authorise, call the session domain off the event loop, send.
 
-Every service call runs in a worker thread (``thread_sensitive=False``), so a slow decode on one
-socket never stalls another. Messages of one socket are handled in order.
-
-Prompts are coalesced: a prompt is written to the log at once, and one render loop per socket
-draws the newest log. Prompts that arrive while a decode runs are decoded together in the next
-step, so a person clicking faster than the model decodes (or a server with more clickers than
-cores) waits for at most about two decodes instead of a growing queue.
-
-Writes and renders run in separate thread pools (maskweb.masking.plumbing.pools), so a prompt is
-stored as soon as it arrives however far the decoder has fallen behind, and a render that waited
-for a thread draws the newest log. A page whose oldest prompt has waited WS_BEHIND_AFTER seconds
-for its mask is told so (a ``behind`` frame); its next mask covers every prompt it sent.
-
-Redis is needed to draw (the embedding, the other sockets) but never to store a prompt: a Redis
-that is down delays the mask (maskweb.redis_retry) and at worst costs an ``unavailable`` error
-frame, the prompt kept and drawn again when Redis is back. The socket stays open.
+Every call into the domain runs in a worker thread (``thread_sensitive=False``), so a slow
+decode on one socket never stalls another. Messages of one socket are handled in order. Each
+message is validated once, by maskweb.masking.protocol.schemas; a refused one is answered
+with an error frame carrying its id. A socket's prompts are stored at once and drawn newest
+first (prompt_stream), hover previews one at a time at the lowest priority (previews). Redis
+is needed to draw and to tell the session's other sockets, never to keep the socket open.
 """
 
 from __future__ import annotations
@@ -23,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
 import redis
@@ -32,6 +21,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from maskweb.masking import editing
+from maskweb.masking.live.previews import Previews
+from maskweb.masking.live.prompt_stream import CLOSE_NOT_FOUND, UNAVAILABLE, PromptStream
+from maskweb.masking.live.throttle import TokenBucket
 from maskweb.masking.models import MaskSession
 from maskweb.masking.plumbing import notify, pools
 from maskweb.masking.protocol import schemas
@@ -39,67 +31,27 @@ from maskweb.masking.protocol.schemas import ProtocolError
 
 log = logging.getLogger(__name__)
 
-CLOSE_NOT_FOUND = 4404
 # Below Daphne's application_close_timeout (10 s), after which it kills the consumer anyway.
 DISCONNECT_WAIT_SECONDS = 5.0
-# Hover previews a socket may ask for a second (and at once); past it they are skipped.
-PREVIEW_RATE = 10.0
-# A render that could not reach Redis tries again after these pauses (the prompt is stored).
-REDIS_RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0)
-UNAVAILABLE = ("The server's cache (Redis) cannot be reached; your prompt is kept and its "
-               "mask comes when it is back.")
 
 
 def off_loop(func: Any) -> Any:
     return database_sync_to_async(func, thread_sensitive=False)
 
 
-class TokenBucket:
-    """Allows ``rate`` messages a second with bursts of ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 class SessionConsumer(AsyncWebsocketConsumer):
     access: editing.Access | None = None
-    _renderer: asyncio.Future[None] | None = None
-    _render_id: Any = None
     _sent_seq = -1  # the newest revision whose frame this socket sent itself
     # The newest revision whose frame this page got, from this socket or from another one
     # through the group: a ping finds a newer revision in the database that never reached the
     # page (the host that stored it died before sending its frame) and draws it here.
     _shown_seq = -1
-    # The current object's prompts as this socket last wrote or drew them (None: not known,
-    # e.g. another socket changed them): the base of editing.guess_next.
-    _log: editing.PromptLog | None = None
-    # This socket's prompt writes so far, counted in the thread that wrote each one right after
-    # its commit (one write at a time per socket), and (that count, the log it left, the
-    # prompt's message id) of the newest one: a render reads them before it reads the log,
-    # so a count that moved since tells it a newer prompt exists, and the render loop draws
-    # until the count it drew is the count written.
-    _writes = 0
-    _written: tuple[int, editing.PromptLog | None, Any] = (0, None, None)
-    _drawn = 0  # the write count the last frame sent by this socket covered
-    _waiting_since: float | None = None  # when the oldest prompt without a mask was written
-    _not_ready = False  # the last render found no embedding (encoding): no `behind` then
-    _behind_check: asyncio.TimerHandle | None = None
-    _behind_sending: asyncio.Future[None] | None = None
     _preloading: asyncio.Future[None] | None = None
-    # Hover previews: the newest asked for and not yet started, and the task drawing them
-    # (one at a time per socket; a newer one replaces one that waits).
-    _preview_next: tuple[Any, Any] | None = None
-    _previewer: asyncio.Future[None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prompts = PromptStream(self)
+        self.previews = Previews(self)
 
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
@@ -112,8 +64,6 @@ class SessionConsumer(AsyncWebsocketConsumer):
         assert self.access is not None
         self.group = notify.group_name(self.access.session.pk)
         self.bucket = TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST)
-        # Previews have their own, smaller allowance: they never eat into the clicks'.
-        self.preview_bucket = TokenBucket(PREVIEW_RATE, int(PREVIEW_RATE))
         try:
             await self._join()
         except (redis.exceptions.RedisError, OSError):
@@ -133,7 +83,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.error("unavailable", UNAVAILABLE)
             return
         if rendered is not None:
-            self._log = rendered.log
+            self.prompts.log = rendered.log
         if rendered is not None and rendered.frame is not None and rendered.header is not None \
                 and not rendered.header["empty"]:
             await self.send(bytes_data=rendered.frame)
@@ -149,9 +99,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         # running, and a thread still publishing the last frame needs this event loop
         # (async_to_sync); if the loop ends first, that thread never returns (a test run hung
         # in the executor's shutdown). A frame sent after the close is dropped by the server.
-        if self._behind_check is not None:
-            self._behind_check.cancel()
-        pending = [task for task in (self._renderer, self._preloading, self._previewer)
+        pending = [task for task in (self.prompts.stop(), self._preloading,
+                                     self.previews.drawing())
                    if task is not None and not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=DISCONNECT_WAIT_SECONDS)
@@ -187,7 +136,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # The id first, so that a message refused for another field is answered with it.
             request_id = schemas.request_id(data)
             if data.get("type") == "preview":
-                if self.preview_bucket.take():
+                if self.previews.bucket.take():
                     preview = schemas.message(data)
                     assert isinstance(preview, schemas.PreviewMessage)
                     await self.on_preview(preview, request_id)
@@ -227,12 +176,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return editing.render_current(self.access.session, request_id, broadcast=False,
                                            sender=self.channel_name)
 
-        self._log = None
+        self.prompts.log = None
         rendered = await pools.renders.run(work)
-        self._log = rendered.log
-        await self._deliver(rendered, request_id)
+        self.prompts.log = rendered.log
+        await self.deliver(rendered, request_id)
 
-    async def _deliver(self, rendered: editing.Rendered, request_id: Any,
+    async def deliver(self, rendered: editing.Rendered, request_id: Any,
                        drawn: int | None = None) -> None:
         """Answers this socket first, straight away, then tells the session's other sockets.
 
@@ -241,12 +190,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
         A frame that a newer change has superseded still goes to this socket: it answers the
         prompts it covers (the first click of a quick pair would otherwise wait for the second
         decode too), and the newer frame follows. The other sockets only get the newest.
-        ``drawn``: the write count the frame covers (see _writes).
+        ``drawn``: the write count the frame covers (see PromptStream).
         """
         if rendered.frame is not None and rendered.header is not None:
-            self._not_ready = False
+            self.prompts.not_ready = False
             if drawn is not None:
-                self._answered(drawn)
+                self.prompts.answered(drawn)
             seq = rendered.header["seq"]
             if seq < self._sent_seq:
                 return  # this page already shows a newer revision
@@ -259,180 +208,17 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 await pools.renders.run(editing.publish, rendered, self.channel_name, False)
         elif rendered.frame is None:
             # Not ready: the prompt is kept; tell this page where things stand.
-            self._not_ready = True
+            self.prompts.not_ready = True
             session = rendered.session
             await self.send_json({"type": "status", "status": session.status,
                                   "progress": session.progress, "message": session.message,
                                   "id": request_id})
 
-    # --- prompts: stored at once, drawn newest first -----------------------------------------
-
-    def _store(self, prompt: Any, request_id: Any) -> editing.PromptLog | None:
-        """In a worker thread: writes the prompt, then counts it (see _writes)."""
-        assert self.access is not None
-        written = editing.add_prompt(self.access, prompt)
-        self._written = (self._writes + 1, written, request_id)
-        self._writes += 1
-        return written
-
     async def on_prompt(self, message: schemas.PromptMessage, request_id: Any) -> None:
-        prompt = message.prompt
-        assert self.access is not None
-        editing.guess_next(self.access, self._log, prompt)
-        self._log = None  # until the write says what the log is now
-        self._render_id = request_id
-        rendering = self._renderer is not None and not self._renderer.done()
-        if rendering or not pools.renders.idle():
-            # A render is running (this prompt is drawn in its next step), or every render
-            # thread is busy: the write goes alone, to the write threads, so it never waits
-            # for a decode, and this handler returns once it is stored.
-            self._log = await pools.writes.run(self._store, prompt, request_id)
-            self._note_waiting()
-            if self._renderer is None or self._renderer.done():
-                self._renderer = asyncio.ensure_future(self._render_loop())
-            return
-        # Nothing is rendering for this socket and a render thread is free: the write and its
-        # render go off the event loop in one hop (a hop costs the web process most of a
-        # millisecond of CPU). This handler still returns once the write is committed, so the
-        # next message is read, and coalesced, while the click decodes.
-        # Handed to the pool here, not in the loop's task: the pool counts it at once, so the
-        # next socket's message, read before that task starts, sees the thread taken.
-        loop = asyncio.get_running_loop()
-        committed: asyncio.Future[editing.PromptLog | None] = loop.create_future()
-        job = pools.renders.run(self._write_and_render, prompt, request_id, committed, loop)
-        self._renderer = asyncio.ensure_future(self._render_loop(first=(job, committed)))
-        self._log = await committed
-        self._note_waiting()
+        await self.prompts.add(message.prompt, request_id)
 
-    def _write_and_render(self, prompt: Any, request_id: Any,
-                          committed: asyncio.Future[editing.PromptLog | None],
-                          loop: asyncio.AbstractEventLoop) -> tuple[editing.Rendered | None, int]:
-        """In a render thread: the prompt's write, reported to ``committed`` as soon as it is
-        done, then the render. A write that fails raises _WriteFailed: the render loop reports
-        it (on_prompt raises it to the page) once this thread is done, so the next message
-        finds the loop over and takes the one-hop path again."""
-        try:
-            written = self._store(prompt, request_id)
-        except Exception as exc:
-            raise _WriteFailed(exc) from exc
-        loop.call_soon_threadsafe(_settle, committed, written, None)
-        return self._render_newest(request_id, False, self._written)
-
-    def _render_newest(self, request_id: Any, latest_only: bool,
-                       written: tuple[int, editing.PromptLog | None, Any]) -> \
-            tuple[editing.Rendered | None, int]:
-        """In a render thread: draws this socket's newest log; returns the frame and the write
-        count it covers. ``written``: the newest write's count, log and id when the render was
-        asked for; if a prompt was written since (the render waited for a thread), the log is
-        read again, everything new is decoded in one step, and the frame answers the newest
-        prompt's id."""
-        assert self.access is not None
-        count, log_, _ = written
-        # Read before the log is: every write counted here is in it.
-        seen, _, newest_id = self._written
-        if count != seen:
-            log_, latest_only, request_id = None, True, newest_id
-        rendered = editing.render_prompts(self.access, request_id, latest_only=latest_only,
-                                           broadcast=False, written=log_,
-                                           sender=self.channel_name, newest=self._newest)
-        return rendered, rendered.newest[0] if rendered.newest is not None else seen
-
-    def _newest(self) -> tuple[int, Any]:
-        """This socket's write count and newest prompt's id (see editing.render_current)."""
-        count, _, request_id = self._written
-        return count, request_id
-
-    async def _render_loop(self, first: tuple[asyncio.Future[Any], asyncio.Future[Any]] |
-                           None = None) -> None:
-        """Draws the newest prompt log until every prompt written is drawn; ``first``: the
-        job that writes a prompt and renders it (_write_and_render), and the future that
-        hears when the prompt is written."""
-        latest_only = False
-        retries = iter(REDIS_RETRY_PAUSES)
-        while True:
-            request_id = self._render_id
-            drawn = self._writes
-            try:
-                if first is not None:
-                    job, committed = first
-                    first = None
-                    try:
-                        rendered, drawn = await job
-                    except _WriteFailed as failed:  # on_prompt tells the page
-                        _settle(committed, None, failed.error)
-                        return
-                    finally:  # never leave on_prompt waiting, whatever went wrong
-                        _settle(committed, None, RuntimeError("the prompt was not written"))
-                else:
-                    rendered, drawn = await pools.renders.run(
-                        self._render_newest, request_id, latest_only, self._written)
-            except ProtocolError as exc:
-                self._log = None  # the prompt the model failed on was undone
-                self._answered(self._writes)
-                await self.error(exc.code, exc.message, request_id)
-            except MaskSession.DoesNotExist:  # deleted meanwhile
-                await self.close(code=CLOSE_NOT_FOUND)
-                return
-            except redis.exceptions.RedisError:
-                # Stored, not drawn: try again when Redis may be back, not undo the prompt.
-                self._log = None
-                log.warning("drawing a socket's prompts failed: Redis unreachable",
-                            exc_info=True)
-                pause = next(retries, None)
-                if pause is None:
-                    self._answered(self._writes)
-                    await self.error("unavailable", UNAVAILABLE, request_id)
-                    return
-                if pause == REDIS_RETRY_PAUSES[0]:
-                    await self.error("unavailable", UNAVAILABLE, request_id)
-                await asyncio.sleep(pause)
-                latest_only = True
-                continue
-            except Exception:
-                self._log = None
-                self._answered(self._writes)
-                log.exception("rendering the prompts of a socket failed")
-                await self.error("internal", "Something went wrong on the server.", request_id)
-            else:
-                if rendered is not None:
-                    try:
-                        await self._deliver(rendered, request_id, drawn)
-                    except Exception:  # the frame went to this page; the others' copy failed
-                        log.exception("sending a socket's frame to the others failed")
-            if drawn >= self._writes:
-                return
-            latest_only = True  # prompts piled up while we decoded: one step for all of them
-
-    # --- telling a page it is behind ----------------------------------------------------------
-
-    def _note_waiting(self) -> None:
-        """A prompt was stored: start the clock of the oldest prompt without a mask."""
-        if self._waiting_since is None and self._drawn < self._writes:
-            self._waiting_since = time.monotonic()
-        if self._behind_check is None:
-            self._behind_check = asyncio.get_running_loop().call_later(
-                settings.WS_BEHIND_AFTER_SECONDS, self._check_behind)
-
-    def _answered(self, drawn: int) -> None:
-        """A frame (or an error) covered the writes up to ``drawn``."""
-        self._drawn = max(self._drawn, drawn)
-        if self._drawn >= self._writes:
-            self._waiting_since = None
-
-    def _check_behind(self) -> None:
-        self._behind_check = None
-        if self._waiting_since is None or self._drawn >= self._writes:
-            return
-        waited = time.monotonic() - self._waiting_since
-        if waited >= settings.WS_BEHIND_AFTER_SECONDS and not self._not_ready:
-            # Kept: the event loop holds tasks only weakly.
-            self._behind_sending = asyncio.ensure_future(self.send_json({
-                "type": "behind", "pending": self._writes - self._drawn,
-                "waited_ms": round(waited * 1000), "id": self._render_id}))
-            delay = max(1.0, settings.WS_BEHIND_AFTER_SECONDS)  # at most once a second
-        else:
-            delay = max(0.05, settings.WS_BEHIND_AFTER_SECONDS - waited)
-        self._behind_check = asyncio.get_running_loop().call_later(delay, self._check_behind)
+    async def on_preview(self, message: schemas.PreviewMessage, request_id: Any) -> None:
+        self.previews.ask(message.prompt, request_id)
 
     async def on_undo(self, message: schemas.UndoMessage, request_id: Any) -> None:
         await self._mutate_and_render(editing.undo, request_id)
@@ -448,12 +234,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def on_apply(self, message: schemas.ApplyMessage, request_id: Any) -> None:
         assert self.access is not None
-        self._log = None
+        self.prompts.log = None
         await off_loop(editing.apply)(self.access, message.name)
 
     async def on_reopen(self, message: schemas.ReopenMessage, request_id: Any) -> None:
         assert self.access is not None
-        self._log = None
+        self.prompts.log = None
         await off_loop(editing.reopen)(self.access, message.object_id)
 
     async def on_rename(self, message: schemas.RenameMessage, request_id: Any) -> None:
@@ -476,43 +262,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await off_loop(editing.combine_objects)(self.access, message.op, message.objects,
                                                  message.name)
 
-    async def on_preview(self, message: schemas.PreviewMessage, request_id: Any) -> None:
-        """The mask a click there would give (editing.preview), to this socket only. A
-        preview asked for while one is drawn replaces any that waits: the pointer moved on."""
-        self._preview_next = (message.prompt, request_id)
-        if self._previewer is None or self._previewer.done():
-            self._previewer = asyncio.ensure_future(self._draw_previews())
-
-    async def _draw_previews(self) -> None:
-        while self._preview_next is not None:
-            prompt, request_id = self._preview_next
-            self._preview_next = None
-            assert self.access is not None
-            try:
-                frame = await pools.renders.run(editing.preview, self.access, prompt,
-                                                request_id)
-            except ProtocolError as exc:
-                await self.error(exc.code, exc.message, request_id)
-                continue
-            except editing.Forbidden as exc:
-                await self.error("forbidden", str(exc), request_id)
-                continue
-            except Exception:
-                log.warning("a hover preview failed", exc_info=True)
-                frame = None
-            if frame is None:
-                await self.send_json({"type": "preview", "id": request_id, "skipped": True})
-            else:
-                await self.send(bytes_data=frame)
-
     async def on_delete(self, message: schemas.DeleteMessage, request_id: Any) -> None:
         assert self.access is not None
-        self._log = None
+        self.prompts.log = None
         await off_loop(editing.delete_object)(self.access, message.object_id)
 
     async def on_model(self, message: schemas.ModelMessage, request_id: Any) -> None:
         assert self.access is not None
-        self._log = None
+        self.prompts.log = None
         session = await off_loop(editing.switch_model)(self.access, message.model)
         self.access.session = session
 
@@ -540,7 +297,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         once it has drawn it, and a host killed in between sends nothing. The database has
         the prompts; pages ping every 25 s, so a page is at most that late."""
         assert self.access is not None
-        if self._renderer is not None and not self._renderer.done():
+        if self.prompts.busy():
             return  # this page's own prompts are being drawn: their frame is on its way
         revision = await off_loop(editing.revision)(self.access.session)
         if revision is None or revision <= self._shown_seq:
@@ -554,7 +311,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             log.warning("catching up with revision %s failed", revision, exc_info=True)
             return
         if rendered is not None and rendered.frame is not None:
-            await self._deliver(rendered, None)
+            await self.deliver(rendered, None)
             # Drawn (or nothing to draw: a change no frame shows): not again at the next ping.
             # While the photo is analysed (no frame) the revision's frame is still to come.
             self._shown_seq = max(self._shown_seq, revision)
@@ -581,7 +338,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def session_mask(self, event: dict[str, Any]) -> None:
         if event["seq"] <= max(self._sent_seq, self._shown_seq):
             return  # this page has that revision (or a newer one) already
-        self._log = None  # another socket (or the worker) drew a log this one did not write
+        self.prompts.log = None  # another socket (or the worker) drew a log this one did not write
         frame = await off_loop(notify.get_frame)(event["key"])
         if frame is not None:
             await self.send(bytes_data=frame)
@@ -609,7 +366,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def session_objects(self, event: dict[str, Any]) -> None:
         assert self.access is not None
         access = self.access
-        self._log = None
+        self.prompts.log = None
 
         def load() -> list[dict[str, Any]]:
             session = editing.reload(access.session)
@@ -621,26 +378,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def session_state(self, event: dict[str, Any]) -> None:
         assert self.access is not None
         access = self.access
-        self._log = None
+        self.prompts.log = None
 
         def load() -> dict[str, Any]:
             access.session = editing.reload(access.session)
             return editing.session_state(access)
 
         await self.send_json({"type": "state", "state": await off_loop(load)()})
-
-
-class _WriteFailed(Exception):
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():  # the socket went away and its handler was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
-
