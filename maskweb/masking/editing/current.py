@@ -198,18 +198,27 @@ def _step(access: Access, *, forward: bool) -> None:
         bump_revision(session)
 
 
+def shown_current(access: Access, doing: str, what: str) -> tuple[MaskSession, MaskObject]:
+    """The session as it is now and its current object, which must have prompts and a photo
+    that is analysed: what acting on the shown mask needs (``doing`` it, a mask ``what``
+    for). ProtocolError ``empty`` or ``not_ready`` otherwise."""
+    session = reload(access.session)
+    obj = session.current
+    if obj is None or not obj.effective_prompts():
+        raise ProtocolError("empty", f"The current object has no mask {what}.")
+    if session.status != Status.READY:
+        # Not "lost": the first analysis (or a model switch's) is still running.
+        raise ProtocolError("not_ready", f"The photo is still being analysed; {doing} once "
+                            "its mask is shown.")
+    return session, obj
+
+
 def select_candidate(access: Access, index: Any) -> None:
     """Chooses one of the model's candidate masks for the current object: ``index`` must be
     below the number of candidates its prompts gave (known once the mask is drawn)."""
     access.require_edit()
     index = schemas.check(schemas.CandidateIndex, index, "index")
-    session = reload(access.session)
-    obj = session.current
-    if obj is None or not obj.effective_prompts():
-        raise ProtocolError("empty", "The current object has no mask to choose from.")
-    if session.status != Status.READY:
-        raise ProtocolError("not_ready", "The photo is still being analysed; choose a "
-                            "candidate once its mask is shown.")
+    session, obj = shown_current(access, "choose a candidate", "to choose from")
     try:
         count = len(render.current_mask(session, obj).scores)
     except render.EmbeddingMissing:

@@ -13,7 +13,12 @@ from django.db import transaction
 from maskweb.masking.decoding import render
 from maskweb.masking.editing import combine, history
 from maskweb.masking.editing.access import Access, reload
-from maskweb.masking.editing.current import bump_revision, locked_current, new_object
+from maskweb.masking.editing.current import (
+    bump_revision,
+    locked_current,
+    new_object,
+    shown_current,
+)
 from maskweb.masking.editing.encodes import request_encode
 from maskweb.masking.editing.masks import render_current
 from maskweb.masking.models import MaskObject, MaskSession, Status
@@ -26,14 +31,7 @@ log = logging.getLogger(__name__)
 def apply(access: Access, name: Any = None) -> MaskObject:
     access.require_edit()
     name = _name(name)
-    session = reload(access.session)
-    obj = session.current
-    if obj is None or not obj.effective_prompts():
-        raise ProtocolError("empty", "The current object has no mask to apply.")
-    if session.status != Status.READY:
-        # Not "lost": the first analysis (or a model switch's) is still running.
-        raise ProtocolError("not_ready", "The photo is still being analysed; apply once its "
-                            "mask is shown.")
+    session, obj = shown_current(access, "apply", "to apply")
     applied = session.mask_objects.filter(applied=True).count()
     if applied >= settings.MAX_OBJECTS:
         raise ProtocolError("too_many_objects", f"A session holds at most "
