@@ -1,3 +1,5 @@
+"""The page's routes and the HTTP API's mount point (/api/v1/, django-ninja)."""
+
 from django.urls import path, re_path
 
 from maskweb.masking.api import pages, views

@@ -1,3 +1,5 @@
+"""The socket's route: /ws/sessions/<edit or view token>/."""
+
 from django.urls import re_path
 
 from maskweb.masking.live.consumers import SessionConsumer
