@@ -22,7 +22,7 @@ from PIL import Image
 
 from maskweb.export.xmp import MASK_GROUP, NS_DT, NS_RDF
 from maskweb.masking import editing
-from maskweb.masking.api.views import api
+from maskweb.masking.api.urls import api  # with every route registered
 from maskweb.masking.decoding import embeddings, render
 from tests.web.conftest import make_session
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from maskweb.asgi import application
 from maskweb.masking import editing
-from maskweb.masking.api.views import attachment_disposition
+from maskweb.masking.api.app import attachment_disposition
 from maskweb.masking.models import MaskSession, Status
 from tests.web.client import split_frame, two_tone_photo
 from tests.web.conftest import make_session
