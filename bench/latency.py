@@ -609,7 +609,7 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from maskweb.masking import engine
+    from maskweb.masking.decoding import engine
 
     engine.one_thread_per_decode()  # the bare decoder runs as the web process runs it
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

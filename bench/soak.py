@@ -318,7 +318,7 @@ def bare_decoder_s(model_id: str, pages: list[tuple[Page, Path]],
     """The bare decoder on the pages' photos and click sequences: each page's log decoded at
     evenly spaced lengths, each on top of a prediction of the log before it, as the server
     decodes a click."""
-    from maskweb.masking import engine
+    from maskweb.masking.decoding import engine
     from maskweb.segment import registry
     from maskweb.segment.types import Point, Prompts
 

@@ -40,7 +40,7 @@ Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def resize_mask_like_downloads(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Today's download (maskweb.masking.render.resize_mask, which imports Django): the
+    """Today's download (maskweb.masking.decoding.render.resize_mask, which imports Django): the
     0/1 mask scaled bilinearly, threshold at one half."""
     img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
     return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR)) >= 128

@@ -30,8 +30,8 @@ from django.http import Http404, HttpRequest  # noqa: E402
 
 from maskweb import daphne_http  # noqa: E402
 from maskweb.headers import SecurityHeaders  # noqa: E402
-from maskweb.masking import decode_procs, engine, render  # noqa: E402
-from maskweb.masking.routing import websocket_urlpatterns  # noqa: E402
+from maskweb.masking.decoding import decode_procs, engine, render  # noqa: E402
+from maskweb.masking.live.routing import websocket_urlpatterns  # noqa: E402
 
 
 class BrowserOriginValidator(OriginValidator):

@@ -10,4 +10,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "maskweb.settings")
 
 app = Celery("maskweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["maskweb.masking"])
+app.autodiscover_tasks(["maskweb.masking.worker"])

@@ -36,7 +36,7 @@ from typing import Any, cast
 
 from django.conf import settings
 
-from maskweb.masking.errors import error_body
+from maskweb.masking.api.errors import error_body
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def redis_command(port: int, directory: Path, maxmemory: str = "1gb") -> list[st
 
 def worker_command(name: str = "maskweb", beat_schedule: Path | None = None) -> list[str]:
     """``beat_schedule``: also run Celery beat inside this worker (the periodic clean-up job,
-    see maskweb.masking.retention), keeping its schedule in that file. One machine runs one
+    see maskweb.masking.editing.retention), keeping its schedule in that file. One machine runs one
     worker, so one beat; with several workers, run ``celery beat`` once on its own."""
     # solo pool: one process, one encode at a time (prefetch 1); the loaded model stays warm
     # and a killed worker leaves no orphaned pool child still encoding.

@@ -45,7 +45,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # The API's answers are JSON, its errors included (Django's own 404/405/500 pages too).
-    "maskweb.masking.errors.ApiErrorMiddleware",
+    "maskweb.masking.api.errors.ApiErrorMiddleware",
     "django.middleware.common.CommonMiddleware",
     # No view relies on a cookie (the token in the path is the credential) and every API view
     # is exempt; the middleware still guards any form a later view adds.
@@ -234,7 +234,7 @@ except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 # The web process runs the default model's decoder twice in the background when it starts, and
 # a worker its encoder, so the first click and photo do not wait for onnxruntime's slow first
-# runs (see maskweb.asgi and maskweb.masking.tasks).
+# runs (see maskweb.asgi and maskweb.masking.worker.tasks).
 WARM_UP = env_bool("MASKWEB_WARM_UP", True)
 # The web process decodes in child processes, one per core (maskweb.masking.decode_procs):
 # decodes in its threads took turns on the GIL. 0: in its threads, as before.
@@ -245,7 +245,7 @@ EMBEDDING_TTL_SECONDS = env_int("MASKWEB_EMBEDDING_TTL", 7 * 24 * 3600, minimum=
 EMBEDDING_CACHE_BYTES = env_int("MASKWEB_EMBEDDING_CACHE_MB", 256, minimum=0) * 2**20
 PREDICTION_CACHE_BYTES = env_int("MASKWEB_PREDICTION_CACHE_MB", 256, minimum=0) * 2**20
 
-# --- one anonymous client's share (see README "Limits"; maskweb.masking.limits) -------------
+# --- one anonymous client's share (README "Limits"; maskweb.masking.editing.limits) ---
 # Uploads per client (address; an IPv6 /64): a sustained rate per hour, with bursts.
 UPLOAD_RATE_PER_HOUR = env_float("MASKWEB_UPLOAD_RATE", 60.0, minimum=0.1)
 UPLOAD_BURST = env_int("MASKWEB_UPLOAD_BURST", 10, minimum=1)
@@ -257,7 +257,7 @@ MIN_FREE_DISK_BYTES = env_int("MASKWEB_MIN_FREE_DISK_MB", 1024, minimum=0) * 2**
 SESSION_IDLE_DAYS = env_float("MASKWEB_SESSION_IDLE_DAYS", 30.0, minimum=0.0)
 # How often the clean-up job runs (seconds): expired sessions, orphaned files, lost encodes.
 CLEANUP_INTERVAL_SECONDS = env_int("MASKWEB_CLEANUP_INTERVAL", 3600, minimum=10)
-# The periodic clean-up (maskweb.masking.retention), run by Celery beat: `manage.py serve`
+# The periodic clean-up (maskweb.masking.editing.retention), run by Celery beat: `manage.py serve`
 # runs beat inside its worker; several workers need one `celery beat` of their own.
 CELERY_BEAT_SCHEDULE = {
     "maskweb-cleanup": {"task": "maskweb.cleanup", "schedule": float(CLEANUP_INTERVAL_SECONDS)},

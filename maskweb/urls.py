@@ -1,5 +1,5 @@
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("maskweb.masking.urls")),
+    path("", include("maskweb.masking.api.urls")),
 ]

@@ -137,7 +137,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Iterator[LiveStack]:
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "PYTHONUNBUFFERED": "1",
            # Every test and bench client is 127.0.0.1: one client, uploading far more than a
-           # person. tests/web/test_limits.py checks the limit itself.
+           # person. tests/web/editing/test_limits.py checks the limit itself.
            "MASKWEB_UPLOAD_BURST": "100000", "MASKWEB_UPLOAD_RATE": "1000000"}
     # SQLite: a file in the data dir. PostgreSQL (scripts/test's second run sets DATABASE_URL
     # to a server of tests.postgres): a database of the stack's own on that server.

@@ -1,3 +1,5 @@
+"""The masking app's configuration: its label stays ``masking``, which its migrations carry."""
+
 from django.apps import AppConfig
 
 

@@ -41,7 +41,7 @@ class MaskSession(models.Model):
     current = models.ForeignKey("MaskObject", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="+")
     # The photo's existing darktable XMP as uploaded, merged on export: the name of a file in
-    # the storage (maskweb.masking.sidecars), empty when none was uploaded.
+    # the storage (maskweb.masking.editing.sidecars), empty when none was uploaded.
     sidecar_file = models.CharField(max_length=255, blank=True, default="")
     # The uploaded sidecar's file name and size, for the pages.
     sidecar_name = models.CharField(max_length=255, blank=True, default="",
@@ -49,11 +49,11 @@ class MaskSession(models.Model):
     sidecar_bytes = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
-    # Who uploaded it, as maskweb.masking.limits.client_key (a keyed hash of the address, not
-    # the address): the per-client disk quota counts the photos of these sessions.
+    # Who uploaded it, as maskweb.masking.editing.limits.client_key (a keyed hash of the
+    # address, not the address): the per-client disk quota counts the photos of these sessions.
     client = models.CharField(max_length=32, blank=True, default="", db_index=True)
     # Last opened or changed (to within ACTIVE_PRECISION): idle sessions expire
-    # (maskweb.masking.retention).
+    # (maskweb.masking.editing.retention).
     last_active = models.DateTimeField(default=timezone.now, db_index=True)
     # How many of its SessionChange rows are in effect (undoable) and undone (redoable): every
     # mask frame says whether undo / redo can do anything, without a query for it.
@@ -86,8 +86,8 @@ class MaskObject(models.Model):
     # The applied mask, upright at the photo's work size, 8-bit PNG: downloads need no model.
     mask_png = models.BinaryField(null=True, blank=True)
     area = models.PositiveBigIntegerField(default=0, help_text="pixels in the stored grid")
-    # For an object made by combining others (maskweb.masking.combine): the operation and each
-    # operand's own mask, so its downloads combine the operands' full-resolution masks exactly
+    # For an object made by combining others (maskweb.masking.editing.combine): the operation and
+    # each operand's own mask, so its downloads combine the operands' full-resolution masks exactly
     # and its XMP keeps their shapes, whatever happens to those objects afterwards.
     recipe = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -120,7 +120,7 @@ class MaskObject(models.Model):
 
 class SessionChange(models.Model):
     """One undoable change to a session's objects (apply, delete, rename, visibility, reopen,
-    combine): what maskweb.masking.history needs to take it back and to make it again.
+    combine): what maskweb.masking.editing.history needs to take it back and to make it again.
 
     The current object's prompt log has its own undo; ``revision`` (the session revision the
     change made) orders the two, so undo always takes back the newest change of either kind.

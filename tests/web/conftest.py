@@ -14,7 +14,8 @@ import pytest
 import redis as redis_lib
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from maskweb.masking import embeddings, encoding, render, services
+from maskweb.masking import editing
+from maskweb.masking.decoding import embeddings, render
 from maskweb.masking.models import MaskSession
 from maskweb.photos.ingest import ingest
 from tests.web.client import two_tone_photo
@@ -56,10 +57,10 @@ def make_session(content: bytes | None = None, name: str = "photo.png",
                  ready: bool = True) -> MaskSession:
     data = content if content is not None else two_tone_photo()
     photo = ingest(io.BytesIO(data), name, len(data))
-    session = services.create_session(photo, "grabcut", name)
+    session = editing.create_session(photo, "grabcut", name)
     if ready:
-        encoding.encode_photo(photo.pk, "grabcut")
-    return services.reload(session)
+        editing.encode_and_draw(photo.pk, "grabcut")
+    return editing.reload(session)
 
 
 @pytest.fixture
@@ -67,12 +68,12 @@ def ready_session() -> Callable[..., MaskSession]:
     return make_session
 
 
-def edit(session: MaskSession) -> services.Access:
-    return services.Access(services.reload(session), services.EDIT)
+def edit(session: MaskSession) -> editing.Access:
+    return editing.Access(editing.reload(session), editing.EDIT)
 
 
-def view(session: MaskSession) -> services.Access:
-    return services.Access(services.reload(session), services.VIEW)
+def view(session: MaskSession) -> editing.Access:
+    return editing.Access(editing.reload(session), editing.VIEW)
 
 
 def uploaded(content: bytes, name: str = "photo.png") -> SimpleUploadedFile:

@@ -1,7 +1,7 @@
 """`python manage.py cleanup`: the periodic clean-up once, now (for cron, or by hand).
 
 `manage.py serve` runs it every MASKWEB_CLEANUP_INTERVAL seconds already (Celery beat in its
-worker); see maskweb.masking.retention for what it deletes.
+worker); see maskweb.masking.editing.retention for what it deletes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from maskweb.masking import retention
+from maskweb.masking.editing import retention
 
 
 class Command(BaseCommand):
