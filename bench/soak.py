@@ -408,7 +408,11 @@ def report(rows: list[tuple[str, str]], model_id: str, args: argparse.Namespace)
     command = (f"python -m bench.soak --model {model_id} --pages {args.pages} --interval-ms "
                f"{args.interval_ms:g} --seconds {args.seconds:g} --runs {args.runs} "
                f"--ratio-pages {args.ratio_pages}")
-    header = f"# bench.soak, model `{model_id}`, {stamp}\n\n{machine_text()}\n\n`{command}`\n\n"
+    flag = os.environ.get("MASKWEB_DECODE_PROCESSES", "1")
+    decodes = ("the web process decodes in its threads" if flag.strip().lower() in
+               ("0", "false", "no", "off") else "the web process decodes in child processes")
+    header = (f"# bench.soak, model `{model_id}`, {stamp}\n\n{machine_text()}\n\n"
+              f"`MASKWEB_DECODE_PROCESSES={flag} {command}` ({decodes})\n\n")
     print("\n" + table)
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
