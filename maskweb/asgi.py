@@ -57,6 +57,7 @@ class StaticFiles(ASGIStaticFilesHandler):
 
 daphne_http.install()  # under Daphne only (the hooks touch Daphne's classes)
 
+
 def settle_in() -> None:
     """The web process's start, off the main thread: the decoder is warmed up (the first
     click should not wait for its slow first runs, see engine), then everything loaded so far

@@ -7,14 +7,11 @@ link counts as activity, which keeps the session from expiring (see retention).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 
 from django.utils import timezone
 
 from maskweb.masking.models import MaskSession
-
-log = logging.getLogger(__name__)
 
 EDIT, VIEW = "edit", "view"
 # last_active is written at most this often per session (a read of the session is not worth

@@ -30,6 +30,7 @@ from maskweb.photos.models import Photo
 
 log = logging.getLogger(__name__)
 
+
 def parse_upright(data: Any, photo: Photo) -> dict[str, Any]:
     """One prompt (a ``schemas.Prompt``, or anything to validate as one) in upright
     coordinates, checked to lie on the photo; returns it as a plain dict."""

@@ -28,12 +28,12 @@ from maskweb.photos.models import Photo
 
 log = logging.getLogger(__name__)
 
-# How long a queued encode job keeps others of the same photo and model from being queued: as
-# long as the broker keeps a job a dead worker took before handing it out again. The marker
-# lives in the same Redis as the queue, so a Redis that lost the job lost the marker too.
 # The encode job's name (maskweb.masking.worker.tasks), stable across releases so that jobs
 # queued by an older web host are still run.
 ENCODE_TASK = "maskweb.encode_photo"
+# How long a queued encode job keeps others of the same photo and model from being queued: as
+# long as the broker keeps a job a dead worker took before handing it out again. The marker
+# lives in the same Redis as the queue, so a Redis that lost the job lost the marker too.
 QUEUED_SECONDS = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
 
 

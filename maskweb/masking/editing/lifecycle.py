@@ -4,7 +4,6 @@ forgotten, deleted for good.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.db import transaction
@@ -20,7 +19,6 @@ from maskweb.masking.plumbing import notify
 from maskweb.photos.ingest import safe_name
 from maskweb.photos.models import Photo
 
-log = logging.getLogger(__name__)
 
 def create_session(photo: Photo, model_id: str | None = None,
                    photo_name: str | None = None, client: str = "") -> MaskSession:

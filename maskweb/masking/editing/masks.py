@@ -28,6 +28,7 @@ from maskweb.masking.protocol.schemas import ProtocolError
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Rendered:
     """The current mask (None while the embedding is not ready) and its frame."""

@@ -4,7 +4,6 @@ delete, reopen; and each object's mask for the downloads. Each change is undoabl
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +25,6 @@ from maskweb.masking.plumbing import notify
 from maskweb.masking.protocol import schemas
 from maskweb.masking.protocol.schemas import ProtocolError
 
-log = logging.getLogger(__name__)
 
 def apply(access: Access, name: Any = None) -> MaskObject:
     access.require_edit()

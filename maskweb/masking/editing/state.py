@@ -15,6 +15,7 @@ from maskweb.masking.models import MaskObject, MaskSession
 
 log = logging.getLogger(__name__)
 
+
 def object_dict(session: MaskSession, obj: MaskObject, token: str) -> dict[str, Any]:
     base = f"/api/v1/sessions/{token}/objects/{obj.number}"
     return {"id": obj.number, "name": obj.name, "visible": obj.visible, "area": obj.area,
