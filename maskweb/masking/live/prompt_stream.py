@@ -105,14 +105,13 @@ class PromptStream:
         editing.guess_next(self.socket.access, self.log, prompt)
         self.log = None  # until the write says what the log is now
         self._render_id = request_id
-        rendering = self._renderer is not None and not self._renderer.done()
-        if rendering or not pools.renders.idle():
+        if self.busy() or not pools.renders.idle():
             # A render is running (this prompt is drawn in its next step), or every render
             # thread is busy: the write goes alone, to the write threads, so it never waits
             # for a decode, and this handler returns once it is stored.
             self.log = await pools.writes.run(self._store, prompt, request_id)
             self.note_waiting()
-            if self._renderer is None or self._renderer.done():
+            if not self.busy():
                 self._renderer = asyncio.ensure_future(self._render_loop())
             return
         # Nothing is rendering for this socket and a render thread is free: the write and its
