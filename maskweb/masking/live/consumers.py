@@ -69,7 +69,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         except (redis.exceptions.RedisError, OSError):
             # Live updates from others start with the first ping that reaches Redis.
             log.warning("joining the session's group failed (Redis down?)", exc_info=True)
-        state = await off_loop(editing.session_state)(self.access)
+        try:
+            state = await off_loop(self._state_after_joining)()
+        except MaskSession.DoesNotExist:  # deleted while this page connected
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
         await self.send_json({"type": "hello", "role": self.access.role, "state": state})
         if state["status"] == "ready":
             self._preload()
@@ -93,6 +97,16 @@ class SessionConsumer(AsyncWebsocketConsumer):
             # The page has the session as of its hello, and its mask if it has one. (Not while
             # the photo is analysed: the frame of this revision is still to come then.)
             self._shown_seq = max(self._shown_seq, self._sent_seq, state["revision"])
+
+    def _state_after_joining(self) -> dict[str, Any]:
+        """The session read again once this socket is in its group: a change made before the
+        join is in this state, one made after it comes as a message. (The hello used the
+        session as ``resolve`` had read it, before the join: a photo that became ready in
+        between was shown as still analysed, and its news had gone to the group before this
+        socket was in it.)"""
+        assert self.access is not None
+        self.access.session = editing.reload(self.access.session)
+        return editing.session_state(self.access)
 
     async def disconnect(self, code: int) -> None:
         # Work in flight is let finish, not cancelled: cancelling the task leaves its thread

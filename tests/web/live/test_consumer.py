@@ -183,6 +183,31 @@ def test_a_page_that_asks_for_the_status_gets_the_stored_one():
     run(scenario())
 
 
+def test_a_photo_ready_while_its_page_connects_is_shown_ready(monkeypatch):
+    """The encode ends after the socket has looked its link up and before it joined the
+    session's group: the worker's "ready" went to a group the socket was not in yet, so the
+    hello must say ready itself. (It said "encoding", from the session read before the join,
+    and the page waited with no news: a CI run caught it.)"""
+    session = make_session(ready=False)
+    real_resolve = editing.resolve
+
+    def resolve_then_encode(token: str) -> editing.Access:
+        access = real_resolve(token)
+        editing.encode_and_draw(session.photo.pk, "grabcut")  # the worker, just now
+        return access
+
+    monkeypatch.setattr(editing, "resolve", resolve_then_encode)
+
+    async def scenario() -> None:
+        comm = await connect(session.edit_token)
+        hello = await recv(comm)
+        assert hello["type"] == "hello"
+        assert hello["state"]["status"] == "ready"
+        await comm.disconnect()
+
+    run(scenario())
+
+
 def test_the_clicker_gets_its_mask_once_and_the_others_get_it_too():
     """The clicking socket is answered directly (no round trip through the channel layer) and
     skips the broadcast copy of the same revision; another editor still gets the broadcast."""
