@@ -5,6 +5,7 @@ leaves no process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -81,12 +83,16 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_serve_restarts_each_child_that_dies_and_ctrl_c_stops_them_all(tmp_path):
+@contextlib.contextmanager
+def served(data_dir: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[str], Output,
+                                                              str]]:
+    """`manage.py serve` as scripts/run starts it (embedded Redis, SQLite in ``data_dir``, a
+    free port, ``settings`` as MASKWEB_* variables), once it says it is running: the
+    process, its output and its URL. Its whole process group is killed if the test leaves
+    it running."""
     port = runner.free_port()
-    env = {**os.environ, "MASKWEB_DATA_DIR": str(tmp_path), "MASKWEB_PORT": str(port),
-           "PYTHONUNBUFFERED": "1", "MASKWEB_MODELS_DIR": str(tmp_path / "models"),
-           # The clean-up every 10 s; a session idle for 8.6 s expires.
-           "MASKWEB_CLEANUP_INTERVAL": "10", "MASKWEB_SESSION_IDLE_DAYS": "0.0001"}
+    env = {**os.environ, "MASKWEB_DATA_DIR": str(data_dir), "MASKWEB_PORT": str(port),
+           "PYTHONUNBUFFERED": "1", "MASKWEB_MODELS_DIR": str(data_dir / "models"), **settings}
     env.pop("REDIS_URL", None)
     env.pop("DATABASE_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env,
@@ -94,10 +100,20 @@ def test_serve_restarts_each_child_that_dies_and_ctrl_c_stops_them_all(tmp_path)
     serve = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
     try:
         output = Output(serve)
         output.wait_for("maskweb is running", 90)
+        yield serve, output, f"http://127.0.0.1:{port}"
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
+
+
+def test_serve_restarts_each_child_that_dies_and_ctrl_c_stops_them_all(tmp_path):
+    # The clean-up every 10 s; a session idle for 8.6 s expires.
+    with served(tmp_path, MASKWEB_CLEANUP_INTERVAL="10",
+                MASKWEB_SESSION_IDLE_DAYS="0.0001") as (serve, output, base):
         redis_port = int(output.wait_for(r"redis: embedded on port (\d+)", 1).group(1))
         children = psutil.Process(serve.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
@@ -167,10 +183,6 @@ def test_serve_restarts_each_child_that_dies_and_ctrl_c_stops_them_all(tmp_path)
         gone_, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, [p.cmdline() for p in alive]
         assert serve.returncode == 0
-    finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
 
 
 def test_models_command_lists_the_installed_models():

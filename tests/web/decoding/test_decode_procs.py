@@ -9,8 +9,6 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,11 +17,10 @@ import psutil
 import pytest
 from PIL import Image
 
-from maskweb import runner
 from maskweb.masking.decoding import decode_procs, engine, render
 from maskweb.segment.types import Point, Prediction, Prompts
 from tests.web.client import Socket, request, two_tone_photo, upload, wait_ready
-from tests.web.test_serve import REPO, Output, answers, child, wait_until
+from tests.web.test_serve import answers, child, served, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -138,20 +135,7 @@ def decode_children(web: psutil.Process) -> list[psutil.Process]:
 
 
 def test_decode_processes_die_with_the_web_process_killed_or_stopped(tmp_path):
-    port = runner.free_port()
-    env = {**os.environ, "MASKWEB_DATA_DIR": str(tmp_path), "MASKWEB_PORT": str(port),
-           "PYTHONUNBUFFERED": "1", "MASKWEB_MODELS_DIR": str(tmp_path / "models")}
-    env.pop("REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env,
-                   check=True, timeout=60)
-    serve = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        output = Output(serve)
-        output.wait_for("maskweb is running", 90)
+    with served(tmp_path) as (serve, output, base):
         for kill in (signal.SIGKILL, signal.SIGTERM):
             daphne = child(serve, "daphne")
             wait_until(lambda d=daphne: len(decode_children(d)) == render.CORES, 60,
@@ -175,10 +159,6 @@ def test_decode_processes_die_with_the_web_process_killed_or_stopped(tmp_path):
         serve.wait(timeout=60)
         _, alive = psutil.wait_procs(everything, timeout=10)
         assert not alive, [p.cmdline() for p in alive]
-    finally:
-        if serve.poll() is None:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
 
 
 def test_a_click_whose_decode_process_is_killed_gets_its_mask(live_stack):
