@@ -32,6 +32,7 @@ from maskweb.masking.models import MaskObject
 from maskweb.masking.protocol import schemas
 from maskweb.masking.protocol.schemas import ProtocolError
 from maskweb.photos import crops
+from maskweb.segment.vectorize import VectorizeOptions
 
 
 def _stem(access: editing.Access) -> str:
@@ -120,10 +121,10 @@ async def object_svg(request: HttpRequest, token: str, number: int,
 def _object_svg(access: editing.Access, number: int,
                 query: schemas.VectorQuery) -> download_jobs.Job:
     obj = editing.get_object(access.session, number)
-    options, _ = downloads.vector_settings(query.model_dump())
+    options, feather = downloads.vector_settings(query.model_dump())
     session = editing.reload(access.session)
     return download_jobs.Job(
-        download_jobs.cache_key("object.svg", session, [obj], _params(query)),
+        download_jobs.cache_key("object.svg", session, [obj], _params(options, feather)),
         lambda: downloads.svg(session.photo, [(obj, _object_mask(session, obj))],
                               options).encode(),
         "image/svg+xml", _object_filename(access, obj, "svg"))
@@ -147,9 +148,8 @@ async def object_xmp(request: HttpRequest, token: str, number: int,
     return await in_thread(request, token, run)
 
 
-def _params(query: schemas.VectorQuery) -> dict[str, float]:
+def _params(options: VectorizeOptions, feather: float) -> dict[str, float]:
     """The vector settings as the cache key sees them (validated, defaults filled in)."""
-    options, feather = downloads.vector_settings(query.model_dump())
     return {"turdsize": options.turdsize, "alphamax": options.alphamax,
             "opttolerance": options.opttolerance, "feather": feather}
 
@@ -198,10 +198,11 @@ async def all_png(request: HttpRequest, token: str,
 async def all_svg(request: HttpRequest, token: str,
                   query: Query[schemas.VectorQuery]) -> HttpResponseBase:
     def run(access: editing.Access) -> download_jobs.Job:
-        options, _ = downloads.vector_settings(query.model_dump())
+        options, feather = downloads.vector_settings(query.model_dump())
         session = editing.reload(access.session)
         return download_jobs.Job(
-            download_jobs.cache_key("all.svg", session, _visible(session), _params(query)),
+            download_jobs.cache_key("all.svg", session, _visible(session),
+                                    _params(options, feather)),
             lambda: downloads.svg(session.photo, _all(session), options).encode(),
             "image/svg+xml", f"{_stem(access)}-masks.svg")
     return await in_thread(request, token, run)
@@ -235,8 +236,8 @@ def _sidecar_job(query: schemas.VectorQuery, session: Any, kind: str, objects: l
         data, _ = downloads.xmp(session, items(), options, feather)
         return data
 
-    return download_jobs.Job(download_jobs.cache_key(kind, session, objects, _params(query)),
-                             make, "application/rdf+xml", filename)
+    key = download_jobs.cache_key(kind, session, objects, _params(options, feather))
+    return download_jobs.Job(key, make, "application/rdf+xml", filename)
 
 
 @api.post(f"{SESSION}/sidecar", response={200: schemas.SidecarStored,
