@@ -59,7 +59,8 @@ daphne_http.install()  # under Daphne only (the hooks touch Daphne's classes)
 
 
 def settle_in() -> None:
-    """The web process's start, off the main thread: the decoder is warmed up (the first
+    """The web process's start, off the main thread: the decoder (in the decode processes, or
+    here without them) is warmed up (the first
     click should not wait for its slow first runs, see engine), then everything loaded so far
     is moved out of the garbage collector's sight.
 
@@ -68,8 +69,10 @@ def settle_in() -> None:
     116,000 objects, 21 ms on an idle machine, 48 ms once during a 4-session bench run.
     Frozen (gc.freeze), they are skipped; a collection walks only what came since.
     """
-    decode_procs.start(render.CORES)  # they warm up the decoder too
-    engine.warm_up_default("decoder")
+    if decode_procs.start(render.CORES) is None:
+        engine.warm_up_default("decoder")
+    # else the decode processes warm up their own decoder: this process decodes only if
+    # they keep dying (decode_procs.Pool.decode), and would load the model then.
     gc.freeze()
 
 
