@@ -60,9 +60,8 @@ daphne_http.install()  # under Daphne only (the hooks touch Daphne's classes)
 
 def settle_in() -> None:
     """The web process's start, off the main thread: the decoder (in the decode processes, or
-    here without them) is warmed up (the first
-    click should not wait for its slow first runs, see engine), then everything loaded so far
-    is moved out of the garbage collector's sight.
+    here without them) is warmed up (the first click should not wait for its slow first runs,
+    see engine), then everything loaded so far is moved out of the garbage collector's sight.
 
     Django, numpy, onnxruntime and the decoder live as long as the process. A full
     collection walked all of them, holding the GIL while every click's Python code waited:
